@@ -18,6 +18,7 @@ What each shim is for:
   chainer falls back to im2col + cuBLAS for convolutions anyway; saying so up
   front silences the per-import "cuDNN is not enabled" warning.
 """
+import importlib
 import os
 import sys
 import types
@@ -48,7 +49,7 @@ def _sctypes():
 def _install_distutils_stand_in():
     """Register ``numpy.distutils.system_info`` if importing it fails."""
     try:
-        import numpy.distutils.system_info  # noqa: F401
+        importlib.import_module('numpy.distutils.system_info')
         return
     except Exception:  # ModuleNotFoundError on 3.12, also DeprecationWarning-as-error
         pass
