@@ -49,7 +49,11 @@ def _sctypes():
 def _install_distutils_stand_in():
     """Register ``numpy.distutils.system_info`` if importing it fails."""
     try:
-        importlib.import_module('numpy.distutils.system_info')
+        # Importing it warns (deprecated since numpy 1.23); chainer imports
+        # it anyway, so import it once here, quietly.
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', DeprecationWarning)
+            importlib.import_module('numpy.distutils.system_info')
         return
     except Exception:  # ModuleNotFoundError on 3.12, also DeprecationWarning-as-error
         pass

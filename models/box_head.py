@@ -1,0 +1,70 @@
+"""Box heads: ROI features -> class scores and class-specific box deltas.
+
+Outputs follow Detectron: ``cls_score`` (R, K+1) logits with background at
+0, ``bbox_pred`` (R, 4(K+1)) (dx, dy, dw, dh) per class for weights
+(10, 10, 5, 5).
+"""
+import chainer
+import chainer.functions as F
+import chainer.links as L
+from chainer import initializers
+
+
+class BoxPredictor(chainer.Chain):
+    """The two output layers shared by both heads.
+
+    Detectron initialises ``cls_score`` with std 0.01 and ``bbox_pred`` with
+    std 0.001, biases 0.
+    """
+
+    def __init__(self, in_channels, n_class):
+        super().__init__()
+        with self.init_scope():
+            self.cls_score = L.Linear(in_channels, n_class,
+                                      initialW=initializers.Normal(0.01))
+            self.bbox_pred = L.Linear(in_channels, 4 * n_class,
+                                      initialW=initializers.Normal(0.001))
+
+    def forward(self, h):
+        return self.cls_score(h), self.bbox_pred(h)
+
+
+class ResNetC5Head(chainer.Chain):
+    """C4 box head: res5 on 14x14 ROI features (stride 2), 7x7 average pool.
+
+    Args:
+        res5 (chainer.Link): the res5 stage; the C4 mask head reuses it.
+        n_class (int): K + 1 including background.
+    """
+
+    def __init__(self, res5, n_class, pooler):
+        super().__init__()
+        self.pooler = pooler
+        with self.init_scope():
+            self.res5 = res5
+            self.predictor = BoxPredictor(2048, n_class)
+
+    def forward(self, features, rois, roi_indices):
+        """(R, 4) rois -> ((R, K+1) logits, (R, 4(K+1)) deltas)."""
+        h = self.res5(self.pooler(features, rois, roi_indices))
+        h = F.average_pooling_2d(h, h.shape[2:])
+        return self.predictor(h)
+
+
+class TwoFCHead(chainer.Chain):
+    """FPN box head: 7x7x256 ROI features flattened (C, H, W) -> 2 x FC 1024."""
+
+    def __init__(self, in_size, n_class, pooler, fc_channels=1024):
+        super().__init__()
+        self.pooler = pooler
+        init = initializers.GlorotUniform()  # Detectron: XavierFill
+        with self.init_scope():
+            self.fc6 = L.Linear(in_size, fc_channels, initialW=init)
+            self.fc7 = L.Linear(fc_channels, fc_channels, initialW=init)
+            self.predictor = BoxPredictor(fc_channels, n_class)
+
+    def forward(self, features, rois, roi_indices):
+        h = self.pooler(features, rois, roi_indices)
+        h = F.relu(self.fc6(h))
+        h = F.relu(self.fc7(h))
+        return self.predictor(h)

@@ -1,0 +1,179 @@
+"""The Mask R-CNN inference model: extractor -> RPN -> box head -> mask head.
+
+Shape letters: R proposals, D detections, K foreground classes (labels
+1..K, background 0), M mask resolution. Boxes are (x1, y1, x2, y2) with
+Detectron's inclusive "+1" widths (docs/conventions.md).
+
+``predict`` follows Detectron's ``core/test.py`` for one image at a time:
+
+====================  ==========================================  ========
+step                  what                                        where
+====================  ==========================================  ========
+prepare               BGR - means, resize, pad                    host
+extractor             backbone (+ FPN)                            device
+propose               RPN, top-N, decode, clip, NMS               device
+detect_boxes          box head on proposals / scale, per-class    device
+                      decode (10, 10, 5, 5), clip, NMS, cap
+detect_masks          mask head on the final boxes * scale        device
+paste                 Detectron's paste rule, threshold > 0.5     host
+====================  ==========================================  ========
+"""
+import chainer
+import chainer.functions as F
+import numpy
+
+from models.anchors import shifted_anchors
+from utils.boxes import clip_boxes, decode_boxes
+from utils.detections import suppress
+from utils.image import prepare
+from utils.masks import paste_masks
+
+PRESETS = {
+    # Detectron TEST.SCORE_THRESH / TEST.NMS / TEST.DETECTIONS_PER_IM
+    'evaluate': {'score_thresh': 0.05, 'nms_thresh': 0.5, 'limit': 100},
+    'visualize': {'score_thresh': 0.7, 'nms_thresh': 0.3, 'limit': 100},
+}
+
+
+class MaskRCNN(chainer.Chain):
+    """Mask R-CNN for inference; see ``models/presets.py`` for builders.
+
+    Args:
+        extractor (chainer.Link): image -> list of feature maps.
+        rpn (models.rpn.RPNHead): shared RPN head.
+        box_head, mask_head (chainer.Link): ``(features, rois,
+            roi_indices)`` -> outputs.
+        proposal_generator (models.proposals.ProposalGenerator).
+        cell_anchors (list of ndarray): (A, 4) anchors of each RPN level.
+        rpn_strides (tuple of int): stride of each RPN level.
+        rpn_levels (slice): features the RPN sees.
+        head_levels (slice): features the heads pool from.
+        min_size, max_size (int): test-time resize (800, 1333).
+        pad_stride (int): pad the input to a multiple of this (FPN 32).
+        bbox_reg_weights (tuple): head delta weights (10, 10, 5, 5).
+        mask_thresh (float): binarisation threshold (strict ``>``).
+        preset (str or dict): 'evaluate', 'visualize' or a dict of
+            ``score_thresh``, ``nms_thresh``, ``limit``.
+    """
+
+    def __init__(self, extractor, rpn, box_head, mask_head,
+                 proposal_generator, cell_anchors, rpn_strides, rpn_levels,
+                 head_levels, min_size=800, max_size=1333, pad_stride=1,
+                 bbox_reg_weights=(10., 10., 5., 5.), mask_thresh=0.5,
+                 preset='evaluate'):
+        super().__init__()
+        with self.init_scope():
+            self.extractor = extractor
+            self.rpn = rpn
+            self.box_head = box_head
+            self.mask_head = mask_head
+        self.proposal_generator = proposal_generator
+        self.cell_anchors = [numpy.asarray(a) for a in cell_anchors]
+        self.rpn_strides = tuple(rpn_strides)
+        self.rpn_levels = rpn_levels
+        self.head_levels = head_levels
+        self.min_size = min_size
+        self.max_size = max_size
+        self.pad_stride = pad_stride
+        self.bbox_reg_weights = tuple(bbox_reg_weights)
+        self.mask_thresh = mask_thresh
+        self.use_preset(preset)
+
+    def use_preset(self, preset):
+        """Set ``score_thresh``, ``nms_thresh`` and ``limit``."""
+        if isinstance(preset, str):
+            if preset not in PRESETS:
+                raise ValueError('preset must be one of {} or a dict, got '
+                                 '{!r}'.format(sorted(PRESETS), preset))
+            preset = PRESETS[preset]
+        self.score_thresh = float(preset['score_thresh'])
+        self.nms_thresh = float(preset['nms_thresh'])
+        self.limit = int(preset['limit'])
+
+    def anchors(self, features):
+        """Anchors of each RPN level, (H_l*W_l*A, 4) on the model's device."""
+        return [self.xp.asarray(shifted_anchors(a, s, *f.shape[2:]))
+                for a, s, f in zip(self.cell_anchors, self.rpn_strides,
+                                   features)]
+
+    def propose(self, features, size, scale):
+        """RPN proposals of image 0: (R, 4) rois in resized pixels."""
+        rpn_features = features[self.rpn_levels]
+        logits, deltas = self.rpn(rpn_features)
+        scores = [F.sigmoid(l).array[0] for l in logits]
+        deltas = [d.array[0] for d in deltas]
+        rois, _ = self.proposal_generator(
+            scores, deltas, self.anchors(rpn_features), size, scale,
+            train=chainer.config.train)
+        return rois
+
+    def detect_boxes(self, features, rois, scale, orig_size):
+        """Final detections of image 0 in original-image pixels.
+
+        Returns:
+            (array, array, array): bbox (D, 4), label (D,) in 1..K,
+            score (D,).
+        """
+        roi_indices = self.xp.zeros(len(rois), numpy.int32)
+        cls_score, bbox_pred = self.box_head(features[self.head_levels],
+                                             rois, roi_indices)
+        prob = F.softmax(cls_score).array
+        boxes = decode_boxes(rois / scale, bbox_pred.array,
+                             self.bbox_reg_weights)
+        boxes = clip_boxes(boxes, orig_size)
+        return suppress(boxes, prob, self.score_thresh, self.nms_thresh,
+                        self.limit)
+
+    def detect_masks(self, features, bbox, label, scale):
+        """(D, M, M) mask probabilities of each detection's class."""
+        rois = (bbox * scale).astype(numpy.float32)
+        roi_indices = self.xp.zeros(len(rois), numpy.int32)
+        logits = self.mask_head(features[self.head_levels], rois,
+                                roi_indices)
+        # (D, K+1, M, M) -> (D, M, M): the channel of each detection's label.
+        logits = logits.array[self.xp.arange(len(label)), label]
+        return F.sigmoid(logits).array
+
+    def predict(self, imgs):
+        """Detect objects and their masks.
+
+        ========  ==========================  ==============================
+        in/out    shape, dtype                meaning
+        ========  ==========================  ==============================
+        imgs      list of (3, H, W) float32   RGB, 0-255
+        bboxes    list of (D, 4) float32      (x1, y1, x2, y2), orig. pixels
+        labels    list of (D,) int32          1..K (0 is background)
+        scores    list of (D,) float32        class probability
+        masks     list of (D, H, W) bool      pasted at ``mask_thresh``
+        ========  ==========================  ==============================
+
+        Outputs are NumPy arrays whatever the model's device.
+        """
+        bboxes, labels, scores, masks = [], [], [], []
+        for img in imgs:
+            bbox, label, score, mask = self._predict_one(img)
+            bboxes.append(bbox)
+            labels.append(label)
+            scores.append(score)
+            masks.append(mask)
+        return bboxes, labels, scores, masks
+
+    def _predict_one(self, img):
+        orig_size = img.shape[1:]
+        x, scale, size = prepare(img, self.min_size, self.max_size,
+                                 self.pad_stride)
+        with chainer.using_config('train', False), \
+                chainer.no_backprop_mode():
+            features = self.extractor(self.xp.asarray(x[None]))
+            rois = self.propose(features, size, scale)
+            bbox, label, score = self.detect_boxes(features, rois, scale,
+                                                   orig_size)
+            if len(bbox):
+                probs = self.detect_masks(features, bbox, label, scale)
+            else:
+                probs = self.xp.zeros((0, 1, 1), numpy.float32)
+        # Model boundary: results go to the host for pasting and the user.
+        bbox, label, score, probs = (chainer.backend.CpuDevice().send(a)
+                                     for a in (bbox, label, score, probs))
+        mask = paste_masks(probs, bbox, orig_size, self.mask_thresh)
+        return bbox, label, score, mask

@@ -1,0 +1,44 @@
+"""Normalisation layers selectable by name: frozen affine, BN or GroupNorm.
+
+Detectron's model-zoo weights carry batch norm already folded into a
+per-channel affine transform, ``y = scale * x + bias`` (its
+``AffineChannel`` op with ``_bn_s`` / ``_bn_b`` blobs). That transform is
+never trained (Caffe2 gives it no gradient), so it is stored here as
+persistent arrays, not parameters: it is saved and moved between devices
+but the optimizer never sees it.
+"""
+import chainer
+import chainer.links as L
+import numpy
+
+
+class AffineChannel2D(chainer.Link):
+    """Frozen per-channel affine transform of (N, C, H, W) features.
+
+    Args:
+        channels (int): C.
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        self.add_persistent('scale', numpy.ones(channels, numpy.float32))
+        self.add_persistent('bias', numpy.zeros(channels, numpy.float32))
+
+    def forward(self, x):
+        # (C,) -> (1, C, 1, 1) to broadcast over N, H, W.
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return x * self.scale.reshape(shape) + self.bias.reshape(shape)
+
+
+NORMS = ('affine', 'bn', 'gn')
+
+
+def make_norm(kind, channels):
+    """Build the normalisation ``kind`` ('affine', 'bn' or 'gn') for C channels."""
+    if kind == 'affine':
+        return AffineChannel2D(channels)
+    if kind == 'bn':
+        return L.BatchNormalization(channels, eps=1e-5)
+    if kind == 'gn':
+        return L.GroupNormalization(32, channels, eps=1e-5)
+    raise ValueError('norm must be one of {}, got {!r}'.format(NORMS, kind))

@@ -1,0 +1,137 @@
+"""One preset per architecture, every number spelled out with the Detectron
+config key it mirrors (``configs/12_2017_baselines/e2e_mask_rcnn_R-50-
+{C4,FPN}_1x.yaml`` over ``detectron/core/config.py``). Numbers that differ
+between training and testing are ``(train, test)`` pairs.
+
+Only ``train.py``, ``demo.py`` and the converter read presets; models take
+constructor arguments.
+"""
+import dataclasses
+
+import chainer
+
+from models.anchors import generate_anchors
+from models.box_head import ResNetC5Head, TwoFCHead
+from models.fpn import FPN
+from models.mask_head import FourConvMaskHead, ResNetC5MaskHead
+from models.mask_rcnn import MaskRCNN
+from models.poolers import ROIPooler
+from models.proposals import ProposalGenerator
+from models.resnet import ResNetBody, res_stage
+from models.rpn import RPNHead
+
+ARCHS = ('c4', 'fpn')
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    arch: str
+    depth: int = 50                          # MODEL.CONV_BODY ResNet50
+    n_fg_class: int = 80                     # MODEL.NUM_CLASSES - 1
+    norm: str = 'affine'                     # AffineChannel (frozen BN)
+    min_size: int = 800                      # TRAIN.SCALES / TEST.SCALE
+    max_size: int = 1333                     # TRAIN/TEST.MAX_SIZE
+    pad_stride: int = 1                      # FPN.COARSEST_STRIDE if FPN
+    rpn_strides: tuple = (16,)               # RPN.STRIDE / 2**level
+    rpn_sizes: tuple = ((32, 64, 128, 256, 512),)  # RPN.SIZES per level
+    aspect_ratios: tuple = (0.5, 1., 2.)     # RPN.ASPECT_RATIOS
+    rpn_pre_nms_top_n: tuple = (12000, 6000)  # TRAIN/TEST.RPN_PRE_NMS_TOP_N
+    rpn_post_nms_top_n: tuple = (2000, 1000)  # TRAIN/TEST.RPN_POST_NMS_TOP_N
+    rpn_collect_top_n: tuple = None          # FPN: RPN_POST_NMS_TOP_N overall
+    rpn_nms_thresh: float = 0.7              # TRAIN/TEST.RPN_NMS_THRESH
+    rpn_min_size: float = 0.                 # TRAIN/TEST.RPN_MIN_SIZE
+    box_roi_size: int = 14                   # FAST_RCNN.ROI_XFORM_RESOLUTION
+    box_sampling_ratio: int = 0              # FAST_RCNN.ROI_XFORM_SAMPLING_RATIO
+    mask_roi_size: int = 14                  # MRCNN.ROI_XFORM_RESOLUTION
+    mask_sampling_ratio: int = 0             # MRCNN.ROI_XFORM_SAMPLING_RATIO
+    mask_resolution: int = 14                # MRCNN.RESOLUTION
+    bbox_reg_weights: tuple = (10., 10., 5., 5.)  # MODEL.BBOX_REG_WEIGHTS
+    mask_thresh: float = 0.5                 # MRCNN.THRESH_BINARIZE
+    aligned: bool = False                    # Caffe2 RoIAlign (no half pixel)
+
+
+C4 = Preset(arch='c4')
+
+FPN_PRESET = Preset(
+    arch='fpn',
+    pad_stride=32,                           # FPN.COARSEST_STRIDE
+    rpn_strides=(4, 8, 16, 32, 64),          # levels 2..6
+    rpn_sizes=((32,), (64,), (128,), (256,), (512,)),  # RPN_ANCHOR_START_SIZE
+    rpn_pre_nms_top_n=(2000, 1000),          # per level
+    rpn_post_nms_top_n=(2000, 1000),         # per level
+    rpn_collect_top_n=(2000, 1000),          # after collecting all levels
+    box_roi_size=7,
+    box_sampling_ratio=2,
+    mask_roi_size=14,
+    mask_sampling_ratio=2,
+    mask_resolution=28,
+)
+
+PRESETS = {'c4': C4, 'fpn': FPN_PRESET}
+
+
+def get_preset(arch, **overrides):
+    """The preset of ``arch`` ('c4' or 'fpn') with some fields replaced."""
+    if arch not in PRESETS:
+        raise ValueError('arch must be one of {}, got {!r}'.format(ARCHS,
+                                                                   arch))
+    return dataclasses.replace(PRESETS[arch], **overrides)
+
+
+def _proposals(p):
+    return ProposalGenerator(p.rpn_pre_nms_top_n, p.rpn_post_nms_top_n,
+                             p.rpn_collect_top_n, p.rpn_nms_thresh,
+                             p.rpn_min_size)
+
+
+def _anchors(p):
+    return [generate_anchors(s, sizes, p.aspect_ratios)
+            for s, sizes in zip(p.rpn_strides, p.rpn_sizes)]
+
+
+class C4Extractor(chainer.Chain):
+    """ResNet res2-res4; returns [res4] (stride 16)."""
+
+    def __init__(self, body):
+        super().__init__()
+        with self.init_scope():
+            self.body = body
+
+    def forward(self, x):
+        return self.body(x)[-1:]
+
+
+def build_mask_rcnn(p, preset='evaluate'):
+    """Build the inference model described by preset ``p``."""
+    n_class = p.n_fg_class + 1
+    n_anchors = len(p.aspect_ratios) * len(p.rpn_sizes[0])
+    if p.arch == 'c4':
+        extractor = C4Extractor(ResNetBody(p.depth, 4, p.norm))
+        rpn = RPNHead(1024, 1024, n_anchors)
+        box_pooler = ROIPooler(p.box_roi_size, (1. / 16,),
+                               p.box_sampling_ratio, aligned=p.aligned)
+        mask_pooler = ROIPooler(p.mask_roi_size, (1. / 16,),
+                                p.mask_sampling_ratio, aligned=p.aligned)
+        # res5 on 14x14 features: stride int(14 / 7) = 2 gives 7x7.
+        res5 = res_stage(p.depth, 5, p.box_roi_size // 7, p.norm)
+        box_head = ResNetC5Head(res5, n_class, box_pooler)
+        mask_head = ResNetC5MaskHead(box_head, n_class, mask_pooler)
+        rpn_levels = head_levels = slice(0, 1)
+    elif p.arch == 'fpn':
+        extractor = FPN(ResNetBody(p.depth, 5, p.norm))
+        rpn = RPNHead(256, 256, n_anchors)
+        scales = FPN.scales[:4]
+        box_pooler = ROIPooler(p.box_roi_size, scales, p.box_sampling_ratio,
+                               aligned=p.aligned)
+        mask_pooler = ROIPooler(p.mask_roi_size, scales,
+                                p.mask_sampling_ratio, aligned=p.aligned)
+        box_head = TwoFCHead(256 * p.box_roi_size ** 2, n_class, box_pooler)
+        mask_head = FourConvMaskHead(n_class, mask_pooler)
+        rpn_levels, head_levels = slice(0, 5), slice(0, 4)
+    else:
+        raise ValueError('arch must be one of {}, got {!r}'.format(
+            ARCHS, p.arch))
+    return MaskRCNN(extractor, rpn, box_head, mask_head, _proposals(p),
+                    _anchors(p), p.rpn_strides, rpn_levels, head_levels,
+                    p.min_size, p.max_size, p.pad_stride, p.bbox_reg_weights,
+                    p.mask_thresh, preset)

@@ -1,0 +1,128 @@
+"""ResNet body in Detectron's form (``detectron/modeling/ResNet.py``).
+
+* Stem: conv1 7x7/2 without bias, norm, ReLU, 3x3/2 max pool with pad 1 and
+  Caffe2's floor-mode output size (chainer ``cover_all=False``).
+* Bottleneck blocks with the stride on the first 1x1 conv
+  (``RESNETS.STRIDE_1X1 = True``, as MSRA's original ResNet).
+* A stage's first block projects the shortcut (``branch1``) when the channel
+  count changes; only that block carries the stage stride.
+
+Link names mirror Detectron's blob names so that conversion is a plain
+rename: ``res3_0_branch2a_w`` is ``res3/0/branch2a/conv/W`` and
+``res3_0_branch2a_bn_s`` is ``res3/0/branch2a/norm/scale``.
+"""
+import chainer
+import chainer.functions as F
+import chainer.links as L
+
+from models.norm import make_norm
+
+# blocks per stage res2..res5
+DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+
+
+class ConvNorm(chainer.Chain):
+    """Convolution without bias followed by a normalisation layer."""
+
+    def __init__(self, in_channels, out_channels, ksize, stride=1, pad=0,
+                 norm='affine', initialW=None):
+        super().__init__()
+        with self.init_scope():
+            self.conv = L.Convolution2D(in_channels, out_channels, ksize,
+                                        stride, pad, nobias=True,
+                                        initialW=initialW)
+            self.norm = make_norm(norm, out_channels)
+
+    def forward(self, x):
+        return self.norm(self.conv(x))
+
+
+class Bottleneck(chainer.Chain):
+    """1x1 (stride) -> 3x3 -> 1x1 residual block; shortcut projected if needed."""
+
+    def __init__(self, in_channels, mid_channels, out_channels, stride,
+                 norm='affine', initialW=None):
+        super().__init__()
+        with self.init_scope():
+            self.branch2a = ConvNorm(in_channels, mid_channels, 1, stride, 0,
+                                     norm, initialW)
+            self.branch2b = ConvNorm(mid_channels, mid_channels, 3, 1, 1,
+                                     norm, initialW)
+            self.branch2c = ConvNorm(mid_channels, out_channels, 1, 1, 0,
+                                     norm, initialW)
+            if in_channels != out_channels:
+                self.branch1 = ConvNorm(in_channels, out_channels, 1, stride,
+                                        0, norm, initialW)
+
+    def forward(self, x):
+        h = F.relu(self.branch2a(x))
+        h = F.relu(self.branch2b(h))
+        h = self.branch2c(h)
+        shortcut = self.branch1(x) if hasattr(self, 'branch1') else x
+        return F.relu(h + shortcut)
+
+
+class ResStage(chainer.ChainList):
+    """``n_blocks`` bottlenecks; Detectron's ``add_stage``.
+
+    The first block has stride ``stride`` when it changes the channel count
+    (Detectron: ``stride_init if dim_in != dim_out else 1``).
+    """
+
+    def __init__(self, n_blocks, in_channels, mid_channels, out_channels,
+                 stride, norm='affine', initialW=None):
+        super().__init__()
+        for i in range(n_blocks):
+            s = stride if i == 0 and in_channels != out_channels else 1
+            self.append(Bottleneck(in_channels, mid_channels, out_channels,
+                                   s, norm, initialW))
+            in_channels = out_channels
+
+    def forward(self, x):
+        for block in self:
+            x = block(x)
+        return x
+
+
+def res_stage(depth, stage, stride=2, norm='affine', initialW=None):
+    """Stage ``stage`` (2..5) of ResNet-``depth``: res2 256, res3 512, ..."""
+    n_blocks = DEPTHS[depth][stage - 2]
+    out_channels = 256 * 2 ** (stage - 2)
+    in_channels = 64 if stage == 2 else out_channels // 2
+    return ResStage(n_blocks, in_channels, out_channels // 4, out_channels,
+                    1 if stage == 2 else stride, norm, initialW)
+
+
+class ResNetBody(chainer.Chain):
+    """Stem and res2 .. res``last_stage``; returns every stage's output.
+
+    Input: (N, 3, H, W) float32 BGR minus pixel means (docs/conventions.md).
+    Output: list of (N, C_k, H_k, W_k) for res2 .. res_last, strides
+    4, 8, 16, 32.
+
+    Args:
+        depth (int): 50 or 101.
+        last_stage (int): 4 for C4 (res5 lives in the box head), 5 for FPN.
+        norm (str): 'affine' (frozen, Detectron weights), 'bn' or 'gn'.
+    """
+
+    def __init__(self, depth=50, last_stage=4, norm='affine', initialW=None):
+        super().__init__()
+        if depth not in DEPTHS:
+            raise ValueError('ResNet depth must be one of {}, got {}'.format(
+                sorted(DEPTHS), depth))
+        self.stages = ['res{}'.format(k) for k in range(2, last_stage + 1)]
+        with self.init_scope():
+            self.conv1 = ConvNorm(3, 64, 7, 2, 3, norm, initialW)
+            for k in range(2, last_stage + 1):
+                setattr(self, 'res{}'.format(k),
+                        res_stage(depth, k, 2, norm, initialW))
+
+    def forward(self, x):
+        h = F.relu(self.conv1(x))
+        h = F.max_pooling_2d(h, 3, 2, pad=1, cover_all=False)
+        outs = []
+        for name in self.stages:
+            h = getattr(self, name)(h)
+            outs.append(h)
+        return outs

@@ -1,0 +1,56 @@
+"""Region proposal network head (Detectron ``rpn_heads.py``, ``FPN.py``).
+
+One head is shared by every level it is applied to (FPN shares level 2's
+parameters with levels 3-6). Shape letters: N images, A anchors per cell,
+H x W feature map.
+"""
+import chainer
+import chainer.functions as F
+import chainer.links as L
+from chainer import initializers
+
+
+class RPNHead(chainer.Chain):
+    """3x3 conv + ReLU, then per-anchor objectness logits and box deltas.
+
+    Args:
+        in_channels (int): channels of the features (1024 C4, 256 FPN).
+        mid_channels (int): channels of the 3x3 conv (Detectron: same).
+        n_anchors (int): A (15 C4, 3 FPN).
+
+    Deltas are (dx, dy, dw, dh) per anchor, Detectron's channel order
+    ``a * 4 + k``, for weights (1, 1, 1, 1).
+    """
+
+    def __init__(self, in_channels, mid_channels, n_anchors):
+        super().__init__()
+        init = initializers.Normal(0.01)  # Detectron: GaussianFill std 0.01
+        with self.init_scope():
+            self.conv = L.Convolution2D(in_channels, mid_channels, 3, 1, 1,
+                                        initialW=init)
+            self.cls_logits = L.Convolution2D(mid_channels, n_anchors, 1,
+                                              initialW=init)
+            self.bbox_pred = L.Convolution2D(mid_channels, 4 * n_anchors, 1,
+                                             initialW=init)
+
+    def forward(self, features):
+        """Apply to each level.
+
+        Args:
+            features (list of Variable): (N, C, H_l, W_l) per level.
+
+        Returns:
+            (list, list): per level, objectness logits (N, H_l*W_l*A) and
+            deltas (N, H_l*W_l*A, 4), rows ordered (H, W, A) like the anchors.
+        """
+        logits, deltas = [], []
+        for x in features:
+            h = F.relu(self.conv(x))
+            n = x.shape[0]
+            # (N, A, H, W) -> (N, H, W, A) -> (N, H*W*A)
+            logits.append(F.reshape(
+                F.transpose(self.cls_logits(h), (0, 2, 3, 1)), (n, -1)))
+            # (N, A*4, H, W) -> (N, H, W, A*4) -> (N, H*W*A, 4)
+            deltas.append(F.reshape(
+                F.transpose(self.bbox_pred(h), (0, 2, 3, 1)), (n, -1, 4)))
+        return logits, deltas

@@ -1,0 +1,75 @@
+"""Reading images and Detectron's test-time preprocessing.
+
+``read_image`` returns RGB CHW float32 0-255 (what ``predict`` takes);
+``prepare`` turns it into the network input: BGR, minus Detectron's pixel
+means, resized so the shorter side is ``min_size`` unless the longer side
+would exceed ``max_size`` (Detectron's ``prep_im_for_blob``: means are
+subtracted before the bilinear resize), zero-padded bottom/right to a
+multiple of ``stride``.
+"""
+import os
+
+import cv2
+import numpy
+
+# Detectron's PIXEL_MEANS, BGR order.
+PIXEL_MEANS_BGR = numpy.array([102.9801, 115.9465, 122.7717], numpy.float32)
+
+
+class ImageError(ValueError):
+    """An image file that is missing or cannot be decoded."""
+
+
+def read_image(path):
+    """Read an image file.
+
+    Returns:
+        numpy.ndarray: (3, H, W) float32 RGB in [0, 255].
+    """
+    if not os.path.isfile(path):
+        raise ImageError('image file not found: {}'.format(path))
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageError('cannot decode image (expected JPEG/PNG/BMP...): '
+                         '{}'.format(path))
+    return img[:, :, ::-1].transpose(2, 0, 1).astype(numpy.float32)
+
+
+def target_scale(height, width, min_size=800, max_size=1333):
+    """Detectron's ``get_target_scale``: scale factor of the resize."""
+    short, long = min(height, width), max(height, width)
+    scale = float(min_size) / float(short)
+    if numpy.round(scale * long) > max_size:
+        scale = float(max_size) / float(long)
+    return scale
+
+
+def prepare(img, min_size=800, max_size=1333, stride=1):
+    """Network input of one RGB CHW image.
+
+    Returns:
+        (numpy.ndarray, float, (int, int)): (3, H', W') float32 BGR minus
+        means, padded to a multiple of ``stride``; the scale; and (H, W) of
+        the resized image before padding.
+    """
+    _, h, w = img.shape
+    scale = target_scale(h, w, min_size, max_size)
+    bgr = img[::-1].transpose(1, 2, 0) - PIXEL_MEANS_BGR
+    bgr = cv2.resize(bgr, None, fx=scale, fy=scale,
+                     interpolation=cv2.INTER_LINEAR)
+    rh, rw = bgr.shape[:2]
+    ph = int(numpy.ceil(rh / stride) * stride)
+    pw = int(numpy.ceil(rw / stride) * stride)
+    out = numpy.zeros((3, ph, pw), numpy.float32)
+    out[:, :rh, :rw] = bgr.transpose(2, 0, 1)
+    return out, scale, (rh, rw)
+
+
+def batch_images(imgs):
+    """Stack (3, H_i, W_i) inputs into (N, 3, max H, max W), zero-padded."""
+    h = max(img.shape[1] for img in imgs)
+    w = max(img.shape[2] for img in imgs)
+    out = numpy.zeros((len(imgs), 3, h, w), numpy.float32)
+    for i, img in enumerate(imgs):
+        out[i, :, :img.shape[1], :img.shape[2]] = img
+    return out

@@ -1,0 +1,58 @@
+"""Drawing detections with matplotlib (no display needed: Agg backend)."""
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy  # noqa: E402
+from matplotlib import patches  # noqa: E402
+
+COLORS = numpy.array([
+    (0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17),
+    (0.84, 0.15, 0.16), (0.58, 0.4, 0.74), (0.55, 0.34, 0.29),
+    (0.89, 0.47, 0.76), (0.5, 0.5, 0.5), (0.74, 0.74, 0.13),
+    (0.09, 0.75, 0.81)])
+
+
+def mask_contours(mask):
+    """Outlines of a binary (H, W) mask as a list of (P, 2) (x, y) arrays."""
+    import cv2
+    contours, _ = cv2.findContours(mask.astype(numpy.uint8),
+                                   cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    return [c[:, 0, :].astype(numpy.float32) for c in contours if len(c) > 2]
+
+
+def draw_detections(img, bbox, label, score, mask, names, out_path,
+                    contour=False, alpha=0.45):
+    """Save a PNG of ``img`` with masks, boxes, names and scores.
+
+    Args:
+        img (numpy.ndarray): (3, H, W) RGB 0-255.
+        bbox (numpy.ndarray): (D, 4) (x1, y1, x2, y2); label (D,) in 1..K;
+            score (D,); mask (D, H, W) bool.
+        names (sequence of str): names of labels 1..K (index label - 1).
+    """
+    rgb = img.transpose(1, 2, 0).astype(numpy.float32) / 255.
+    for i, m in enumerate(mask):
+        color = COLORS[i % len(COLORS)]
+        rgb[m] = rgb[m] * (1 - alpha) + color * alpha
+    h, w = rgb.shape[:2]
+    fig = plt.figure(figsize=(w / 100., h / 100.), dpi=100)
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.imshow(numpy.clip(rgb, 0, 1))
+    ax.axis('off')
+    for i, (box, lb, sc) in enumerate(zip(bbox, label, score)):
+        color = COLORS[i % len(COLORS)]
+        x1, y1, x2, y2 = box
+        ax.add_patch(patches.Rectangle((x1, y1), x2 - x1 + 1, y2 - y1 + 1,
+                                       fill=False, edgecolor=color,
+                                       linewidth=1.5))
+        if contour and len(mask):
+            for c in mask_contours(mask[i]):
+                ax.add_patch(patches.Polygon(c, fill=False, edgecolor='w',
+                                             linewidth=1.))
+        name = names[lb - 1] if 0 < lb <= len(names) else str(lb)
+        ax.text(x1, y1, '{}: {:.2f}'.format(name, sc), fontsize=8,
+                color='white', va='bottom',
+                bbox=dict(facecolor=color, alpha=0.7, pad=1, linewidth=0))
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
