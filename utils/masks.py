@@ -29,7 +29,8 @@ def paste_masks(masks, bbox, size, thresh=0.5):
     out = numpy.zeros((R, H, W), dtype=bool)
     if R == 0:
         return out
-    ref = expand_boxes(numpy.asarray(bbox, numpy.float64),
+    # float32 arithmetic, as Detectron (its detections are float32).
+    ref = expand_boxes(numpy.asarray(bbox, numpy.float32),
                        (M + 2.) / M).astype(numpy.int32)
     padded = numpy.zeros((M + 2, M + 2), numpy.float32)
     for i in range(R):

@@ -35,7 +35,7 @@ class ModelFileError(ValueError):
 def model_arrays(model):
     """Every array the npz of ``model`` holds, keyed by serializer path."""
     target = {}
-    chainer.serializers.DictionarySerializer(target)(model)
+    chainer.serializers.DictionarySerializer(target).save(model)
     return {k: v for k, v in target.items() if v is not None}
 
 
@@ -67,7 +67,7 @@ def load_weights(path, model):
     """Load the arrays of ``path`` into ``model``; every array must fit."""
     try:
         with numpy.load(path, allow_pickle=False) as npz:
-            chainer.serializers.NpzDeserializer(npz, strict=True)(model)
+            chainer.serializers.NpzDeserializer(npz, strict=True).load(model)
     except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError('{} does not fit the model: {}'.format(
             path, str(e).splitlines()[0] if str(e) else type(e).__name__)

@@ -1,0 +1,253 @@
+"""Greedy non-maximum suppression with Detectron's arithmetic.
+
+The rule, from Detectron's ``detectron/utils/cython_nms.pyx`` ``nms``:
+walk the boxes from the best score down; a box is kept unless an
+already-kept box overlaps it with ``iou >= thresh``. In float32::
+
+    area  = (x2 - x1 + offset) * (y2 - y1 + offset)      # not clamped
+    w     = max(0, min(x2_i, x2_j) - max(x1_i, x1_j) + offset)
+    h     = max(0, min(y2_i, y2_j) - max(y1_i, y1_j) + offset)
+    inter = w * h
+    iou   = inter / (area_i + area_j - inter)            # i kept, j later
+
+so a pair exactly at the threshold is suppressed, degenerate boxes
+(``x2 < x1``) keep their zero or negative areas, and a NaN IoU (two boxes
+of zero area) suppresses nothing. Differences from Detectron, all about
+order only: boxes are ordered by a *stable* sort of ``-score`` (ties keep
+index order; Detectron's ``scores.argsort()[::-1]`` reverses them), and the
+kept indices come back best first (Detectron returns them in index order,
+which is the same thing when the input is already sorted, as in its RPN).
+
+The NumPy path is Detectron's greedy loop vectorised over the remaining
+boxes. The CuPy path is the bitmask algorithm: ``nms_mask`` gives each
+(row block, column block) of 64 sorted boxes one CUDA block whose thread r
+writes a 64-bit word with bit c set when row box r suppresses column box c
+(c after r); ``nms_reduce`` then walks the boxes in order in one CUDA
+block, OR-ing the rows of kept boxes, and writes keep flags. Only the flags
+stay on the device; the mask never goes to the host.
+"""
+import functools
+
+import numpy
+from chainer.backend import get_array_module
+
+_BLOCK = 64          # boxes per mask word: bits in unsigned long long
+_REDUCE_THREADS = 256
+
+
+def non_maximum_suppression(bbox, thresh, score=None, limit=None, offset=1):
+    """Greedy NMS (Detectron ``box_utils.nms``; rule in the module docstring).
+
+    Args:
+        bbox (array): (R, 4) float ``(x1, y1, x2, y2)``; computed in float32.
+        thresh (float): IoU at or above which a lower-scored box is dropped.
+        score (array or None): (R,) float; None keeps the input order.
+        limit (int or None): keep at most this many (the best ones).
+        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+
+    Returns:
+        array: (R',) int32 indices into ``bbox`` of the kept boxes, best
+        score first, on the same device as ``bbox``.
+    """
+    return _nms(bbox, thresh, score, None, limit, offset)
+
+
+def batched_nms(bbox, score, label, thresh, limit=None, offset=1):
+    """NMS within each label in one call: boxes of different labels never
+    suppress each other.
+
+    Equivalent, index for index, to this per-label loop::
+
+        keep = concat([idx[non_maximum_suppression(bbox[idx], thresh,
+                                                   score[idx], None, offset)]
+                       for l in unique(label) for idx in [where(label == l)]])
+        keep = keep[stable_argsort(-score[keep])][:limit]
+
+    It is one greedy walk over all boxes, best first, whose IoU is zeroed
+    for pairs of different labels (the CUDA mask kernel compares labels).
+    Unlike the coordinate-offset trick (shifting each label's boxes far
+    apart), no coordinate changes, so the float32 IoUs, and hence the
+    choices at the threshold, are exactly those of the per-label loop.
+
+    Args:
+        bbox (array): (R, 4) float ``(x1, y1, x2, y2)``.
+        score (array): (R,) float.
+        label (array): (R,) int, e.g. the class of each box.
+        thresh (float): IoU at or above which a box is dropped.
+        limit (int or None): keep at most this many over all labels.
+        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+
+    Returns:
+        array: (R',) int32 indices into ``bbox``, best score first.
+    """
+    return _nms(bbox, thresh, score, label, limit, offset)
+
+
+def _nms(bbox, thresh, score, label, limit, offset):
+    xp = get_array_module(bbox)
+    n = len(bbox)
+    if limit is not None:
+        n_max = min(int(limit), n)
+    else:
+        n_max = n
+    if n_max <= 0:
+        return xp.zeros((0,), dtype=numpy.int32)
+    if score is None:
+        order = xp.arange(n)
+    elif xp is numpy:
+        order = numpy.argsort(-score, kind='stable')
+    else:
+        order = xp.argsort(-score)  # CuPy's argsort is always stable
+    bbox = bbox[order].astype(numpy.float32)
+    if label is not None:
+        label = label[order]
+    if xp is numpy:
+        kept = _greedy_cpu(bbox, label, thresh, n_max, offset)
+    else:
+        kept = _greedy_gpu(bbox, label, thresh, n_max, offset)
+    return order[kept].astype(numpy.int32)
+
+
+def _greedy_cpu(bbox, label, thresh, n_max, offset):
+    """Positions (in sorted order) kept by Detectron's greedy walk."""
+    x1, y1, x2, y2 = bbox.T
+    area = (x2 - x1 + offset) * (y2 - y1 + offset)
+    thresh = numpy.float32(thresh)
+    rest = numpy.arange(len(bbox))
+    kept = []
+    with numpy.errstate(divide='ignore', invalid='ignore'):
+        while rest.size and len(kept) < n_max:
+            i, rest = rest[0], rest[1:]
+            kept.append(i)
+            w = numpy.maximum(numpy.minimum(x2[i], x2[rest]) -
+                              numpy.maximum(x1[i], x1[rest]) + offset, 0)
+            h = numpy.maximum(numpy.minimum(y2[i], y2[rest]) -
+                              numpy.maximum(y1[i], y1[rest]) + offset, 0)
+            inter = w * h
+            iou = inter / (area[i] + area[rest] - inter)
+            drop = iou >= thresh  # NaN compares False: kept
+            if label is not None:
+                drop &= label[rest] == label[i]
+            rest = rest[~drop]
+    return numpy.asarray(kept, dtype=numpy.intp)
+
+
+def _greedy_gpu(bbox, label, thresh, n_max, offset):
+    """Same positions as ``_greedy_cpu``, computed on the device."""
+    import cupy
+
+    mask_kernel, reduce_kernel = _kernels()
+    n = len(bbox)
+    n_blocks = -(-n // _BLOCK)
+    with bbox.device:
+        bbox = cupy.ascontiguousarray(bbox)
+        if label is None:
+            label = cupy.zeros(n, dtype=numpy.int32)
+        label = cupy.ascontiguousarray(label, dtype=numpy.int32)
+        # (n, n_blocks): word [r, b] holds the bits of block b's boxes that
+        # box r suppresses. Only b >= r // 64 is written and read.
+        mask = cupy.zeros((n, n_blocks), dtype=numpy.uint64)
+        removed = cupy.zeros(n_blocks, dtype=numpy.uint64)
+        keep = cupy.zeros(n, dtype=numpy.bool_)
+        mask_kernel((n_blocks, n_blocks), (_BLOCK,),
+                    (numpy.int32(n), numpy.float32(thresh),
+                     numpy.float32(offset), bbox, label, mask))
+        reduce_kernel((1,), (_REDUCE_THREADS,),
+                      (numpy.int32(n), numpy.int32(n_max), mask, removed,
+                       keep))
+        return cupy.nonzero(keep)[0]  # syncs for the count, copies no mask
+
+
+_CUDA_SOURCE = r'''
+#define BLOCK 64
+
+// Detectron's cython max/min, with its argument order below.
+__device__ inline float max_f(float a, float b) { return a >= b ? a : b; }
+__device__ inline float min_f(float a, float b) { return a <= b ? a : b; }
+
+// IoU of kept box a and later box b, operation for operation as
+// _greedy_cpu (compiled with --fmad=false so no multiply-add is fused).
+__device__ inline float box_iou(const float* a, const float* b,
+                                float offset) {
+  float area_a = (a[2] - a[0] + offset) * (a[3] - a[1] + offset);
+  float area_b = (b[2] - b[0] + offset) * (b[3] - b[1] + offset);
+  float w = max_f(0.f, min_f(a[2], b[2]) - max_f(a[0], b[0]) + offset);
+  float h = max_f(0.f, min_f(a[3], b[3]) - max_f(a[1], b[1]) + offset);
+  float inter = w * h;
+  return inter / (area_a + area_b - inter);
+}
+
+// grid (n_blocks, n_blocks), block BLOCK: blockIdx.y is the row block
+// (the suppressing boxes), blockIdx.x the column block (the suppressed).
+extern "C" __global__
+void nms_mask(const int n, const float thresh, const float offset,
+              const float* bbox, const int* label,
+              unsigned long long* mask) {
+  const int row_block = blockIdx.y;
+  const int col_block = blockIdx.x;
+  if (col_block < row_block) return;  // never read: whole block leaves
+  const int n_blocks = (n + BLOCK - 1) / BLOCK;
+  const int row_size = min(n - row_block * BLOCK, BLOCK);
+  const int col_size = min(n - col_block * BLOCK, BLOCK);
+
+  __shared__ float col_bbox[BLOCK * 4];
+  __shared__ int col_label[BLOCK];
+  if (threadIdx.x < col_size) {
+    const int c = col_block * BLOCK + threadIdx.x;
+    for (int k = 0; k < 4; ++k) {
+      col_bbox[threadIdx.x * 4 + k] = bbox[c * 4 + k];
+    }
+    col_label[threadIdx.x] = label[c];
+  }
+  __syncthreads();
+
+  if (threadIdx.x < row_size) {
+    const int r = row_block * BLOCK + threadIdx.x;
+    const int start = row_block == col_block ? threadIdx.x + 1 : 0;
+    unsigned long long bits = 0;
+    for (int t = start; t < col_size; ++t) {
+      if (col_label[t] == label[r] &&
+          box_iou(bbox + r * 4, col_bbox + t * 4, offset) >= thresh) {
+        bits |= 1ULL << t;
+      }
+    }
+    mask[(size_t)r * n_blocks + col_block] = bits;
+  }
+}
+
+// One block. Thread k owns removed[b] for b % blockDim.x == k, so each
+// word has a single writer; every thread runs the same serial walk over a
+// block's 64 boxes (identical values, so the branches stay uniform).
+extern "C" __global__
+void nms_reduce(const int n, const int n_max,
+                const unsigned long long* mask,
+                unsigned long long* removed, bool* keep) {
+  const int n_blocks = (n + BLOCK - 1) / BLOCK;
+  int n_kept = 0;
+  for (int b = 0; b < n_blocks && n_kept < n_max; ++b) {
+    __syncthreads();  // removed[b] now has the rows of all earlier keeps
+    unsigned long long cur = removed[b];
+    const int size = min(n - b * BLOCK, BLOCK);
+    for (int t = 0; t < size && n_kept < n_max; ++t) {
+      if (cur & (1ULL << t)) continue;
+      const int i = b * BLOCK + t;
+      const unsigned long long* row = mask + (size_t)i * n_blocks;
+      cur |= row[b];
+      for (int c = threadIdx.x; c < n_blocks; c += blockDim.x) {
+        if (c > b) removed[c] |= row[c];
+      }
+      if (threadIdx.x == 0) keep[i] = true;
+      ++n_kept;
+    }
+  }
+}
+'''
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    """The two RawKernels (compiled lazily, cached per device by CuPy)."""
+    import cupy
+    options = ('--fmad=false',)
+    return (cupy.RawKernel(_CUDA_SOURCE, 'nms_mask', options=options),
+            cupy.RawKernel(_CUDA_SOURCE, 'nms_reduce', options=options))
