@@ -104,14 +104,14 @@ def main():
         backends.append(('cupy', cupy))
     rng = numpy.random.default_rng(0)
     rows = []
-    print('{:<34} {:<7} {:>12} {:>13}'.format(
+    print('{:<42} {:<7} {:>11} {:>12}'.format(
         'case', 'backend', 'forward ms', 'backward ms'))
     for name, calls in cases(rng):
         for backend, xp in backends:
             fwd, bwd = time_calls(calls, xp, args.repeat)
             rows.append({'case': name, 'backend': backend,
                          'forward_ms': fwd * 1e3, 'backward_ms': bwd * 1e3})
-            print('{:<34} {:<7} {:>12.1f} {:>13.1f}'.format(
+            print('{:<42} {:<7} {:>11.1f} {:>12.1f}'.format(
                 name, backend, fwd * 1e3, bwd * 1e3), flush=True)
     if args.json:
         with open(args.json, 'w') as f:

@@ -8,6 +8,9 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
+from chainer.backend import get_array_module
+
+from models.losses import per_image_mean, smooth_l1
 
 
 class BoxPredictor(chainer.Chain):
@@ -68,3 +71,34 @@ class TwoFCHead(chainer.Chain):
         h = F.relu(self.fc6(h))
         h = F.relu(self.fc7(h))
         return self.predictor(h)
+
+
+def box_head_loss(cls_score, bbox_pred, label, loc, roi_indices, n_images,
+                  beta=1.):
+    """Detectron's Fast R-CNN losses.
+
+    Args:
+        cls_score (Variable): (R, K+1) logits; bbox_pred (R, 4(K+1)).
+        label (array): (R,) int32, 0 for background.
+        loc (array): (R, 4) targets of the labelled class (weights
+            (10, 10, 5, 5)).
+        roi_indices (array): (R,) int32 image of each ROI.
+
+    Returns:
+        (Variable, Variable): box loss (smooth L1, ``beta`` 1, on the
+        ground-truth class's deltas of foreground ROIs) and class loss
+        (softmax cross entropy), each divided by the image's ROI count and
+        averaged over images.
+    """
+    xp = get_array_module(label)
+    counts = xp.maximum(xp.bincount(roi_indices, minlength=n_images), 1)
+    cls = F.softmax_cross_entropy(cls_score, label, reduce='no')
+    cls_loss = per_image_mean(cls, roi_indices, counts, n_images)
+    R = len(label)
+    # (R, 4(K+1)) -> (R, K+1, 4) -> (R, 4): deltas of each ROI's label.
+    pred = F.reshape(bbox_pred, (R, -1, 4))[xp.arange(R), label]
+    fg = (label > 0).astype(pred.dtype)[:, None]
+    per_roi = F.sum(smooth_l1(pred, loc.astype(pred.dtype), beta) * fg,
+                    axis=1)
+    loc_loss = per_image_mean(per_roi, roi_indices, counts, n_images)
+    return loc_loss, cls_loss

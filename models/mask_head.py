@@ -9,6 +9,9 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
+from chainer.backend import get_array_module
+
+from models.losses import per_image_mean
 
 
 class MaskPredictor(chainer.Chain):
@@ -44,16 +47,19 @@ class ResNetC5MaskHead(chainer.Chain):
 
 
 class FourConvMaskHead(chainer.Chain):
-    """FPN mask head."""
+    """FPN mask head; ``in_channels`` defaults to ``channels``."""
 
-    def __init__(self, n_class, pooler, channels=256, n_convs=4):
+    def __init__(self, n_class, pooler, channels=256, n_convs=4,
+                 in_channels=None):
         super().__init__()
         self.pooler = pooler
         init = initializers.HeNormal(fan_option='fan_out')
         with self.init_scope():
             self.convs = chainer.ChainList(*[
-                L.Convolution2D(channels, channels, 3, 1, 1, initialW=init)
-                for _ in range(n_convs)])
+                L.Convolution2D((in_channels or channels) if i == 0
+                                else channels, channels, 3, 1, 1,
+                                initialW=init)
+                for i in range(n_convs)])
             self.predictor = MaskPredictor(channels, n_class, channels)
 
     def forward(self, features, rois, roi_indices):
@@ -61,3 +67,29 @@ class FourConvMaskHead(chainer.Chain):
         for conv in self.convs:
             h = F.relu(conv(h))
         return self.predictor(h)
+
+
+def mask_head_loss(mask_logits, label, target, roi_indices, n_images):
+    """Per-pixel sigmoid cross entropy on each foreground ROI's class.
+
+    Args:
+        mask_logits (Variable): (F, K+1, M, M).
+        label (array): (F,) int32 in 1..K.
+        target (array): (F, M, M) int32 in {0, 1}.
+        roi_indices (array): (F,) image of each ROI.
+
+    Returns:
+        Variable: mean over the image's F_i x M x M pixels, averaged over
+        images (an image without foreground ROIs adds 0).
+    """
+    xp = get_array_module(label)
+    F_ = len(label)
+    if F_ == 0:
+        return F.sum(mask_logits) * 0
+    # (F, K+1, M, M) -> (F, M, M): the labelled class's channel.
+    logits = mask_logits[xp.arange(F_), label]
+    M2 = logits.shape[1] * logits.shape[2]
+    per_roi = F.sum(F.reshape(F.sigmoid_cross_entropy(
+        logits, target, normalize=False, reduce='no'), (F_, M2)), axis=1)
+    counts = xp.maximum(xp.bincount(roi_indices, minlength=n_images), 1) * M2
+    return per_image_mean(per_roi, roi_indices, counts, n_images)

@@ -20,7 +20,7 @@ from models.proposals import ProposalGenerator
 from models.resnet import ResNetBody, res_stage
 from models.rpn import RPNHead
 
-ARCHS = ('c4', 'fpn')
+ARCHS = ('c4', 'fpn', 'fpn-tiny')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +48,16 @@ class Preset:
     bbox_reg_weights: tuple = (10., 10., 5., 5.)  # MODEL.BBOX_REG_WEIGHTS
     mask_thresh: float = 0.5                 # MRCNN.THRESH_BINARIZE
     aligned: bool = False                    # Caffe2 RoIAlign (no half pixel)
+    # Network widths; the defaults are Detectron's. Smaller values give the
+    # light FPN of the quickstart ('fpn-tiny'), which is not Detectron's.
+    width: int = 64                          # ResNet stem channels
+    blocks: tuple = None                     # blocks of res2..res5
+    fpn_channels: int = 256                  # FPN.DIM
+    fc_channels: int = 1024                  # FAST_RCNN.MLP_HEAD_DIM
+    mask_channels: int = 256                 # MRCNN.DIM_REDUCED
+    # Training (Detectron TRAIN.*); ignored at test time.
+    rpn_batch_size: int = 256                # RPN_BATCH_SIZE_PER_IM
+    roi_batch_size: int = 512                # BATCH_SIZE_PER_IM
 
 
 C4 = Preset(arch='c4')
@@ -67,7 +77,16 @@ FPN_PRESET = Preset(
     mask_resolution=28,
 )
 
-PRESETS = {'c4': C4, 'fpn': FPN_PRESET}
+# Quickstart: a light FPN trained from scratch on CPU (GroupNorm, 1 block
+# per stage, narrow layers, small images). Not a Detectron configuration.
+FPN_TINY = dataclasses.replace(
+    FPN_PRESET, arch='fpn', norm='gn', width=16, blocks=(1, 1, 1, 1),
+    fpn_channels=64, fc_channels=256, mask_channels=64, min_size=256,
+    max_size=384, rpn_pre_nms_top_n=(1000, 500),
+    rpn_post_nms_top_n=(500, 300), rpn_collect_top_n=(500, 300),
+    roi_batch_size=128)
+
+PRESETS = {'c4': C4, 'fpn': FPN_PRESET, 'fpn-tiny': FPN_TINY}
 
 
 def get_preset(arch, **overrides):
@@ -76,6 +95,11 @@ def get_preset(arch, **overrides):
         raise ValueError('arch must be one of {}, got {!r}'.format(ARCHS,
                                                                    arch))
     return dataclasses.replace(PRESETS[arch], **overrides)
+
+
+def preset_name(p):
+    """The name of the preset ``p`` derives from ('c4', 'fpn', 'fpn-tiny')."""
+    return 'fpn-tiny' if p.arch == 'fpn' and p.width != 64 else p.arch
 
 
 def _proposals(p):
@@ -118,15 +142,18 @@ def build_mask_rcnn(p, preset='evaluate'):
         mask_head = ResNetC5MaskHead(box_head, n_class, mask_pooler)
         rpn_levels = head_levels = slice(0, 1)
     elif p.arch == 'fpn':
-        extractor = FPN(ResNetBody(p.depth, 5, p.norm))
-        rpn = RPNHead(256, 256, n_anchors)
+        body = ResNetBody(p.depth, 5, p.norm, width=p.width, blocks=p.blocks)
+        extractor = FPN(body, body.out_channels, p.fpn_channels)
+        rpn = RPNHead(p.fpn_channels, p.fpn_channels, n_anchors)
         scales = FPN.scales[:4]
         box_pooler = ROIPooler(p.box_roi_size, scales, p.box_sampling_ratio,
                                aligned=p.aligned)
         mask_pooler = ROIPooler(p.mask_roi_size, scales,
                                 p.mask_sampling_ratio, aligned=p.aligned)
-        box_head = TwoFCHead(256 * p.box_roi_size ** 2, n_class, box_pooler)
-        mask_head = FourConvMaskHead(n_class, mask_pooler)
+        box_head = TwoFCHead(p.fpn_channels * p.box_roi_size ** 2, n_class,
+                             box_pooler, p.fc_channels)
+        mask_head = FourConvMaskHead(n_class, mask_pooler, p.mask_channels,
+                                     in_channels=p.fpn_channels)
         rpn_levels, head_levels = slice(0, 5), slice(0, 4)
     else:
         raise ValueError('arch must be one of {}, got {!r}'.format(

@@ -84,11 +84,14 @@ class ResStage(chainer.ChainList):
         return x
 
 
-def res_stage(depth, stage, stride=2, norm='affine', initialW=None):
-    """Stage ``stage`` (2..5) of ResNet-``depth``: res2 256, res3 512, ..."""
-    n_blocks = DEPTHS[depth][stage - 2]
-    out_channels = 256 * 2 ** (stage - 2)
-    in_channels = 64 if stage == 2 else out_channels // 2
+def res_stage(depth, stage, stride=2, norm='affine', initialW=None,
+              width=64, blocks=None):
+    """Stage ``stage`` (2..5) of ResNet-``depth``: res2 has 4 * width
+    output channels (256 for the standard width 64), doubling per stage.
+    ``blocks`` overrides the blocks per stage (res2..res5)."""
+    n_blocks = (blocks or DEPTHS[depth])[stage - 2]
+    out_channels = 4 * width * 2 ** (stage - 2)
+    in_channels = width if stage == 2 else out_channels // 2
     return ResStage(n_blocks, in_channels, out_channels // 4, out_channels,
                     1 if stage == 2 else stride, norm, initialW)
 
@@ -104,19 +107,25 @@ class ResNetBody(chainer.Chain):
         depth (int): 50 or 101.
         last_stage (int): 4 for C4 (res5 lives in the box head), 5 for FPN.
         norm (str): 'affine' (frozen, Detectron weights), 'bn' or 'gn'.
+        width (int): stem channels (64); a smaller value gives a light
+            network for quick experiments.
+        blocks (tuple of int): blocks of res2..res5 (default: ``depth``'s).
     """
 
-    def __init__(self, depth=50, last_stage=4, norm='affine', initialW=None):
+    def __init__(self, depth=50, last_stage=4, norm='affine', initialW=None,
+                 width=64, blocks=None):
         super().__init__()
-        if depth not in DEPTHS:
+        if blocks is None and depth not in DEPTHS:
             raise ValueError('ResNet depth must be one of {}, got {}'.format(
                 sorted(DEPTHS), depth))
         self.stages = ['res{}'.format(k) for k in range(2, last_stage + 1)]
+        self.out_channels = [4 * width * 2 ** (k - 2)
+                             for k in range(2, last_stage + 1)]
         with self.init_scope():
-            self.conv1 = ConvNorm(3, 64, 7, 2, 3, norm, initialW)
+            self.conv1 = ConvNorm(3, width, 7, 2, 3, norm, initialW)
             for k in range(2, last_stage + 1):
                 setattr(self, 'res{}'.format(k),
-                        res_stage(depth, k, 2, norm, initialW))
+                        res_stage(depth, k, 2, norm, initialW, width, blocks))
 
     def forward(self, x):
         h = F.relu(self.conv1(x))

@@ -8,6 +8,9 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
+from chainer.backend import get_array_module
+
+from models.losses import smooth_l1
 
 
 class RPNHead(chainer.Chain):
@@ -54,3 +57,33 @@ class RPNHead(chainer.Chain):
             deltas.append(F.reshape(
                 F.transpose(self.bbox_pred(h), (0, 2, 3, 1)), (n, -1, 4)))
         return logits, deltas
+
+
+def rpn_loss(logits, deltas, label, loc, beta=1. / 9):
+    """Detectron's RPN losses for a batch.
+
+    Args:
+        logits (Variable): (N, A) objectness logits of all anchors (levels
+            concatenated).
+        deltas (Variable): (N, A, 4) predicted (dx, dy, dw, dh).
+        label (array): (N, A) int32, 1 fg, 0 bg, -1 ignored.
+        loc (array): (N, A, 4) float32 target deltas.
+
+    Returns:
+        (Variable, Variable): box loss (smooth L1 with ``beta``, summed over
+        positives) and objectness loss (sigmoid cross entropy), each divided
+        by the number of sampled anchors of the image, then averaged over
+        images.
+    """
+    xp = get_array_module(label)
+    n = label.shape[0]
+    count = xp.maximum((label >= 0).sum(axis=1), 1).astype(logits.dtype)
+    # (N, A) -> per-element weight 1 / (count_i * N)
+    w = (1. / (count * n))[:, None]
+    cls = F.sigmoid_cross_entropy(logits, label, normalize=False,
+                                  reduce='no')
+    cls_loss = F.sum(cls * w.astype(logits.dtype))
+    fg = (label == 1)[:, :, None].astype(deltas.dtype)
+    loc_loss = F.sum(smooth_l1(deltas, loc.astype(deltas.dtype), beta) *
+                     (fg * w[:, :, None]).astype(deltas.dtype))
+    return loc_loss, cls_loss

@@ -1,0 +1,63 @@
+"""From dataset examples to the training chain's batch.
+
+Workers only decode images (``COCODataset``); the random choices (flip,
+training scale) are made here, in the main process, by one seeded and
+serialised generator, so a run is reproducible and resumes exactly.
+"""
+import chainer
+import numpy
+
+from utils.coco_dataset import flip_example
+from utils.image import batch_images, prepare
+from utils.rng import serialize_random_state
+
+
+class TrainBatcher:
+    """Converter for ``MaskRCNNTrainChain``.
+
+    Args:
+        scales (tuple of int): shorter-side sizes to pick from per image
+            (Detectron ``TRAIN.SCALES``; several = multi-scale training).
+        max_size (int): longer-side cap (``TRAIN.MAX_SIZE``).
+        stride (int): pad to a multiple of this (FPN 32).
+        flip (bool): random horizontal flip with probability 0.5.
+        seed (int): seed of the generator.
+
+    ``batcher(batch, device)`` returns ``(x, scales, sizes, gt_bboxes,
+    gt_labels, gt_segms)``; see ``models/train_chain.py``.
+    """
+
+    def __init__(self, scales=(800,), max_size=1333, stride=1, flip=True,
+                 seed=0):
+        self.scales = tuple(scales)
+        self.max_size = max_size
+        self.stride = stride
+        self.flip = flip
+        self.rng = numpy.random.RandomState(seed)
+
+    def __call__(self, batch, device=None):
+        xs, scales, sizes, bboxes, labels, segms = [], [], [], [], [], []
+        for img, bbox, label, segm in batch:
+            if self.flip and self.rng.rand() < 0.5:
+                img, bbox, segm = flip_example(img, bbox, segm)
+            min_size = self.scales[self.rng.randint(len(self.scales))]
+            x, scale, size = prepare(img, min_size, self.max_size,
+                                     self.stride)
+            xs.append(x)
+            scales.append(scale)
+            sizes.append(size)
+            bboxes.append((numpy.asarray(bbox, numpy.float32) * scale)
+                          .reshape(-1, 4))
+            labels.append(numpy.asarray(label, numpy.int32))
+            segms.append(segm)
+        x = batch_images(xs)
+        if device is not None:
+            x = _device(device).send(x)
+        return x, scales, sizes, bboxes, labels, segms
+
+    def serialize(self, serializer):
+        serialize_random_state(serializer, self.rng)
+
+
+def _device(device):
+    return chainer.get_device(device)
