@@ -1,0 +1,123 @@
+"""Per-stage inference time and peak memory of R-50-C4 and R-50-FPN.
+
+    python bench/inference.py [--size 800 1216] [--repeat 2] [--json OUT]
+
+Random weights (speed does not depend on them); the evaluate preset
+(score > 0.05, NMS 0.5, 100 detections) with the class logits biased so
+that the full 100 detections and their masks are computed, as with real
+weights. Rows: arch x backend (numpy, and cupy when a GPU is present).
+CPU peak memory is the process's peak resident set (``ru_maxrss``), GPU
+peak is CuPy's memory-pool high-water mark.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from utils import compat  # noqa: F401,E402
+import chainer  # noqa: E402
+import numpy  # noqa: E402
+
+from models.presets import build_mask_rcnn, get_preset  # noqa: E402
+from utils.backend import gpu_available  # noqa: E402
+from utils.image import prepare  # noqa: E402
+from utils.masks import paste_masks  # noqa: E402
+
+STAGES = ('prepare', 'backbone', 'rpn', 'box head', 'mask head', 'paste')
+
+
+def stage_times(model, img):
+    """Seconds per stage of one ``predict`` (Detectron's pipeline)."""
+    xp = model.xp
+    sync = (lambda: xp.cuda.Device().synchronize()) if xp is not numpy \
+        else (lambda: None)
+    t = {}
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        t0 = time.perf_counter()
+        x, scale, size = prepare(img, model.min_size, model.max_size,
+                                 model.pad_stride)
+        x = xp.asarray(x[None])
+        sync()
+        t1 = time.perf_counter()
+        features = model.extractor(x)
+        sync()
+        t2 = time.perf_counter()
+        rois = model.propose(features, size, scale)
+        sync()
+        t3 = time.perf_counter()
+        bbox, label, score = model.detect_boxes(features, rois, scale,
+                                                img.shape[1:])
+        sync()
+        t4 = time.perf_counter()
+        probs = model.detect_masks(features, bbox, label, scale)
+        sync()
+        t5 = time.perf_counter()
+        probs, bbox = chainer.backend.CpuDevice().send((probs, bbox))
+        paste_masks(probs, bbox, img.shape[1:])
+        t6 = time.perf_counter()
+    for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4, t5),
+                          (t1, t2, t3, t4, t5, t6)):
+        t[name] = b - a
+    t['total'] = t6 - t0
+    t['detections'] = int(len(bbox))
+    return t
+
+
+def bench(arch, backend, size, repeat):
+    numpy.random.seed(0)
+    model = build_mask_rcnn(get_preset(arch))
+    # Make every proposal score high for class 1 so that 100 detections
+    # and masks are produced, as a trained model does on a busy image.
+    model.box_head.predictor.cls_score.b.array[1] = 10.
+    if backend == 'cupy':
+        model.to_gpu()
+    img = numpy.random.RandomState(0).uniform(
+        0, 255, (3,) + tuple(size)).astype(numpy.float32)
+    runs = [stage_times(model, img) for _ in range(repeat + 1)][1:]
+    row = {k: float(numpy.median([r[k] for r in runs])) for k in runs[0]}
+    if backend == 'cupy':
+        import cupy
+        row['peak_mb'] = cupy.get_default_memory_pool().total_bytes() / 2**20
+    else:
+        row['peak_mb'] = resource.getrusage(
+            resource.RUSAGE_SELF).ru_maxrss / 1024.
+    return row
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--size', type=int, nargs=2, default=(800, 1216),
+                   help='image height and width')
+    p.add_argument('--arch', nargs='+', default=['c4', 'fpn'])
+    p.add_argument('--repeat', type=int, default=2)
+    p.add_argument('--json', default=None)
+    args = p.parse_args()
+    backends = ['numpy'] + (['cupy'] if gpu_available() else [])
+    rows = []
+    header = ('{:<5s} {:<6s}' + ' {:>9s}' * (len(STAGES) + 1) +
+              ' {:>5s} {:>8s}').format('arch', 'xp', *STAGES, 'total',
+                                       'dets', 'peak MB')
+    print('image {}x{}, times in ms (median of {})'.format(
+        args.size[0], args.size[1], args.repeat))
+    print(header)
+    for arch in args.arch:
+        for backend in backends:
+            r = bench(arch, backend, args.size, args.repeat)
+            rows.append(dict(r, arch=arch, backend=backend))
+            print(('{:<5s} {:<6s}' + ' {:>9.1f}' * (len(STAGES) + 1) +
+                   ' {:>5d} {:>8.0f}').format(
+                arch, backend, *[r[s] * 1e3 for s in STAGES + ('total',)],
+                r['detections'], r['peak_mb']))
+            sys.stdout.flush()
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,225 @@
+"""Train Mask R-CNN on COCO or any COCO-format dataset.
+
+    python train.py                      # quickstart: synthetic data, CPU
+    python train.py --dataset coco2017 --coco-root data/coco --gpu 0 \\
+        --batchsize 16 --subdivisions 8 --pretrained R-50.npz
+
+With no arguments it generates a small synthetic COCO-format dataset, trains
+the light 'fpn-tiny' model on the CPU, evaluates it with the COCO metric,
+and writes loss/AP plots, the model and a demo image into --out.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from utils import compat  # noqa: F401,E402  (before chainer)
+import chainer  # noqa: E402
+import numpy  # noqa: E402
+from chainer.training import extensions  # noqa: E402
+
+from models.presets import ARCHS, build_mask_rcnn, get_preset  # noqa: E402
+from models.train_chain import MaskRCNNTrainChain  # noqa: E402
+from utils.batching import TrainBatcher  # noqa: E402
+from utils.extensions import NonFiniteLossGuard, WarmupStepLR  # noqa: E402
+from utils.order_sampler import SeededShuffleOrderSampler  # noqa: E402
+from utils.training_setup import (  # noqa: E402
+    SetupError, dataset_paths, freeze, load_pretrained, write_demo)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description='Train Mask R-CNN (Detectron semantics) on COCO-format '
+                    'data.', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a = p.add_argument
+    a('--arch', choices=ARCHS, default=None,
+      help='model preset (default: fpn-tiny for synthetic data, else fpn)')
+    a('--depth', type=int, choices=(50, 101), default=50,
+      help='ResNet depth (c4 and fpn)')
+    a('--dataset', choices=('synthetic', 'coco2017', 'coco-json'),
+      default='synthetic', help='data source')
+    a('--coco-root', default='data/coco',
+      help='COCO 2017 folder (train2017/, val2017/, annotations/)')
+    a('--train-json', help='COCO-format training annotations (coco-json)')
+    a('--train-images', help='training image folder (coco-json)')
+    a('--val-json', help='COCO-format validation annotations (coco-json)')
+    a('--val-images', help='validation image folder (coco-json)')
+    a('--synthetic-root', default='data/synthetic',
+      help='where the synthetic dataset is generated')
+    a('--gpu', type=int, default=-1, help='GPU id, -1 for CPU')
+    a('--batchsize', '-b', type=int, default=2, help='images per iteration')
+    a('--subdivisions', type=int, default=1,
+      help='split each batch into this many sequential pieces '
+           '(gradient accumulation)')
+    a('--lr', type=float, default=None,
+      help='base learning rate (default: 0.02 * batchsize / 16)')
+    a('--iteration', '-i', type=int, default=None,
+      help='iterations (default: 90000 for COCO, 1200 synthetic)')
+    a('--lr-steps', type=int, nargs='*', default=None,
+      help='iterations where lr is multiplied by 0.1 (default: 2/3 and '
+           '8/9 of --iteration)')
+    a('--warmup', type=int, default=None,
+      help='linear warm-up iterations from lr/3 (default: 500 COCO, '
+           '100 synthetic)')
+    a('--weight-decay', type=float, default=1e-4, help='L2 weight decay')
+    a('--freeze-at', type=int, default=None,
+      help='freeze the stem (1) and res2 (2) (default: 2 with pretrained '
+           'weights, else 0)')
+    a('--pretrained', default=None,
+      help='npz to start from: converted Detectron weights or a backbone')
+    a('--gamma', type=float, default=1., help='weight of the mask loss')
+    a('--scales', type=int, nargs='+', default=None,
+      help='training shorter sides, picked at random per image')
+    a('--drop-empty', action='store_true',
+      help='drop training images without annotations')
+    a('--snapshot', type=int, default=None,
+      help='trainer snapshot interval in iterations (default: 5000, '
+           'synthetic 400)')
+    a('--validation', type=int, default=None,
+      help='COCO evaluation interval (default: 10000, synthetic 400)')
+    a('--log-interval', type=int, default=20, help='log every N iterations')
+    a('--loaders', type=int, default=2, help='image-loading processes')
+    a('--out', '-o', default='result', help='output folder')
+    a('--seed', type=int, default=0, help='random seed')
+    a('--resume', default=None, help='trainer snapshot to resume from')
+    a('--evaluate', action='store_true',
+      help='evaluate --pretrained on the validation set and exit')
+    return p.parse_args(argv)
+
+
+def resolve_defaults(args):
+    synthetic = args.dataset == 'synthetic'
+    args.arch = args.arch or ('fpn-tiny' if synthetic else 'fpn')
+    args.iteration = args.iteration or (1200 if synthetic else 90000)
+    if args.lr is None:
+        args.lr = 0.02 * args.batchsize / 16
+        if synthetic:
+            args.lr = 0.02  # small model from scratch, GroupNorm
+    if args.lr_steps is None:
+        args.lr_steps = [args.iteration * 2 // 3, args.iteration * 8 // 9]
+    args.warmup = args.warmup if args.warmup is not None else (
+        100 if synthetic else 500)
+    if args.freeze_at is None:
+        args.freeze_at = 2 if args.pretrained else 0
+    args.snapshot = args.snapshot or (400 if synthetic else 5000)
+    args.validation = args.validation or (400 if synthetic else 10000)
+    return args
+
+
+def build_model(args, n_fg_class):
+    preset = get_preset(args.arch, depth=args.depth, n_fg_class=n_fg_class)
+    if args.scales:
+        preset = dataclasses_replace(preset, min_size=max(args.scales))
+    numpy.random.seed(args.seed)  # chainer's initialisers draw from it
+    model = build_mask_rcnn(preset)
+    if args.pretrained:
+        print(load_pretrained(model, args.pretrained))
+    freeze(model, args.freeze_at)
+    return model, preset
+
+
+def dataclasses_replace(preset, **kw):
+    import dataclasses
+    return dataclasses.replace(preset, **kw)
+
+
+def build_trainer(args, model, preset, train, val, val_json, meta):
+    from utils.coco_eval import COCOEvaluator
+    from utils.updater import SubdivisionUpdater
+    chain = MaskRCNNTrainChain(
+        model, preset.mask_resolution, preset.rpn_batch_size,
+        roi_batch_size=preset.roi_batch_size, mask_loss_weight=args.gamma,
+        seed=args.seed)
+    if args.gpu >= 0:
+        chainer.backends.cuda.get_device_from_id(args.gpu).use()
+        chain.to_gpu(args.gpu)
+    optimizer = chainer.optimizers.MomentumSGD(args.lr, 0.9)
+    optimizer.setup(chain)
+    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(args.weight_decay))
+    sampler = SeededShuffleOrderSampler(args.seed)
+    if args.loaders > 0:
+        it = chainer.iterators.MultiprocessIterator(
+            train, args.batchsize, n_processes=args.loaders,
+            order_sampler=sampler)
+    else:
+        it = chainer.iterators.SerialIterator(train, args.batchsize,
+                                              order_sampler=sampler)
+    batcher = TrainBatcher(args.scales or (preset.min_size,),
+                           preset.max_size, preset.pad_stride, True,
+                           args.seed)
+    device = args.gpu if args.gpu >= 0 else None
+    updater = SubdivisionUpdater(it, optimizer, batcher, device,
+                                 args.subdivisions)
+    trainer = chainer.training.Trainer(updater, (args.iteration,
+                                                 'iteration'), args.out)
+    trainer.extend(NonFiniteLossGuard())
+    trainer.extend(WarmupStepLR(args.lr, args.lr_steps,
+                                warmup_iters=args.warmup))
+    log = (args.log_interval, 'iteration')
+    trainer.extend(extensions.LogReport(trigger=log))
+    trainer.extend(extensions.observe_lr(), trigger=log)
+    keys = ['main/loss', 'main/rpn_loc', 'main/rpn_cls', 'main/roi_loc',
+            'main/roi_cls', 'main/mask']
+    trainer.extend(extensions.PrintReport(
+        ['iteration', 'lr'] + keys + ['validation/main/bbox/AP',
+                                      'validation/main/segm/AP',
+                                      'elapsed_time']), trigger=log)
+    trainer.extend(extensions.PlotReport(keys, 'iteration', log,
+                                         filename='loss.png'))
+    trainer.extend(extensions.PlotReport(
+        ['validation/main/bbox/AP', 'validation/main/segm/AP'], 'iteration',
+        (args.validation, 'iteration'), filename='ap.png'))
+    trainer.extend(extensions.ProgressBar(update_interval=10))
+    trainer.extend(extensions.snapshot(
+        filename='snapshot_iter_{.updater.iteration}'),
+        trigger=(args.snapshot, 'iteration'))
+    evaluator = COCOEvaluator(val, model, val_json, args.out)
+    trainer.extend(evaluator, trigger=chainer.training.triggers
+                   .ManualScheduleTrigger(
+                       sorted(set(list(range(args.validation, args.iteration,
+                                             args.validation)) +
+                                  [args.iteration])), 'iteration'))
+    return trainer
+
+
+def main(argv=None):
+    from utils.model_io import save_model
+    args = resolve_defaults(parse_args(argv))
+    train, val, val_json = dataset_paths(args)
+    meta = {'arch': args.arch, 'depth': args.depth,
+            'n_fg_class': len(train.class_ids),
+            'class_ids': [int(c) for c in train.class_ids],
+            'class_names': list(train.class_names),
+            'conventions': {'channel_order': 'BGR', 'aligned': False,
+                            'box_offset': 1, 'background_index': 0}}
+    model, preset = build_model(args, len(train.class_ids))
+    os.makedirs(args.out, exist_ok=True)
+    config = dict(vars(args), preset=str(preset))
+    print('configuration:\n' + json.dumps(config, indent=1, sort_keys=True))
+    with open(os.path.join(args.out, 'config.json'), 'w') as f:
+        json.dump(config, f, indent=1, sort_keys=True)
+    print('learning rate {} for batch {} (linear scaling: 0.02 x batch / 16)'
+          .format(args.lr, args.batchsize))
+    if args.evaluate:
+        from utils.coco_eval import COCOEvaluator
+        if args.gpu >= 0:
+            model.to_gpu(args.gpu)
+        COCOEvaluator(val, model, val_json, args.out).evaluate()
+        return
+    trainer = build_trainer(args, model, preset, train, val, val_json, meta)
+    if args.resume:
+        chainer.serializers.load_npz(args.resume, trainer)
+    trainer.run()
+    path = os.path.join(args.out, 'model_final.npz')
+    save_model(path, model, meta)
+    print('model: {}'.format(path))
+    print('demo: {}'.format(write_demo(model, val, args.out, meta)))
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except SetupError as e:
+        sys.exit('train.py: error: {}'.format(e))

@@ -1,0 +1,111 @@
+"""Wiring helpers of ``train.py``: datasets, pretrained weights, frozen
+stages and the closing demo image."""
+import os
+
+import numpy
+
+from utils.model_io import ModelFileError, model_arrays
+
+
+class SetupError(ValueError):
+    """A training set-up problem worth one line to the user."""
+
+
+def dataset_paths(args):
+    """(train dataset, val dataset, val json path) for ``args.dataset``."""
+    from utils.coco_dataset import COCODataset
+    if args.dataset == 'synthetic':
+        from utils.synthetic_coco import make_synthetic_coco
+        paths = {}
+        for split, n, seed in (('train', 240, args.seed),
+                               ('val', 40, args.seed + 1)):
+            root = os.path.join(args.synthetic_root, split)
+            json_path = os.path.join(root, 'annotations.json')
+            if not os.path.isfile(json_path):
+                make_synthetic_coco(root, n_images=n, height=192, width=256,
+                                    seed=seed)
+            paths[split] = (json_path, os.path.join(root, 'images'))
+    elif args.dataset == 'coco2017':
+        r = args.coco_root
+        paths = {s: (os.path.join(r, 'annotations',
+                                  'instances_{}2017.json'.format(s)),
+                     os.path.join(r, '{}2017'.format(s)))
+                 for s in ('train', 'val')}
+    else:
+        if not (args.train_json and args.train_images and args.val_json and
+                args.val_images):
+            raise SetupError('--dataset coco-json needs --train-json, '
+                             '--train-images, --val-json and --val-images')
+        paths = {'train': (args.train_json, args.train_images),
+                 'val': (args.val_json, args.val_images)}
+    for split, (json_path, image_dir) in paths.items():
+        if not os.path.isfile(json_path):
+            raise SetupError('{} annotations not found: {}'.format(
+                split, json_path))
+        if not os.path.isdir(image_dir):
+            raise SetupError('{} image folder not found: {}'.format(
+                split, image_dir))
+    train = COCODataset(*paths['train'], keep_empty=not args.drop_empty)
+    val = COCODataset(*paths['val'])
+    return train, val, paths['val'][0]
+
+
+def load_pretrained(model, path):
+    """Copy every array of ``path`` whose name and shape match the model.
+
+    Works for a whole converted model and for a backbone-only npz; fails
+    when nothing matches. Returns a one-line report.
+    """
+    if not os.path.isfile(path):
+        raise SetupError('pretrained weights not found: {}'.format(path))
+    arrays = model_arrays(model)
+    loaded, mismatched = 0, []
+    try:
+        with numpy.load(path, allow_pickle=False) as npz:
+            for name in npz.files:
+                if name in arrays:
+                    value = npz[name]
+                    if value.shape != arrays[name].shape:
+                        mismatched.append(name)
+                        continue
+                    arrays[name][...] = value
+                    loaded += 1
+    except (OSError, ValueError) as e:
+        raise SetupError('cannot read {} as npz ({})'.format(path, e))
+    if loaded == 0:
+        raise SetupError('{} holds no array of this model'.format(path))
+    return 'pretrained: {} of {} arrays from {}{}'.format(
+        loaded, len(arrays), path,
+        ' ({} with another shape kept their initialisation, e.g. {})'.format(
+            len(mismatched), mismatched[0]) if mismatched else '')
+
+
+def freeze(model, freeze_at):
+    """Detectron's ``TRAIN.FREEZE_AT``: 1 freezes the stem, 2 also res2."""
+    body = model.extractor.body
+    if freeze_at >= 1:
+        body.conv1.disable_update()
+    if freeze_at >= 2:
+        body.res2.disable_update()
+
+
+def write_demo(model, dataset, out, meta, thresh=0.5):
+    """Draw the model's detections on the first annotated image."""
+    import chainer
+    from utils.vis import draw_detections
+    index = next((i for i in range(len(dataset))
+                  if len(dataset.get_example(i)[1])), 0)
+    img = dataset.get_example(index)[0]
+    model.use_preset({'score_thresh': thresh, 'nms_thresh': 0.3,
+                      'limit': 100})
+    with chainer.using_config('train', False):
+        bbox, label, score, mask = (a[0] for a in model.predict([img]))
+    path = os.path.join(out, 'demo.png')
+    draw_detections(img, bbox, label, score, mask, meta['class_names'], path,
+                    contour=True)
+    model.use_preset('evaluate')
+    return path
+
+
+__all__ = ['SetupError', 'ModelFileError', 'dataset_paths',
+           'load_pretrained', 'freeze', 'write_demo']
