@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import compat  # noqa: F401,E402  (before chainer)
 import numpy  # noqa: E402
 
+from utils.coco_eval import coco_results  # noqa: E402
 from utils.coco_names import COCO_CATEGORY_IDS, COCO_NAMES  # noqa: E402
 from utils.image import ImageError, read_image  # noqa: E402
 from utils.model_io import ModelFileError, load_model  # noqa: E402
@@ -89,21 +90,6 @@ def out_path(args, image, n_images):
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.splitext(os.path.basename(image))[0]
     return os.path.join(args.out, stem + '.png')
-
-
-def coco_results(image_id, bbox, label, score, mask, class_ids):
-    import pycocotools.mask as mask_util
-    results = []
-    for b, lb, s, m in zip(bbox, label, score, mask):
-        rle = mask_util.encode(numpy.asfortranarray(m.astype(numpy.uint8)))
-        rle['counts'] = rle['counts'].decode('ascii')
-        results.append({
-            'image_id': image_id, 'category_id': int(class_ids[lb - 1]),
-            # Detectron's xyxy_to_xywh: inclusive boxes, w = x2 - x1 + 1.
-            'bbox': [float(b[0]), float(b[1]), float(b[2] - b[0] + 1),
-                     float(b[3] - b[1] + 1)],
-            'score': float(s), 'segmentation': rle})
-    return results
 
 
 def main(argv=None):

@@ -30,4 +30,4 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 if [ -n "$CUDA" ]; then
   "${PIP[@]}" install "cupy-cuda${CUDA}x==14.2.0"
 fi
-"$VENV/bin/python" -c "import compat, chainer; print('chainer', chainer.__version__, 'ready in $VENV')"
+"$VENV/bin/python" -c "from utils import compat; import chainer; print('chainer', chainer.__version__, 'ready in $VENV')"

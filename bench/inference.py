@@ -73,7 +73,7 @@ def bench(arch, backend, size, repeat):
     model = build_mask_rcnn(get_preset(arch))
     # Make every proposal score high for class 1 so that 100 detections
     # and masks are produced, as a trained model does on a busy image.
-    model.box_head.predictor.cls_score.b.array[1] = 10.
+    model.box_head.predictor.cls_score.b.array[1] = 5.
     if backend == 'cupy':
         model.to_gpu()
     img = numpy.random.RandomState(0).uniform(
@@ -112,7 +112,7 @@ def main():
             print(('{:<5s} {:<6s}' + ' {:>9.1f}' * (len(STAGES) + 1) +
                    ' {:>5d} {:>8.0f}').format(
                 arch, backend, *[r[s] * 1e3 for s in STAGES + ('total',)],
-                r['detections'], r['peak_mb']))
+                int(r['detections']), r['peak_mb']))
             sys.stdout.flush()
     if args.json:
         with open(args.json, 'w') as f:

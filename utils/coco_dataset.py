@@ -1,0 +1,257 @@
+"""A COCO-format instance dataset with Detectron's cleaning, and the
+horizontal flip of one example.
+
+Labels are contiguous ``1..K`` in sorted category-id order, ``0`` is the
+background (docs/conventions.md); ``class_ids[k - 1]`` is the COCO id of
+label ``k``. Cleaning follows Detectron's ``JsonDataset._add_gt_annotations``
+except that crowd regions are dropped instead of kept as ignored ground
+truth, and an instance whose polygons are all dropped goes too. An
+annotation is skipped, first reason counted, when it is:
+
+``crowd``       ``iscrowd == 1``
+``ignore``      ``ignore == 1``
+``zero_area``   ``area <= 0``
+``outside``     its box misses the image (``x1 > W - 1``, ``x2 < 0``, ...)
+``degenerate``  after clipping to the image ``x2 <= x1`` or ``y2 <= y1``
+``no_polygon``  none of its polygons has 3 points (6 coordinates)
+
+Boxes are Detectron's: ``xywh_to_xyxy`` with ``x2 = x + max(0, w - 1)``,
+then clipped to ``[0, W - 1] x [0, H - 1]`` with ``W, H`` from the JSON.
+"""
+import contextlib
+import io
+import json
+import os
+
+import chainer
+import numpy
+import pycocotools.mask as mask_util
+from pycocotools.coco import COCO
+
+from utils.boxes import clip_boxes, xywh_to_xyxy
+from utils.image import ImageError, read_image
+
+SKIP_REASONS = ('crowd', 'ignore', 'zero_area', 'outside', 'degenerate',
+                'no_polygon')
+
+
+class DatasetError(ValueError):
+    """A dataset file that is missing or not what it should be."""
+
+
+def load_coco(json_path):
+    """pycocotools ``COCO`` of a checked instances file, without its
+    prints. Raises ``DatasetError`` naming the file and the problem."""
+    if not os.path.isfile(json_path):
+        raise DatasetError('annotation file not found: {}'.format(json_path))
+    try:
+        with open(json_path) as f:
+            data = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError('annotation file is not valid JSON: {} ({})'
+                           .format(json_path, e))
+    if not isinstance(data, dict):
+        raise DatasetError('not a COCO instances file (top level is not an '
+                           'object): {}'.format(json_path))
+    missing = [k for k in ('images', 'annotations', 'categories')
+               if not isinstance(data.get(k), list)]
+    if missing:
+        raise DatasetError('not a COCO instances file (no {} list): {}'
+                           .format(', '.join(repr(k) for k in missing),
+                                   json_path))
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def clean_annotation(ann, height, width):
+    """Detectron's filter of one annotation (module docstring).
+
+    Returns:
+        (str or None, numpy.ndarray or None, list or dict or None): the skip
+        reason; the box (4,) float64 ``(x1, y1, x2, y2)`` clipped to the
+        image; the segmentation (a list of (2P,) float64 polygons, or the
+        RLE dict as stored).
+    """
+    if ann.get('iscrowd', 0) == 1:
+        return 'crowd', None, None
+    if ann.get('ignore', 0) == 1:
+        return 'ignore', None, None
+    if not ann.get('area', 0) > 0:
+        return 'zero_area', None, None
+    if len(ann.get('bbox') or ()) != 4:
+        raise DatasetError('annotation id {} has no [x, y, w, h] bbox'
+                           .format(ann.get('id')))
+    xyxy = xywh_to_xyxy(numpy.array([ann['bbox']], numpy.float64))
+    x1, y1, x2, y2 = xyxy[0]
+    if x1 > width - 1 or y1 > height - 1 or x2 < 0 or y2 < 0:
+        return 'outside', None, None
+    box = clip_boxes(xyxy, (height, width))[0]
+    if not (box[2] > box[0] and box[3] > box[1]):
+        return 'degenerate', None, None
+    segm = ann.get('segmentation')
+    if isinstance(segm, list):
+        segm = [numpy.array(p, numpy.float64) for p in segm if len(p) >= 6]
+        if not segm:
+            return 'no_polygon', None, None
+    elif not (isinstance(segm, dict) and 'counts' in segm):
+        raise DatasetError('annotation id {} has no polygon or RLE '
+                           'segmentation'.format(ann.get('id')))
+    elif list(segm.get('size', ())) != [height, width]:
+        raise DatasetError('annotation id {}: RLE size {} is not the '
+                           'image size {}'.format(ann.get('id'),
+                                                  segm.get('size'),
+                                                  [height, width]))
+    return None, box, segm
+
+
+def rle_to_mask(rle, height, width):
+    """(H, W) bool of a COCO RLE (compressed, or uncompressed counts)."""
+    if isinstance(rle['counts'], list):
+        rle = mask_util.frPyObjects(rle, height, width)
+    return mask_util.decode(rle).astype(bool)
+
+
+class COCODataset(chainer.dataset.DatasetMixin):
+    """COCO-format instance segmentation, cleaned as Detectron does.
+
+    Args:
+        json_path (str): COCO instances JSON.
+        image_dir (str): folder holding each image's ``file_name``.
+        keep_empty (bool): keep images without (valid) annotations.
+
+    ``get_example(i)`` returns ``(img, bbox, label, segms)``:
+
+    ======== ============== ======= =======================================
+    name     shape          dtype   meaning
+    ======== ============== ======= =======================================
+    img      (3, H, W)      float32 RGB, 0-255
+    bbox     (R, 4)         float32 ``(x1, y1, x2, y2)`` inclusive, original
+                                    pixels, inside ``[0, W-1] x [0, H-1]``
+    label    (R,)           int32   1..K
+    segms    list of R              per instance a list of (2P,) float64
+                                    polygons ``x, y, ...`` in original
+                                    pixels, or an (H, W) bool mask (RLE)
+    ======== ============== ======= =======================================
+
+    Attributes: ``class_ids`` and ``class_names`` (COCO id and name of
+    labels 1..K), ``image_ids`` (COCO image id of each index), ``coco``
+    (the pycocotools index), ``skipped`` (annotations skipped per reason).
+    """
+
+    def __init__(self, json_path, image_dir, keep_empty=True):
+        self.coco = load_coco(json_path)
+        cats = sorted(self.coco.dataset['categories'], key=lambda c: c['id'])
+        self.class_ids = tuple(int(c['id']) for c in cats)
+        if len(set(self.class_ids)) != len(self.class_ids):
+            raise DatasetError('duplicate category ids in {}'.format(
+                json_path))
+        self.class_names = tuple(str(c.get('name', c['id'])) for c in cats)
+        self._label_of = {c: k + 1 for k, c in enumerate(self.class_ids)}
+        self.skipped = dict.fromkeys(SKIP_REASONS, 0)
+        self.image_ids, self._entries = [], []
+        n_empty = 0
+        for img_info in sorted(self.coco.dataset['images'],
+                               key=lambda im: im['id']):
+            entry = self._entry(img_info, image_dir)
+            if len(entry['label']) == 0:
+                n_empty += 1
+                if not keep_empty:
+                    continue
+            self.image_ids.append(img_info['id'])
+            self._entries.append(entry)
+        self._check_files(image_dir)
+        print('COCODataset {}: {} images ({} without annotations, {}), {} '
+              'classes, {} instances; skipped {}'.format(
+                  json_path, len(self), n_empty,
+                  'kept' if keep_empty else 'dropped', len(self.class_ids),
+                  sum(len(e['label']) for e in self._entries),
+                  ', '.join('{} {}'.format(n, reason) for reason, n
+                            in self.skipped.items())))
+
+    def _entry(self, img_info, image_dir):
+        try:
+            height, width = int(img_info['height']), int(img_info['width'])
+            file_name = img_info['file_name']
+        except KeyError as e:
+            raise DatasetError('image id {} has no {}'.format(
+                img_info.get('id'), e))
+        bbox, label, segms = [], [], []
+        for ann in self.coco.imgToAnns.get(img_info['id'], []):
+            reason, box, segm = clean_annotation(ann, height, width)
+            if reason is not None:
+                self.skipped[reason] += 1
+                continue
+            if ann['category_id'] not in self._label_of:
+                raise DatasetError('annotation id {} has category_id {}, '
+                                   'not a listed category'.format(
+                                       ann.get('id'), ann['category_id']))
+            bbox.append(box)
+            label.append(self._label_of[ann['category_id']])
+            segms.append(segm)
+        return {'path': os.path.join(image_dir, file_name),
+                'size': (height, width),
+                'bbox': numpy.array(bbox, numpy.float32).reshape(-1, 4),
+                'label': numpy.array(label, numpy.int32), 'segms': segms}
+
+    def _check_files(self, image_dir):
+        missing = [e['path'] for e in self._entries
+                   if not os.path.isfile(e['path'])]
+        if missing:
+            raise DatasetError('{} of {} image files not found under {}, '
+                               'e.g. {}'.format(len(missing), len(self),
+                                                image_dir, missing[0]))
+
+    def __len__(self):
+        return len(self._entries)
+
+    def get_example(self, i):
+        entry = self._entries[i]
+        try:
+            img = read_image(entry['path'])
+        except ImageError as e:
+            raise DatasetError('image id {}: {}'.format(self.image_ids[i], e))
+        height, width = entry['size']
+        if img.shape[1:] != (height, width):
+            raise DatasetError('image id {}: {} is {}x{} (HxW) but the '
+                               'annotations say {}x{}'.format(
+                                   self.image_ids[i], entry['path'],
+                                   img.shape[1], img.shape[2], height, width))
+        segms = [rle_to_mask(s, height, width) if isinstance(s, dict)
+                 else [p.copy() for p in s] for s in entry['segms']]
+        return img, entry['bbox'].copy(), entry['label'].copy(), segms
+
+
+def flip_example(img, bbox, segms):
+    """Detectron's horizontal flip (``flip_boxes``, ``flip_segms``).
+
+    Args:
+        img (numpy.ndarray): (3, H, W) image.
+        bbox (numpy.ndarray): (R, 4) ``(x1, y1, x2, y2)`` inclusive.
+        segms (list): per instance a list of (2P,) polygons or an (H, W)
+            bool mask.
+
+    Returns:
+        The flipped ``(img, bbox, segms)``, new arrays:
+        ``x1' = W - x2 - 1``, ``x2' = W - x1 - 1``, polygon
+        ``x' = W - x - 1`` (Detectron's rule, for polygons too), masks and
+        image reversed along x.
+    """
+    W = img.shape[2]
+    img = img[:, :, ::-1].copy()
+    bbox = numpy.array(bbox, copy=True)
+    bbox[:, 0], bbox[:, 2] = W - bbox[:, 2] - 1, W - bbox[:, 0] - 1
+    out = []
+    for segm in segms:
+        if isinstance(segm, numpy.ndarray) and segm.ndim == 2:
+            out.append(segm[:, ::-1].copy())
+            continue
+        polys = []
+        for poly in segm:
+            poly = numpy.array(poly, numpy.float64)
+            poly[0::2] = W - poly[0::2] - 1
+            polys.append(poly)
+        out.append(polys)
+    return img, bbox, out
