@@ -7,6 +7,8 @@ never trained (Caffe2 gives it no gradient), so it is stored here as
 persistent arrays, not parameters: it is saved and moved between devices
 but the optimizer never sees it.
 """
+import math
+
 import chainer
 import chainer.links as L
 import numpy
@@ -40,5 +42,7 @@ def make_norm(kind, channels):
     if kind == 'bn':
         return L.BatchNormalization(channels, eps=1e-5)
     if kind == 'gn':
-        return L.GroupNormalization(32, channels, eps=1e-5)
+        # 32 groups (Wu and He), fewer for the narrow quickstart layers.
+        return L.GroupNormalization(math.gcd(32, channels), channels,
+                                    eps=1e-5)
     raise ValueError('norm must be one of {}, got {!r}'.format(NORMS, kind))

@@ -50,7 +50,8 @@ class TrainBatcher:
                           .reshape(-1, 4))
             labels.append(numpy.asarray(label, numpy.int32))
             segms.append(segm)
-        x = batch_images(xs)
+        # chainer.config.dtype: float64 in exactness tests, float32 else.
+        x = batch_images(xs).astype(chainer.get_dtype(), copy=False)
         if device is not None:
             x = _device(device).send(x)
         return x, scales, sizes, bboxes, labels, segms
