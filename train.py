@@ -48,6 +48,8 @@ def parse_args(argv=None):
     a('--val-images', help='validation image folder (coco-json)')
     a('--synthetic-root', default='data/synthetic',
       help='where the synthetic dataset is generated')
+    a('--synthetic-images', type=int, nargs=2, default=(240, 40),
+      metavar=('TRAIN', 'VAL'), help='synthetic dataset sizes')
     a('--gpu', type=int, default=-1, help='GPU id, -1 for CPU')
     a('--batchsize', '-b', type=int, default=2, help='images per iteration')
     a('--subdivisions', type=int, default=1,
@@ -219,7 +221,12 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    from utils.coco_dataset import DatasetError
+    from utils.extensions import TrainingDiverged
+    from utils.image import ImageError
+    from utils.model_io import ModelFileError
     try:
         main()
-    except SetupError as e:
+    except (SetupError, DatasetError, ImageError, ModelFileError,
+            TrainingDiverged) as e:
         sys.exit('train.py: error: {}'.format(e))

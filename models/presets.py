@@ -81,8 +81,8 @@ FPN_PRESET = Preset(
 # per stage, narrow layers, small images). Not a Detectron configuration.
 FPN_TINY = dataclasses.replace(
     FPN_PRESET, arch='fpn', norm='gn', width=16, blocks=(1, 1, 1, 1),
-    fpn_channels=64, fc_channels=256, mask_channels=64, min_size=256,
-    max_size=384, rpn_pre_nms_top_n=(1000, 500),
+    fpn_channels=64, fc_channels=256, mask_channels=64, min_size=192,
+    max_size=256, rpn_pre_nms_top_n=(1000, 500),
     rpn_post_nms_top_n=(500, 300), rpn_collect_top_n=(500, 300),
     roi_batch_size=128)
 

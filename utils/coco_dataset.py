@@ -66,45 +66,57 @@ def load_coco(json_path):
     return coco
 
 
-def clean_annotation(ann, height, width):
-    """Detectron's filter of one annotation (module docstring).
+def clean_annotations(anns, height, width):
+    """Detectron's filter of one image's annotations (module docstring).
 
     Returns:
-        (str or None, numpy.ndarray or None, list or dict or None): the skip
-        reason; the box (4,) float64 ``(x1, y1, x2, y2)`` clipped to the
-        image; the segmentation (a list of (2P,) float64 polygons, or the
-        RLE dict as stored).
+        list of (str or None, numpy.ndarray, list or dict): per annotation
+        the skip reason (None if kept); the box (4,) float64 ``(x1, y1,
+        x2, y2)`` clipped to the image; the segmentation (a list of (2P,)
+        float64 polygons, or the RLE dict as stored).
     """
-    if ann.get('iscrowd', 0) == 1:
-        return 'crowd', None, None
-    if ann.get('ignore', 0) == 1:
-        return 'ignore', None, None
-    if not ann.get('area', 0) > 0:
-        return 'zero_area', None, None
-    if len(ann.get('bbox') or ()) != 4:
-        raise DatasetError('annotation id {} has no [x, y, w, h] bbox'
-                           .format(ann.get('id')))
-    xyxy = xywh_to_xyxy(numpy.array([ann['bbox']], numpy.float64))
-    x1, y1, x2, y2 = xyxy[0]
-    if x1 > width - 1 or y1 > height - 1 or x2 < 0 or y2 < 0:
-        return 'outside', None, None
-    box = clip_boxes(xyxy, (height, width))[0]
-    if not (box[2] > box[0] and box[3] > box[1]):
-        return 'degenerate', None, None
+    for ann in anns:
+        if len(ann.get('bbox') or ()) != 4:
+            raise DatasetError('annotation id {} has no [x, y, w, h] bbox'
+                               .format(ann.get('id')))
+    # One array call per image: COCO train2017 has 860k annotations.
+    raw = xywh_to_xyxy(numpy.array([a['bbox'] for a in anns],
+                                   numpy.float64).reshape(-1, 4))
+    boxes = clip_boxes(raw, (height, width))
+    out = []
+    for ann, (x1, y1, x2, y2), box in zip(anns, raw, boxes):
+        if ann.get('iscrowd', 0) == 1:
+            reason = 'crowd'
+        elif ann.get('ignore', 0) == 1:
+            reason = 'ignore'
+        elif not ann.get('area', 0) > 0:
+            reason = 'zero_area'
+        elif x1 > width - 1 or y1 > height - 1 or x2 < 0 or y2 < 0:
+            reason = 'outside'
+        elif not (box[2] > box[0] and box[3] > box[1]):
+            reason = 'degenerate'
+        else:
+            segm = clean_segmentation(ann, height, width)
+            reason = None if segm else 'no_polygon'
+        out.append((reason, box, segm if reason is None else None))
+    return out
+
+
+def clean_segmentation(ann, height, width):
+    """Polygons with at least 3 points as (2P,) float64 arrays (possibly
+    none), or the RLE dict after checking its size."""
     segm = ann.get('segmentation')
     if isinstance(segm, list):
-        segm = [numpy.array(p, numpy.float64) for p in segm if len(p) >= 6]
-        if not segm:
-            return 'no_polygon', None, None
-    elif not (isinstance(segm, dict) and 'counts' in segm):
+        return [numpy.array(p, numpy.float64) for p in segm if len(p) >= 6]
+    if not (isinstance(segm, dict) and 'counts' in segm):
         raise DatasetError('annotation id {} has no polygon or RLE '
                            'segmentation'.format(ann.get('id')))
-    elif list(segm.get('size', ())) != [height, width]:
+    if list(segm.get('size', ())) != [height, width]:
         raise DatasetError('annotation id {}: RLE size {} is not the '
                            'image size {}'.format(ann.get('id'),
                                                   segm.get('size'),
                                                   [height, width]))
-    return None, box, segm
+    return segm
 
 
 def rle_to_mask(rle, height, width):
@@ -179,8 +191,9 @@ class COCODataset(chainer.dataset.DatasetMixin):
             raise DatasetError('image id {} has no {}'.format(
                 img_info.get('id'), e))
         bbox, label, segms = [], [], []
-        for ann in self.coco.imgToAnns.get(img_info['id'], []):
-            reason, box, segm = clean_annotation(ann, height, width)
+        anns = self.coco.imgToAnns.get(img_info['id'], [])
+        for ann, (reason, box, segm) in zip(
+                anns, clean_annotations(anns, height, width)):
             if reason is not None:
                 self.skipped[reason] += 1
                 continue

@@ -17,8 +17,9 @@ def dataset_paths(args):
     if args.dataset == 'synthetic':
         from utils.synthetic_coco import make_synthetic_coco
         paths = {}
-        for split, n, seed in (('train', 240, args.seed),
-                               ('val', 40, args.seed + 1)):
+        n_train, n_val = args.synthetic_images
+        for split, n, seed in (('train', n_train, args.seed),
+                               ('val', n_val, args.seed + 1)):
             root = os.path.join(args.synthetic_root, split)
             json_path = os.path.join(root, 'annotations.json')
             if not os.path.isfile(json_path):
