@@ -96,9 +96,13 @@ def resolve_defaults(args):
     args.arch = args.arch or ('fpn-tiny' if synthetic else 'fpn')
     args.iteration = args.iteration or (1200 if synthetic else 90000)
     if args.lr is None:
-        args.lr = 0.02 * args.batchsize / 16
-        if synthetic:
-            args.lr = 0.02  # small model from scratch, GroupNorm
+        # Detectron's linear scaling rule: 0.02 for 16 images. The light
+        # synthetic-data model (GroupNorm, from scratch) takes 0.02 as is.
+        args.lr = 0.02 if synthetic else 0.02 * args.batchsize / 16
+        args.lr_rule = ('0.02 for the synthetic quickstart' if synthetic
+                        else 'linear scaling: 0.02 x batch / 16')
+    else:
+        args.lr_rule = 'given by --lr'
     if args.lr_steps is None:
         args.lr_steps = [args.iteration * 2 // 3, args.iteration * 8 // 9]
     args.warmup = args.warmup if args.warmup is not None else (
@@ -202,8 +206,8 @@ def main(argv=None):
     print('configuration:\n' + json.dumps(config, indent=1, sort_keys=True))
     with open(os.path.join(args.out, 'config.json'), 'w') as f:
         json.dump(config, f, indent=1, sort_keys=True)
-    print('learning rate {} for batch {} (linear scaling: 0.02 x batch / 16)'
-          .format(args.lr, args.batchsize))
+    print('learning rate {} for batch {} ({})'.format(
+        args.lr, args.batchsize, args.lr_rule))
     if args.evaluate:
         from utils.coco_eval import COCOEvaluator
         if args.gpu >= 0:
@@ -213,7 +217,7 @@ def main(argv=None):
     trainer = build_trainer(args, model, preset, train, val, val_json, meta)
     if args.resume:
         chainer.serializers.load_npz(args.resume, trainer)
-    trainer.run()
+    trainer.run(show_loop_exception_msg=False)
     path = os.path.join(args.out, 'model_final.npz')
     save_model(path, model, meta)
     print('model: {}'.format(path))
