@@ -9,6 +9,7 @@ the light 'fpn-tiny' model on the CPU, evaluates it with the COCO metric,
 and writes loss/AP plots, the model and a demo image into --out.
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -118,7 +119,7 @@ def resolve_defaults(args):
 def build_model(args, n_fg_class):
     preset = get_preset(args.arch, depth=args.depth, n_fg_class=n_fg_class)
     if args.scales:
-        preset = dataclasses_replace(preset, min_size=max(args.scales))
+        preset = dataclasses.replace(preset, min_size=max(args.scales))
     numpy.random.seed(args.seed)  # chainer's initialisers draw from it
     model = build_mask_rcnn(preset)
     if args.pretrained:
@@ -127,12 +128,7 @@ def build_model(args, n_fg_class):
     return model, preset
 
 
-def dataclasses_replace(preset, **kw):
-    import dataclasses
-    return dataclasses.replace(preset, **kw)
-
-
-def build_trainer(args, model, preset, train, val, val_json, meta):
+def build_trainer(args, model, preset, train, val, val_json):
     from utils.coco_eval import COCOEvaluator
     from utils.updater import SubdivisionUpdater
     chain = MaskRCNNTrainChain(
@@ -194,6 +190,8 @@ def build_trainer(args, model, preset, train, val, val_json, meta):
 def main(argv=None):
     from utils.model_io import save_model
     args = resolve_defaults(parse_args(argv))
+    if args.evaluate and not args.pretrained:
+        raise SetupError('--evaluate needs --pretrained MODEL.npz')
     train, val, val_json = dataset_paths(args)
     meta = {'arch': args.arch, 'depth': args.depth,
             'n_fg_class': len(train.class_ids),
@@ -215,7 +213,7 @@ def main(argv=None):
             model.to_gpu(args.gpu)
         COCOEvaluator(val, model, val_json, args.out).evaluate()
         return
-    trainer = build_trainer(args, model, preset, train, val, val_json, meta)
+    trainer = build_trainer(args, model, preset, train, val, val_json)
     if args.resume:
         chainer.serializers.load_npz(args.resume, trainer)
     trainer.run(show_loop_exception_msg=False)

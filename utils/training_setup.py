@@ -4,7 +4,7 @@ import os
 
 import numpy
 
-from utils.model_io import ModelFileError, model_arrays
+from utils.model_io import model_arrays
 
 
 class SetupError(ValueError):
@@ -107,6 +107,3 @@ def write_demo(model, dataset, out, meta, thresh=0.5):
     model.use_preset('evaluate')
     return path
 
-
-__all__ = ['SetupError', 'ModelFileError', 'dataset_paths',
-           'load_pretrained', 'freeze', 'write_demo']

@@ -1,6 +1,5 @@
 """Training: subdivision equivalence, exact resume, and a short run that
 learns, on tiny synthetic data built here."""
-import copy
 
 import chainer
 import numpy
