@@ -72,8 +72,14 @@ def bench(arch, backend, size, repeat):
     numpy.random.seed(0)
     model = build_mask_rcnn(get_preset(arch))
     # Make every proposal score high for class 1 so that 100 detections
-    # and masks are produced, as a trained model does on a busy image.
-    model.box_head.predictor.cls_score.b.array[1] = 5.
+    # and masks are produced, as a trained model does on a busy image. The
+    # small random weights keep the probabilities from saturating at 1.0,
+    # where ties at the 100th score would keep more than 100 (Detectron's
+    # cap keeps every detection scoring >= the 100th best).
+    predictor = model.box_head.predictor.cls_score
+    predictor.W.array[...] = numpy.random.RandomState(1).normal(
+        0, 1e-6, predictor.W.shape)
+    predictor.b.array[1] = 5.
     if backend == 'cupy':
         model.to_gpu()
     img = numpy.random.RandomState(0).uniform(
