@@ -73,6 +73,9 @@ def parse_args(argv=None):
     a('--pretrained', default=None,
       help='npz to start from: converted Detectron weights or a backbone')
     a('--gamma', type=float, default=1., help='weight of the mask loss')
+    a('--roi-size', type=int, default=None,
+      help="box head ROIAlign output size (default: the preset's, C4 14 "
+           "with res5 stride roi-size // 7, FPN 7)")
     a('--scales', type=int, nargs='+', default=None,
       help='training shorter sides, picked at random per image')
     a('--drop-empty', action='store_true',
@@ -118,6 +121,8 @@ def resolve_defaults(args):
 
 def build_model(args, n_fg_class):
     preset = get_preset(args.arch, depth=args.depth, n_fg_class=n_fg_class)
+    if args.roi_size:
+        preset = dataclasses.replace(preset, box_roi_size=args.roi_size)
     if args.scales:
         preset = dataclasses.replace(preset, min_size=max(args.scales))
     numpy.random.seed(args.seed)  # chainer's initialisers draw from it

@@ -73,6 +73,7 @@ class NonFiniteLossGuard(training.Extension):
 
     def __call__(self, trainer):
         value = trainer.observation.get(self.key)
+        value = getattr(value, 'array', value)  # a Variable or a float
         if value is not None and not math.isfinite(float(value)):
             raise TrainingDiverged(
                 '{} is {} at iteration {}: training stopped, the last '
