@@ -96,7 +96,9 @@ def bench(arch, backend, size, repeat):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--size', type=int, nargs=2, default=(800, 1216),
                    help='image height and width')
     p.add_argument('--arch', nargs='+', default=['c4', 'fpn'])

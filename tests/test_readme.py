@@ -55,3 +55,43 @@ def test_every_cli_explains_its_flags(script):
         if script in cmd:
             for flag in re.findall(r'(--[a-z][a-z0-9-]*)', cmd):
                 assert flag in proc.stdout, (script, flag)
+
+
+def _readme_lines(script):
+    return [c for c in _commands(_read('README.md'))
+            if c.startswith('.venv/bin/python ' + script)]
+
+
+@pytest.mark.slow
+def test_readme_convert_and_demo_commands_run(tmp_path):
+    """Run the README's converter and CPU demo commands as written, in a
+    folder holding the files they name (a synthetic Detectron pickle, a
+    small model, small photos)."""
+    import cv2
+    import numpy
+    from models.presets import build_mask_rcnn, get_preset
+    from utils.model_io import save_model
+    from utils.synthetic_detectron import write_detectron_pickle
+    (tmp_path / 'modelfiles').mkdir()
+    write_detectron_pickle(str(tmp_path / 'modelfiles' / 'model_final.pkl'),
+                           'fpn', seed=7)
+    numpy.random.seed(0)
+    save_model(str(tmp_path / 'M.npz'),
+               build_mask_rcnn(get_preset('fpn-tiny')),
+               {'arch': 'fpn-tiny', 'depth': 50, 'n_fg_class': 80})
+    rng = numpy.random.RandomState(0)
+    (tmp_path / 'photos').mkdir()
+    for name in ('photo.jpg', 'a.jpg', 'b.jpg', 'photos/c.jpg'):
+        cv2.imwrite(str(tmp_path / name), rng.randint(
+            0, 255, (90, 120, 3)).astype(numpy.uint8))
+    lines = _readme_lines('utils/detectron_parser.py') + [
+        c for c in _readme_lines('demo.py') if '--gpu' not in c]
+    assert len(lines) >= 4
+    for line in lines:
+        args = line.split()[1:]
+        args[0] = os.path.join(ROOT, args[0])
+        proc = subprocess.run([sys.executable] + args, cwd=str(tmp_path),
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (line, proc.stderr[-1500:])
+    assert (tmp_path / 'outdir').is_dir()
+    assert (tmp_path / 'results.json').is_file()
