@@ -102,7 +102,8 @@ def main():
     p.add_argument('--size', type=int, nargs=2, default=(800, 1216),
                    help='image height and width')
     p.add_argument('--arch', nargs='+', default=['c4', 'fpn'])
-    p.add_argument('--repeat', type=int, default=2)
+    p.add_argument('--repeat', type=int, default=2,
+                   help='timed runs after one warm-up (median reported)')
     p.add_argument('--json', default=None)
     args = p.parse_args()
     backends = ['numpy'] + (['cupy'] if gpu_available() else [])

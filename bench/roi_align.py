@@ -97,7 +97,8 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--repeat', type=int, default=3,
+                        help='timed runs per case (median reported)')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
     backends = [('numpy', numpy)]
