@@ -101,10 +101,12 @@ def main():
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--size', type=int, nargs=2, default=(800, 1216),
                    help='image height and width')
-    p.add_argument('--arch', nargs='+', default=['c4', 'fpn'])
+    p.add_argument('--arch', nargs='+', default=['c4', 'fpn'],
+                   help='architectures to time')
     p.add_argument('--repeat', type=int, default=2,
                    help='timed runs after one warm-up (median reported)')
-    p.add_argument('--json', default=None)
+    p.add_argument('--json', default=None,
+                   help='also write the rows to this JSON file')
     args = p.parse_args()
     backends = ['numpy'] + (['cupy'] if gpu_available() else [])
     rows = []
