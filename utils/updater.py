@@ -8,10 +8,62 @@ the images, so the gradient is the mean over the whole batch (the losses
 are per-image means) and the learning rate does not depend on
 ``subdivisions``. Reported values are likewise image-weighted means over
 the pieces, not the last piece's.
+
+``accumulate_gradients`` is that inner loop; the multi-device updater
+(``utils/parallel_updater.py``) runs it once per device.
 """
+import contextlib
+
 import chainer
 from chainer import reporter as reporter_module
 from chainer.training import StandardUpdater
+
+
+def check_divisible(batch_size, devices, subdivisions):
+    """Raise ``ValueError`` unless every device gets whole, equal pieces."""
+    if subdivisions < 1 or devices < 1 or (
+            batch_size is not None and batch_size % (devices * subdivisions)):
+        raise ValueError(
+            'batch size {} is not divisible by {} device(s) x {} '
+            'subdivisions'.format(batch_size, devices, subdivisions))
+
+
+def accumulate_gradients(target, converter, device, pieces, n_images,
+                         totals):
+    """Forward and backward each piece, adding gradients into ``target``.
+
+    Args:
+        target (chainer.Link): the training chain; returns the loss.
+        converter: ``converter(piece, device)`` gives ``target``'s inputs.
+        device: where the piece's arrays go (``None``: the converter's
+            default).
+        pieces (list of lists): examples, run one after another.
+        n_images (int): images in the whole batch. A piece's loss is
+            weighted by ``len(piece) / n_images``.
+        totals (dict): reported name -> float; each piece adds its
+            reported values with the same weight.
+    """
+    for piece in pieces:
+        if not piece:
+            continue
+        weight = len(piece) / n_images
+        observation = {}
+        with _using(device):
+            with reporter_module.report_scope(observation):
+                loss = target(*converter(piece, device))
+            (loss * weight).backward()
+        del loss
+        for key, value in observation.items():
+            value = float(chainer.backend.CpuDevice().send(
+                getattr(value, 'array', value)))
+            totals[key] = totals.get(key, 0.) + weight * value
+
+
+def _using(device):
+    # The device current while a piece runs (its CuPy kernels launch there).
+    if device is None:
+        return contextlib.nullcontext()
+    return chainer.using_device(device)
 
 
 class SubdivisionUpdater(StandardUpdater):
@@ -26,35 +78,19 @@ class SubdivisionUpdater(StandardUpdater):
                  subdivisions=1):
         super().__init__(iterator, optimizer, converter=converter,
                          device=device)
-        batch_size = getattr(iterator, 'batch_size', None)
-        if subdivisions < 1 or (batch_size is not None and
-                                batch_size % subdivisions):
-            raise ValueError(
-                'batch size {} is not divisible by subdivisions {}'.format(
-                    batch_size, subdivisions))
+        check_divisible(getattr(iterator, 'batch_size', None), 1,
+                        subdivisions)
         self.subdivisions = subdivisions
 
     def update_core(self):
         batch = self._iterators['main'].next()
         optimizer = self._optimizers['main']
-        target = optimizer.target
-        target.cleargrads()
-        n = len(batch)
+        optimizer.target.cleargrads()
         totals = {}
-        for i in range(self.subdivisions):
-            sub = batch[i::self.subdivisions]
-            if not sub:
-                continue
-            weight = len(sub) / n
-            observation = {}
-            with reporter_module.report_scope(observation):
-                loss = target(*self.converter(sub, self.device))
-            (loss * weight).backward()
-            del loss
-            for key, value in observation.items():
-                value = float(chainer.backend.CpuDevice().send(
-                    getattr(value, 'array', value)))
-                totals[key] = totals.get(key, 0.) + weight * value
+        s = self.subdivisions
+        accumulate_gradients(optimizer.target, self.converter, self.device,
+                             [batch[i::s] for i in range(s)], len(batch),
+                             totals)
         chainer.report(totals)
         optimizer.update()
 
