@@ -3,16 +3,19 @@
 # dependency, chainer 7.8.1 built from its sdist included.
 #   bash setup.sh            # CPU
 #   bash setup.sh --gpu 13   # also cupy-cuda13x (or --gpu 12 for cupy-cuda12x)
+#   bash setup.sh --mpi      # also mpi4py and MPICH (ChainerMN, mpiexec)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 CUDA=""
+MPI=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --gpu) CUDA="$2"; shift 2 ;;
-    *) echo "setup.sh: unknown argument '$1' (expected --gpu 12|13)" >&2; exit 2 ;;
+    --mpi) MPI=1; shift ;;
+    *) echo "setup.sh: unknown argument '$1' (expected --gpu 12|13, --mpi)" >&2; exit 2 ;;
   esac
 done
 
@@ -29,5 +32,8 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --no-build-isolation -r requirements/base.txt
 if [ -n "$CUDA" ]; then
   "${PIP[@]}" install "cupy-cuda${CUDA}x==14.2.0"
+fi
+if [ -n "$MPI" ]; then
+  "${PIP[@]}" install -r requirements/mpi.txt
 fi
 "$VENV/bin/python" -c "from utils import compat; import chainer; print('chainer', chainer.__version__, 'ready in $VENV')"

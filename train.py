@@ -3,6 +3,9 @@
     python train.py                      # quickstart: synthetic data, CPU
     python train.py --dataset coco2017 --coco-root data/coco --gpu 0 \\
         --batchsize 16 --subdivisions 8 --pretrained R-50.npz
+    python train.py ... --gpus 0,1,2,3 --batchsize 16 --subdivisions 2
+    mpiexec -n 8 python train.py ... --communicator pure_nccl --gpu 0 \\
+        --batchsize 2                    # 8 processes x 2 = batch 16
 
 With no arguments it generates a small synthetic COCO-format dataset, trains
 the light 'fpn-tiny' model on the CPU, evaluates it with the COCO metric,
@@ -24,10 +27,12 @@ from chainer.training import extensions  # noqa: E402
 from models.presets import ARCHS, build_mask_rcnn, get_preset  # noqa: E402
 from models.train_chain import MaskRCNNTrainChain  # noqa: E402
 from utils.batching import TrainBatcher  # noqa: E402
+from utils.distributed import COMMUNICATORS  # noqa: E402
 from utils.extensions import NonFiniteLossGuard, WarmupStepLR  # noqa: E402
 from utils.order_sampler import SeededShuffleOrderSampler  # noqa: E402
 from utils.training_setup import (  # noqa: E402
-    SetupError, dataset_paths, freeze, load_pretrained, write_demo)
+    SetupError, build_updater, dataset_paths, freeze, load_pretrained,
+    setup_communicator, write_demo)
 
 
 def parse_args(argv=None):
@@ -51,8 +56,17 @@ def parse_args(argv=None):
       help='where the synthetic dataset is generated')
     a('--synthetic-images', type=int, nargs=2, default=(240, 40),
       metavar=('TRAIN', 'VAL'), help='synthetic dataset sizes')
-    a('--gpu', type=int, default=-1, help='GPU id, -1 for CPU')
-    a('--batchsize', '-b', type=int, default=2, help='images per iteration')
+    a('--gpu', type=int, default=-1,
+      help='GPU id, -1 for CPU; with --communicator, the first GPU of '
+           'each node (process r of a node uses GPU --gpu + r)')
+    a('--gpus', type=_ids, default=None, metavar='0,1,...',
+      help='several GPUs of one process; the batch is split across them')
+    a('--communicator', choices=COMMUNICATORS, default=None,
+      help='ChainerMN: one process per GPU or CPU, started with mpiexec '
+           '-n N; the batch per step is N x --batchsize')
+    a('--batchsize', '-b', type=int, default=2,
+      help='images per iteration (split across --gpus; per process '
+           'with --communicator)')
     a('--subdivisions', type=int, default=1,
       help='split each batch into this many sequential pieces '
            '(gradient accumulation)')
@@ -95,15 +109,24 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def resolve_defaults(args):
+def _ids(text):
+    try:
+        return [int(i) for i in text.split(',')]
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected GPU ids like 0,1,2,3')
+
+
+def resolve_defaults(args, n_processes=1):
     synthetic = args.dataset == 'synthetic'
+    args.processes = n_processes
+    args.effective_batchsize = args.batchsize * n_processes
     args.arch = args.arch or ('fpn-tiny' if synthetic else 'fpn')
     args.iteration = args.iteration or (500 if synthetic else 90000)
     if args.lr is None:
         # Detectron's linear scaling rule: 0.02 for 16 images. The light
         # synthetic-data model (GroupNorm, from scratch) diverged at 0.02
         # and learns well at 0.01 with batch 2.
-        args.lr = 0.01 if synthetic else 0.02 * args.batchsize / 16
+        args.lr = 0.01 if synthetic else 0.02 * args.effective_batchsize / 16
         args.lr_rule = ('0.01 for the synthetic quickstart' if synthetic
                         else 'linear scaling: 0.02 x batch / 16')
     else:
@@ -119,7 +142,7 @@ def resolve_defaults(args):
     return args
 
 
-def build_model(args, n_fg_class):
+def build_model(args, n_fg_class, log=print):
     preset = get_preset(args.arch, depth=args.depth, n_fg_class=n_fg_class)
     if args.roi_size:
         preset = dataclasses.replace(preset, box_roi_size=args.roi_size)
@@ -128,25 +151,22 @@ def build_model(args, n_fg_class):
     numpy.random.seed(args.seed)  # chainer's initialisers draw from it
     model = build_mask_rcnn(preset)
     if args.pretrained:
-        print(load_pretrained(model, args.pretrained))
+        log(load_pretrained(model, args.pretrained))
     freeze(model, args.freeze_at)
     return model, preset
 
 
-def build_trainer(args, model, preset, train, val, val_json):
-    from utils.coco_eval import COCOEvaluator
-    from utils.updater import SubdivisionUpdater
+def build_trainer(args, model, preset, train, val, val_json, comm=None):
+    # Each process draws its own flips, scales, samples and data order.
+    seed = args.seed + (comm.rank if comm is not None else 0)
     chain = MaskRCNNTrainChain(
         model, preset.mask_resolution, preset.rpn_batch_size,
         roi_batch_size=preset.roi_batch_size, mask_loss_weight=args.gamma,
-        seed=args.seed)
-    if args.gpu >= 0:
-        chainer.backends.cuda.get_device_from_id(args.gpu).use()
-        chain.to_gpu(args.gpu)
+        seed=seed)
     optimizer = chainer.optimizers.MomentumSGD(args.lr, 0.9)
     optimizer.setup(chain)
     optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(args.weight_decay))
-    sampler = SeededShuffleOrderSampler(args.seed)
+    sampler = SeededShuffleOrderSampler(seed)
     if args.loaders > 0:
         it = chainer.iterators.MultiprocessIterator(
             train, args.batchsize, n_processes=args.loaders,
@@ -155,21 +175,34 @@ def build_trainer(args, model, preset, train, val, val_json):
         it = chainer.iterators.SerialIterator(train, args.batchsize,
                                               order_sampler=sampler)
     batcher = TrainBatcher(args.scales or (preset.min_size,),
-                           preset.max_size, preset.pad_stride, True,
-                           args.seed)
-    device = args.gpu if args.gpu >= 0 else None
-    updater = SubdivisionUpdater(it, optimizer, batcher, device,
-                                 args.subdivisions)
+                           preset.max_size, preset.pad_stride, True, seed)
+    updater = build_updater(args, chain, optimizer, it, batcher, comm)
     trainer = chainer.training.Trainer(updater, (args.iteration,
                                                  'iteration'), args.out)
     trainer.extend(NonFiniteLossGuard())
     trainer.extend(WarmupStepLR(args.lr, args.lr_steps,
                                 warmup_iters=args.warmup))
+    keys = ['main/loss', 'main/rpn_loc', 'main/rpn_cls', 'main/roi_loc',
+            'main/roi_cls', 'main/mask']
+    if comm is not None:
+        from utils.distributed import (RankStates, SerializableRandomState,
+                                       average_observations)
+        average_observations(trainer, comm, keys)
+        trainer.extend(RankStates(comm, {
+            'iterator': it, 'batcher': batcher,
+            'sampling': SerializableRandomState(chain.rng)}),
+            trigger=(args.snapshot, 'iteration'))
+    if comm is None or comm.rank == 0:
+        extend_writers(trainer, args, keys, model, val, val_json)
+    return trainer
+
+
+def extend_writers(trainer, args, keys, model, val, val_json):
+    """Logs, plots, progress, snapshots and the COCO evaluation."""
+    from utils.coco_eval import COCOEvaluator
     log = (args.log_interval, 'iteration')
     trainer.extend(extensions.LogReport(trigger=log))
     trainer.extend(extensions.observe_lr(), trigger=log)
-    keys = ['main/loss', 'main/rpn_loc', 'main/rpn_cls', 'main/roi_loc',
-            'main/roi_cls', 'main/mask']
     trainer.extend(extensions.PrintReport(
         ['iteration', 'lr'] + keys + ['validation/main/bbox/AP',
                                       'validation/main/segm/AP',
@@ -189,14 +222,10 @@ def build_trainer(args, model, preset, train, val, val_json):
                        sorted(set(list(range(args.validation, args.iteration,
                                              args.validation)) +
                                   [args.iteration])), 'iteration'))
-    return trainer
 
 
-def main(argv=None):
-    from utils.model_io import save_model
-    args = resolve_defaults(parse_args(argv))
-    if args.evaluate and not args.pretrained:
-        raise SetupError('--evaluate needs --pretrained MODEL.npz')
+def load_data(args):
+    """(train, val, val json path, model metadata)."""
     train, val, val_json = dataset_paths(args)
     meta = {'arch': args.arch, 'depth': args.depth,
             'n_fg_class': len(train.class_ids),
@@ -204,28 +233,57 @@ def main(argv=None):
             'class_names': list(train.class_names),
             'conventions': {'channel_order': 'BGR', 'aligned': False,
                             'box_offset': 1, 'background_index': 0}}
-    model, preset = build_model(args, len(train.class_ids))
-    os.makedirs(args.out, exist_ok=True)
-    config = dict(vars(args), preset=str(preset))
-    print('configuration:\n' + json.dumps(config, indent=1, sort_keys=True))
-    with open(os.path.join(args.out, 'config.json'), 'w') as f:
-        json.dump(config, f, indent=1, sort_keys=True)
-    print('learning rate {} for batch {} ({})'.format(
-        args.lr, args.batchsize, args.lr_rule))
+    return train, val, val_json, meta
+
+
+def main(argv=None):
+    from utils.model_io import save_model
+    args = parse_args(argv)
+    comm = setup_communicator(args)
+    args = resolve_defaults(args, comm.size if comm else 1)
+    root = comm is None or comm.rank == 0
+    if args.evaluate and not args.pretrained:
+        raise SetupError('--evaluate needs --pretrained MODEL.npz')
+    if comm is None:
+        train, val, val_json, meta = load_data(args)
+    else:
+        from utils.distributed import scatter_datasets
+        train, val, val_json, meta = scatter_datasets(
+            comm, lambda: load_data(args), args.seed)
+    model, preset = build_model(args, meta['n_fg_class'],
+                                log=print if root else lambda line: None)
+    if root:
+        os.makedirs(args.out, exist_ok=True)
+        config = dict(vars(args), preset=str(preset))
+        print('configuration:\n' + json.dumps(config, indent=1,
+                                              sort_keys=True))
+        with open(os.path.join(args.out, 'config.json'), 'w') as f:
+            json.dump(config, f, indent=1, sort_keys=True)
+        print('learning rate {} for batch {} ({})'.format(
+            args.lr, args.effective_batchsize if args.processes == 1 else
+            '{} = {} processes x {}'.format(args.effective_batchsize,
+                                            args.processes, args.batchsize),
+            args.lr_rule))
     if args.evaluate:
         from utils.coco_eval import COCOEvaluator
         if args.gpu >= 0:
             model.to_gpu(args.gpu)
         COCOEvaluator(val, model, val_json, args.out).evaluate()
         return
-    trainer = build_trainer(args, model, preset, train, val, val_json)
+    trainer = build_trainer(args, model, preset, train, val, val_json, comm)
     if args.resume:
-        chainer.serializers.load_npz(args.resume, trainer)
+        try:
+            chainer.serializers.load_npz(args.resume, trainer)
+        except KeyError as e:
+            raise SetupError('cannot resume from {}: {} is missing (was it '
+                             'written with the same --communicator and '
+                             'number of processes?)'.format(args.resume, e))
     trainer.run(show_loop_exception_msg=False)
-    path = os.path.join(args.out, 'model_final.npz')
-    save_model(path, model, meta)
-    print('model: {}'.format(path))
-    print('demo: {}'.format(write_demo(model, val, args.out, meta)))
+    if root:
+        path = os.path.join(args.out, 'model_final.npz')
+        save_model(path, model, meta)
+        print('model: {}'.format(path))
+        print('demo: {}'.format(write_demo(model, val, args.out, meta)))
 
 
 if __name__ == '__main__':
@@ -237,4 +295,7 @@ if __name__ == '__main__':
         main()
     except (SetupError, DatasetError, ImageError, ModelFileError,
             TrainingDiverged) as e:
-        sys.exit('train.py: error: {}'.format(e))
+        from utils.distributed import abort_other_ranks
+        print('train.py: error: {}'.format(e), file=sys.stderr)
+        abort_other_ranks()
+        sys.exit(1)

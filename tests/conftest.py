@@ -1,5 +1,6 @@
-"""Shared test set-up: compat shims first, then the ``gpu`` marker and the
-``xp`` fixture that runs one check on NumPy and, marked ``gpu``, on CuPy."""
+"""Shared test set-up: compat shims first, then the ``gpu`` marker, the
+``xp`` fixture that runs one check on NumPy and, marked ``gpu``, on CuPy,
+and the ``mpiexec`` fixture of the multi-process tests."""
 import pytest
 
 from utils import compat  # noqa: F401  (before chainer)
@@ -25,3 +26,20 @@ def xp(request):
         return numpy
     import cupy
     return cupy
+
+
+@pytest.fixture
+def mpiexec():
+    """The ``mpiexec`` next to this Python (``pip install mpich``) or on
+    PATH; skips the test when it or mpi4py is missing."""
+    import importlib.util
+    import os
+    import shutil
+    import sys
+    path = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
+    path = path if os.access(path, os.X_OK) else shutil.which('mpiexec')
+    if path is None:
+        pytest.skip('needs mpiexec (bash setup.sh --mpi)')
+    if importlib.util.find_spec('mpi4py') is None:
+        pytest.skip('needs mpi4py (bash setup.sh --mpi)')
+    return path

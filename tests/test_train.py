@@ -75,3 +75,54 @@ def test_short_run_learns(tmp_path):
     for name in ('demo.png', 'loss.png', 'ap.png', 'model_final.npz',
                  'coco_eval_iter_150.json'):
         assert os.path.isfile(os.path.join(out, name)), name
+
+
+def _run_mpi(mpiexec, tmp_path, name, *extra):
+    out = str(tmp_path / name)
+    proc = subprocess.run(
+        [mpiexec, '-n', '2', sys.executable, 'train.py', '--communicator',
+         'naive', '--synthetic-root', str(tmp_path / 'data'),
+         '--synthetic-images', '6', '2', '--loaders', '0', '--batchsize',
+         '2', '--lr', '0.02', '--lr-steps', '2', '--warmup', '1',
+         '--log-interval', '1', '--validation', '100', '--out', out] +
+        list(extra), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_two_processes_resume_exactly(tmp_path, mpiexec):
+    # Each rank trains on its 3 of the 6 images (an epoch boundary inside
+    # iteration 2), with its own flips and samples; only rank 0 writes.
+    full, stdout = _run_mpi(mpiexec, tmp_path, 'full', '--iteration', '3',
+                            '--snapshot', '2')
+    assert stdout.count('learning rate 0.02 for batch 4 = 2 processes x '
+                        '2') == 1
+    _run_mpi(mpiexec, tmp_path, 'first', '--iteration', '2',
+             '--snapshot', '2')
+    resumed, _ = _run_mpi(mpiexec, tmp_path, 'resumed', '--iteration', '3',
+                          '--resume', str(tmp_path / 'first' /
+                                          'snapshot_iter_2'))
+    a = _params(os.path.join(full, 'model_final.npz'))
+    b = _params(os.path.join(resumed, 'model_final.npz'))
+    for k in a:
+        numpy.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6,
+                                      err_msg=k)
+    log_a = json.load(open(os.path.join(full, 'log')))
+    log_b = json.load(open(os.path.join(resumed, 'log')))
+    assert [e['iteration'] for e in log_b] == [1, 2, 3]
+    for ea, eb in zip(log_a, log_b):
+        assert ea['main/loss'] == pytest.approx(eb['main/loss'], rel=1e-4)
+    assert sorted(f for f in os.listdir(full) if 'snapshot' in f) == [
+        'snapshot_iter_2']
+    assert os.path.isfile(os.path.join(full, 'demo.png'))
+
+
+def test_impossible_split_is_a_one_line_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, 'train.py', '--gpus', '0,1', '--batchsize', '6',
+         '--subdivisions', '2', '--out', str(tmp_path / 'out')],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        'train.py: error: --batchsize 6 is not divisible by 2 device(s) x 2 '
+        'subdivisions']

@@ -17,8 +17,18 @@ What each shim is for:
 * ``CHAINER_CUDNN=0`` unless the user set it: CuPy 14 has no cuDNN, so
   chainer falls back to im2col + cuBLAS for convolutions anyway; saying so up
   front silences the per-import "cuDNN is not enabled" warning.
+
+ChainerMN needs one more, applied by ``patch_chainermn()`` after
+``import chainermn`` (importing it starts MPI, so ``install()`` cannot):
+its ``_memory_utility.unpack_params`` casts with ``xp.array(v, copy=False,
+dtype=...)``, which numpy 2 refuses whenever a cast is needed
+(gradients whose dtype differs from the transfer dtype, e.g. float16
+gradients through the float32 buffers of the ``flat`` communicator). This
+is the one shim that replaces a function; it does so only while the
+installed function still contains that call.
 """
 import importlib
+import inspect
 import os
 import sys
 import types
@@ -78,6 +88,37 @@ def install():
     # at import; the pin below 82 keeps it working, so the warning is noise.
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated',
                             category=UserWarning)
+    return list(SHIMS)
+
+
+def _unpack_params(params, attr_name, buffer, transfer_dtype, zero_fill,
+                   stream=None):
+    """ChainerMN 7.8.1's ``unpack_params`` with a numpy-2 cast."""
+    if len(params) == 0:
+        return
+    offset = 0
+    for param in params:
+        v = getattr(param, attr_name)
+        if attr_name == 'grad' and v is None and zero_fill:
+            v = param.xp.empty_like(param.data)
+            setattr(param, attr_name, v)
+        size = v.size * numpy.dtype(transfer_dtype).itemsize
+        grad_dtype = v.dtype
+        if grad_dtype != transfer_dtype:
+            v = v.astype(transfer_dtype)  # was xp.array(v, copy=False, ...)
+        buffer.to_device(v, size, offset, stream)
+        offset += size
+        if grad_dtype != transfer_dtype:
+            getattr(param, attr_name)[...] = v.astype(grad_dtype)
+
+
+def patch_chainermn():
+    """Apply the ChainerMN shim (call after ``import chainermn``)."""
+    from chainermn.communicators import _memory_utility
+    if 'copy=False' in inspect.getsource(_memory_utility.unpack_params):
+        _memory_utility.unpack_params = _unpack_params
+        if 'chainermn unpack_params' not in SHIMS:
+            SHIMS.append('chainermn unpack_params')
     return list(SHIMS)
 
 

@@ -1,5 +1,6 @@
 """Wiring helpers of ``train.py``: datasets, pretrained weights, frozen
-stages and the closing demo image."""
+stages, the updater for one or several devices or processes, and the
+closing demo image."""
 import os
 
 import numpy
@@ -107,3 +108,46 @@ def write_demo(model, dataset, out, meta, thresh=0.5):
     model.use_preset('evaluate')
     return path
 
+
+def setup_communicator(args):
+    """Check --gpus, --batchsize and --subdivisions together; return the
+    ChainerMN communicator of --communicator, else None."""
+    if args.gpus and (args.gpu >= 0 or args.communicator):
+        raise SetupError('--gpus takes every GPU of the process; give '
+                         'neither --gpu nor --communicator with it')
+    n_devices = len(args.gpus) if args.gpus else 1
+    if args.subdivisions < 1 or args.batchsize % (n_devices *
+                                                  args.subdivisions):
+        raise SetupError('--batchsize {} is not divisible by {} device(s) x '
+                         '{} subdivisions'.format(args.batchsize, n_devices,
+                                                  args.subdivisions))
+    if not args.communicator:
+        return None
+    if args.evaluate:
+        raise SetupError('--evaluate runs in one process: drop '
+                         '--communicator')
+    from utils.distributed import create_communicator
+    return create_communicator(args.communicator)
+
+
+def build_updater(args, chain, optimizer, iterator, batcher, comm=None):
+    """One device, several devices (--gpus) or one process of several
+    (--communicator); all accumulate over --subdivisions pieces."""
+    import chainer
+    from utils.updater import SubdivisionUpdater
+    if args.gpus:
+        from utils.parallel_updater import MultiDeviceUpdater
+        chainer.backends.cuda.get_device_from_id(args.gpus[0]).use()
+        return MultiDeviceUpdater(iterator, optimizer, batcher,
+                                  ['@cupy:{}'.format(g) for g in args.gpus],
+                                  args.subdivisions)
+    device = None
+    if args.gpu >= 0:
+        device = args.gpu + (comm.intra_rank if comm is not None else 0)
+        chainer.backends.cuda.get_device_from_id(device).use()
+        chain.to_gpu(device)
+    if comm is not None:
+        from utils.distributed import multi_node_optimizer
+        optimizer = multi_node_optimizer(comm, optimizer)
+    return SubdivisionUpdater(iterator, optimizer, batcher, device,
+                              args.subdivisions)

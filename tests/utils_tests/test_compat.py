@@ -77,3 +77,43 @@ def test_chainer_gpu_convolution_without_cudnn():
     y_gpu = F.convolution_2d(cupy.asarray(x), cupy.asarray(w), pad=1).array
     numpy.testing.assert_allclose(cupy.asnumpy(y_gpu), y_cpu, rtol=1e-4,
                                   atol=1e-4)
+
+
+def test_chainermn_unpack_params_casts_under_numpy2():
+    # ChainerMN's unpack_params copies a communication buffer back into
+    # gradients of another dtype; a host "buffer" stands in for the GPU one.
+    pytest.importorskip('mpi4py', reason='ChainerMN needs mpi4py')
+    out = run_fresh('''
+        import numpy as np
+        from utils import compat
+        import chainer, chainermn
+        from chainermn.communicators import _memory_utility as mu
+
+        class HostBuffer:
+            def __init__(self, values):
+                self.values = values
+            def to_device(self, dst, size, offset, stream=None):
+                n = size // dst.itemsize
+                start = offset // dst.itemsize
+                dst[...] = self.values[start:start + n].reshape(dst.shape)
+
+        def run():
+            p = chainer.Parameter(np.zeros((2, 3), np.float32))
+            p.grad = np.zeros((2, 3), np.float32)
+            buf = HostBuffer(np.arange(6, dtype=np.float16) / 4)
+            mu.unpack_params([p], 'grad', buf, np.float16, False)
+            return p.grad
+
+        try:
+            run()
+            print('unpatched works')
+        except ValueError:
+            print('unpatched fails')
+        print(compat.patch_chainermn())
+        print(run().ravel().tolist(), run().dtype)
+        print(compat.patch_chainermn() == compat.SHIMS)
+    ''')
+    assert 'unpatched fails' in out
+    assert 'chainermn unpack_params' in out
+    assert '[0.0, 0.25, 0.5, 0.75, 1.0, 1.25] float32' in out
+    assert out.rstrip().endswith('True')
