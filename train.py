@@ -26,7 +26,7 @@ from chainer.training import extensions  # noqa: E402
 
 from models.presets import ARCHS, build_mask_rcnn, get_preset  # noqa: E402
 from models.train_chain import MaskRCNNTrainChain  # noqa: E402
-from utils.batching import TrainBatcher  # noqa: E402
+from utils.batching import CarryReadErrors, TrainBatcher  # noqa: E402
 from utils.distributed import COMMUNICATORS  # noqa: E402
 from utils.extensions import NonFiniteLossGuard, WarmupStepLR  # noqa: E402
 from utils.order_sampler import SeededShuffleOrderSampler  # noqa: E402
@@ -167,6 +167,7 @@ def build_trainer(args, model, preset, train, val, val_json, comm=None):
     optimizer.setup(chain)
     optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(args.weight_decay))
     sampler = SeededShuffleOrderSampler(seed)
+    train = CarryReadErrors(train)
     if args.loaders > 0:
         it = chainer.iterators.MultiprocessIterator(
             train, args.batchsize, n_processes=args.loaders,

@@ -126,3 +126,25 @@ def test_impossible_split_is_a_one_line_error(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         'train.py: error: --batchsize 6 is not divisible by 2 device(s) x 2 '
         'subdivisions']
+
+
+def test_corrupt_training_image_is_one_line_error(tmp_path):
+    from utils.synthetic_coco import make_synthetic_coco
+    for split, n in (('train', 4), ('val', 2)):
+        make_synthetic_coco(str(tmp_path / split), n_images=n, height=64,
+                            width=80, seed=3)
+    for f in (tmp_path / 'train' / 'images').iterdir():
+        f.write_bytes(b'not a png')
+    proc = subprocess.run(
+        [sys.executable, 'train.py', '--dataset', 'coco-json',
+         '--arch', 'fpn-tiny', '--iteration', '2', '--loaders', '2',
+         '--train-json', str(tmp_path / 'train' / 'annotations.json'),
+         '--train-images', str(tmp_path / 'train' / 'images'),
+         '--val-json', str(tmp_path / 'val' / 'annotations.json'),
+         '--val-images', str(tmp_path / 'val' / 'images'),
+         '--out', str(tmp_path / 'out')],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert 'cannot decode image' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert 'TypeError' not in proc.stderr

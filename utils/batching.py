@@ -7,9 +7,38 @@ serialised generator, so a run is reproducible and resumes exactly.
 import chainer
 import numpy
 
-from utils.coco_dataset import flip_example
-from utils.image import batch_images, prepare
+from utils.coco_dataset import DatasetError, flip_example
+from utils.image import ImageError, batch_images, prepare
 from utils.rng import serialize_random_state
+
+
+class ReadError:
+    """A failed read, carried from a loader process as a value."""
+
+    def __init__(self, message):
+        self.message = message
+
+
+class CarryReadErrors(chainer.dataset.DatasetMixin):
+    """Wrap a dataset so that a missing or corrupt image reaches the main
+    process, where ``TrainBatcher`` raises it as one ``DatasetError``.
+
+    ``MultiprocessIterator`` prints an exception raised in a loader process
+    from a thread and then fails with an unrelated ``TypeError``; a value
+    travels back like any example.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def get_example(self, i):
+        try:
+            return self.dataset[i]
+        except (DatasetError, ImageError) as e:
+            return ReadError(str(e))
 
 
 class TrainBatcher:
@@ -37,7 +66,10 @@ class TrainBatcher:
 
     def __call__(self, batch, device=None):
         xs, scales, sizes, bboxes, labels, segms = [], [], [], [], [], []
-        for img, bbox, label, segm in batch:
+        for example in batch:
+            if isinstance(example, ReadError):
+                raise DatasetError(example.message)
+            img, bbox, label, segm = example
             if self.flip and self.rng.rand() < 0.5:
                 img, bbox, segm = flip_example(img, bbox, segm)
             min_size = self.scales[self.rng.randint(len(self.scales))]
