@@ -227,13 +227,13 @@ def extend_writers(trainer, args, keys, model, val, val_json):
 
 def load_data(args):
     """(train, val, val json path, model metadata)."""
+    from utils.model_io import DEFAULT_CONVENTIONS
     train, val, val_json = dataset_paths(args)
     meta = {'arch': args.arch, 'depth': args.depth,
             'n_fg_class': len(train.class_ids),
             'class_ids': [int(c) for c in train.class_ids],
             'class_names': list(train.class_names),
-            'conventions': {'channel_order': 'BGR', 'aligned': False,
-                            'box_offset': 1, 'background_index': 0}}
+            'conventions': dict(DEFAULT_CONVENTIONS)}
     return train, val, val_json, meta
 
 

@@ -97,11 +97,6 @@ def get_preset(arch, **overrides):
     return dataclasses.replace(PRESETS[arch], **overrides)
 
 
-def preset_name(p):
-    """The name of the preset ``p`` derives from ('c4', 'fpn', 'fpn-tiny')."""
-    return 'fpn-tiny' if p.arch == 'fpn' and p.width != 64 else p.arch
-
-
 def _proposals(p):
     return ProposalGenerator(p.rpn_pre_nms_top_n, p.rpn_post_nms_top_n,
                              p.rpn_collect_top_n, p.rpn_nms_thresh,
