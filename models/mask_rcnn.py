@@ -90,11 +90,15 @@ class MaskRCNN(chainer.Chain):
         self.nms_thresh = float(preset['nms_thresh'])
         self.limit = int(preset['limit'])
 
-    def anchors(self, features):
-        """Anchors of each RPN level, (H_l*W_l*A, 4) on the model's device."""
-        return [self.xp.asarray(shifted_anchors(a, s, *f.shape[2:]))
+    def host_anchors(self, features):
+        """Anchors of each RPN level, (H_l*W_l*A, 4) NumPy arrays."""
+        return [shifted_anchors(a, s, *f.shape[2:])
                 for a, s, f in zip(self.cell_anchors, self.rpn_strides,
                                    features)]
+
+    def anchors(self, features):
+        """Anchors of each RPN level, (H_l*W_l*A, 4) on the model's device."""
+        return [self.xp.asarray(a) for a in self.host_anchors(features)]
 
     def propose(self, features, size, scale):
         """RPN proposals of image 0: (R, 4) rois in resized pixels."""

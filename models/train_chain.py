@@ -67,8 +67,11 @@ class MaskRCNNTrainChain(chainer.Chain):
         features = model.extractor(x)
         rpn_features = features[model.rpn_levels]
         logits, deltas = model.rpn(rpn_features)
-        anchors = model.anchors(rpn_features)
-        anchors_host = numpy.concatenate([_host(a) for a in anchors])
+        # Built on the host for the targets, sent once to the device for
+        # the proposals (not sent there and brought back).
+        host_anchors = model.host_anchors(rpn_features)
+        anchors = [model.xp.asarray(a) for a in host_anchors]
+        anchors_host = numpy.concatenate(host_anchors)
 
         rpn_label, rpn_loc, samples = [], [], []
         for i in range(n):
