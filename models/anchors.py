@@ -1,4 +1,5 @@
-"""Anchors exactly as Detectron's ``generate_anchors.py``.
+"""Anchors exactly as Detectron's ``generate_anchors.py`` (and, as an
+option, detectron2's ``DefaultAnchorGenerator``).
 
 A reference window ``[0, 0, stride - 1, stride - 1]`` (centre
 ``(stride - 1) / 2``, 7.5 for stride 16) is reshaped to each aspect ratio
@@ -47,6 +48,25 @@ def generate_anchors(stride, sizes, aspect_ratios=(0.5, 1., 2.)):
         w, h, x_ctr, y_ctr = _whctrs(anchor)
         out.append(_mkanchors(w * scales, h * scales, x_ctr, y_ctr))
     return numpy.vstack(out)
+
+
+def generate_anchors_d2(sizes, aspect_ratios=(0.5, 1., 2.)):
+    """Cell anchors as detectron2's ``generate_cell_anchors``: centred on
+    the cell's corner (``ANCHOR_GENERATOR.OFFSET`` 0), exact sizes
+    ``w = sqrt(size**2 / ratio)``, ``h = ratio * w`` without rounding,
+    size-major enumeration (``a = s * len(aspect_ratios) + r``).
+
+    Returns:
+        numpy.ndarray: (len(sizes) * len(aspect_ratios), 4) float64
+        ``(-w/2, -h/2, w/2, h/2)``.
+    """
+    out = []
+    for size in sizes:
+        for ratio in aspect_ratios:
+            w = numpy.sqrt(size ** 2. / ratio)
+            h = ratio * w
+            out.append((-w / 2., -h / 2., w / 2., h / 2.))
+    return numpy.array(out, numpy.float64)
 
 
 def shifted_anchors(cell_anchors, stride, height, width):

@@ -1,7 +1,8 @@
 """Box heads: ROI features -> class scores and class-specific box deltas.
 
 Outputs follow Detectron: ``cls_score`` (R, K+1) logits with background at
-0, ``bbox_pred`` (R, 4(K+1)) (dx, dy, dw, dh) per class for weights
+0 (a detectron2 ``cls_score`` keeps it last; ``BoxPredictor`` moves it
+first, see ``models/conventions.py``), ``bbox_pred`` (R, 4(K+1)) (dx, dy, dw, dh) per class for weights
 (10, 10, 5, 5).
 """
 import chainer
@@ -18,10 +19,15 @@ class BoxPredictor(chainer.Chain):
 
     Detectron initialises ``cls_score`` with std 0.01 and ``bbox_pred`` with
     std 0.001, biases 0.
+
+    Args:
+        background_index (int): row of ``cls_score`` holding background:
+            0 (Detectron) or -1 (detectron2). The output always has it at 0.
     """
 
-    def __init__(self, in_channels, n_class):
+    def __init__(self, in_channels, n_class, background_index=0):
         super().__init__()
+        self.background_index = background_index
         with self.init_scope():
             self.cls_score = L.Linear(in_channels, n_class,
                                       initialW=initializers.Normal(0.01))
@@ -29,7 +35,11 @@ class BoxPredictor(chainer.Chain):
                                       initialW=initializers.Normal(0.001))
 
     def forward(self, h):
-        return self.cls_score(h), self.bbox_pred(h)
+        cls_score = self.cls_score(h)
+        if self.background_index == -1:
+            # (R, [1..K, bg]) -> (R, [bg, 1..K])
+            cls_score = F.concat((cls_score[:, -1:], cls_score[:, :-1]))
+        return cls_score, self.bbox_pred(h)
 
 
 class ResNetC5Head(chainer.Chain):
@@ -40,12 +50,12 @@ class ResNetC5Head(chainer.Chain):
         n_class (int): K + 1 including background.
     """
 
-    def __init__(self, res5, n_class, pooler):
+    def __init__(self, res5, n_class, pooler, background_index=0):
         super().__init__()
         self.pooler = pooler
         with self.init_scope():
             self.res5 = res5
-            self.predictor = BoxPredictor(2048, n_class)
+            self.predictor = BoxPredictor(2048, n_class, background_index)
 
     def forward(self, features, rois, roi_indices):
         """(R, 4) rois -> ((R, K+1) logits, (R, 4(K+1)) deltas)."""
@@ -57,14 +67,16 @@ class ResNetC5Head(chainer.Chain):
 class TwoFCHead(chainer.Chain):
     """FPN box head: 7x7x256 ROI features flattened (C, H, W) -> 2 x FC 1024."""
 
-    def __init__(self, in_size, n_class, pooler, fc_channels=1024):
+    def __init__(self, in_size, n_class, pooler, fc_channels=1024,
+                 background_index=0):
         super().__init__()
         self.pooler = pooler
         init = initializers.GlorotUniform()  # Detectron: XavierFill
         with self.init_scope():
             self.fc6 = L.Linear(in_size, fc_channels, initialW=init)
             self.fc7 = L.Linear(fc_channels, fc_channels, initialW=init)
-            self.predictor = BoxPredictor(fc_channels, n_class)
+            self.predictor = BoxPredictor(fc_channels, n_class,
+                                          background_index)
 
     def forward(self, features, rois, roi_indices):
         h = self.pooler(features, rois, roi_indices)

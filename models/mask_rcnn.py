@@ -23,10 +23,11 @@ import chainer.functions as F
 import numpy
 
 from models.anchors import shifted_anchors
+from models.conventions import DETECTRON
 from utils.boxes import clip_boxes, decode_boxes
 from utils.detections import suppress
 from utils.image import prepare
-from utils.masks import paste_masks
+from utils.masks import paste_masks, paste_masks_d2
 
 PRESETS = {
     # Detectron TEST.SCORE_THRESH / TEST.NMS / TEST.DETECTIONS_PER_IM
@@ -54,13 +55,16 @@ class MaskRCNN(chainer.Chain):
         mask_thresh (float): binarisation threshold (strict ``>``).
         preset (str or dict): 'evaluate', 'visualize' or a dict of
             ``score_thresh``, ``nms_thresh``, ``limit``.
+        conventions (models.conventions.Conventions): Detectron's
+            semantics (default) or detectron2's; the model's pieces were
+            built with the same object.
     """
 
     def __init__(self, extractor, rpn, box_head, mask_head,
                  proposal_generator, cell_anchors, rpn_strides, rpn_levels,
                  head_levels, min_size=800, max_size=1333, pad_stride=1,
                  bbox_reg_weights=(10., 10., 5., 5.), mask_thresh=0.5,
-                 preset='evaluate'):
+                 preset='evaluate', conventions=DETECTRON):
         super().__init__()
         with self.init_scope():
             self.extractor = extractor
@@ -77,7 +81,15 @@ class MaskRCNN(chainer.Chain):
         self.pad_stride = pad_stride
         self.bbox_reg_weights = tuple(bbox_reg_weights)
         self.mask_thresh = mask_thresh
+        self.conventions = conventions
         self.use_preset(preset)
+
+    @property
+    def normalization(self):
+        """Keyword arguments of ``utils.image.prepare`` for this model."""
+        c = self.conventions
+        return {'pixel_mean': c.pixel_mean, 'pixel_std': c.pixel_std,
+                'channel_order': c.channel_order}
 
     def use_preset(self, preset):
         """Set ``score_thresh``, ``nms_thresh`` and ``limit``."""
@@ -122,11 +134,12 @@ class MaskRCNN(chainer.Chain):
         cls_score, bbox_pred = self.box_head(features[self.head_levels],
                                              rois, roi_indices)
         prob = F.softmax(cls_score).array
+        offset = self.conventions.box_offset
         boxes = decode_boxes(rois / scale, bbox_pred.array,
-                             self.bbox_reg_weights)
-        boxes = clip_boxes(boxes, orig_size)
+                             self.bbox_reg_weights, offset=offset)
+        boxes = clip_boxes(boxes, orig_size, offset=offset)
         return suppress(boxes, prob, self.score_thresh, self.nms_thresh,
-                        self.limit)
+                        self.limit, offset)
 
     def detect_masks(self, features, bbox, label, scale):
         """(D, M, M) mask probabilities of each detection's class."""
@@ -165,7 +178,7 @@ class MaskRCNN(chainer.Chain):
     def _predict_one(self, img):
         orig_size = img.shape[1:]
         x, scale, size = prepare(img, self.min_size, self.max_size,
-                                 self.pad_stride)
+                                 self.pad_stride, **self.normalization)
         with chainer.using_config('train', False), \
                 chainer.no_backprop_mode():
             features = self.extractor(self.xp.asarray(x[None]))
@@ -179,5 +192,7 @@ class MaskRCNN(chainer.Chain):
         # Model boundary: results go to the host for pasting and the user.
         bbox, label, score, probs = (chainer.backend.CpuDevice().send(a)
                                      for a in (bbox, label, score, probs))
-        mask = paste_masks(probs, bbox, orig_size, self.mask_thresh)
+        paste = (paste_masks_d2 if self.conventions.paste == 'detectron2'
+                 else paste_masks)
+        mask = paste(probs, bbox, orig_size, self.mask_thresh)
         return bbox, label, score, mask

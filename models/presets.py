@@ -10,8 +10,9 @@ import dataclasses
 
 import chainer
 
-from models.anchors import generate_anchors
+from models.anchors import generate_anchors, generate_anchors_d2
 from models.box_head import ResNetC5Head, TwoFCHead
+from models.conventions import DETECTRON, Conventions
 from models.fpn import FPN
 from models.mask_head import FourConvMaskHead, ResNetC5MaskHead
 from models.mask_rcnn import MaskRCNN
@@ -47,7 +48,8 @@ class Preset:
     mask_resolution: int = 14                # MRCNN.RESOLUTION
     bbox_reg_weights: tuple = (10., 10., 5., 5.)  # MODEL.BBOX_REG_WEIGHTS
     mask_thresh: float = 0.5                 # MRCNN.THRESH_BINARIZE
-    aligned: bool = False                    # Caffe2 RoIAlign (no half pixel)
+    # Detectron's semantics, or detectron2's (models/conventions.py).
+    conventions: Conventions = DETECTRON
     # Network widths; the defaults are Detectron's. Smaller values give the
     # light FPN of the quickstart ('fpn-tiny'), which is not Detectron's.
     width: int = 64                          # ResNet stem channels
@@ -97,15 +99,35 @@ def get_preset(arch, **overrides):
     return dataclasses.replace(PRESETS[arch], **overrides)
 
 
+def preset_overrides(p):
+    """JSON-ready dict of the fields where ``p`` differs from its arch's
+    preset, other than those the metadata keeps elsewhere (depth, classes,
+    conventions)."""
+    base = PRESETS[p.arch]
+    skip = ('arch', 'depth', 'n_fg_class', 'conventions')
+    return {f.name: getattr(p, f.name) for f in dataclasses.fields(p)
+            if f.name not in skip and getattr(p, f.name) !=
+            getattr(base, f.name)}
+
+
 def _proposals(p):
     return ProposalGenerator(p.rpn_pre_nms_top_n, p.rpn_post_nms_top_n,
                              p.rpn_collect_top_n, p.rpn_nms_thresh,
-                             p.rpn_min_size)
+                             p.rpn_min_size, p.conventions.box_offset)
 
 
 def _anchors(p):
+    if p.conventions.anchors == 'detectron2':
+        return [generate_anchors_d2(sizes, p.aspect_ratios)
+                for sizes in p.rpn_sizes]
     return [generate_anchors(s, sizes, p.aspect_ratios)
             for s, sizes in zip(p.rpn_strides, p.rpn_sizes)]
+
+
+def _pooler(p, outsize, scales, sampling_ratio):
+    return ROIPooler(outsize, scales, sampling_ratio,
+                     aligned=p.conventions.aligned,
+                     offset=p.conventions.box_offset)
 
 
 class C4Extractor(chainer.Chain):
@@ -123,17 +145,18 @@ class C4Extractor(chainer.Chain):
 def build_mask_rcnn(p, preset='evaluate'):
     """Build the inference model described by preset ``p``."""
     n_class = p.n_fg_class + 1
+    bg = p.conventions.background_index
     n_anchors = len(p.aspect_ratios) * len(p.rpn_sizes[0])
     if p.arch == 'c4':
         extractor = C4Extractor(ResNetBody(p.depth, 4, p.norm))
         rpn = RPNHead(1024, 1024, n_anchors)
-        box_pooler = ROIPooler(p.box_roi_size, (1. / 16,),
-                               p.box_sampling_ratio, aligned=p.aligned)
-        mask_pooler = ROIPooler(p.mask_roi_size, (1. / 16,),
-                                p.mask_sampling_ratio, aligned=p.aligned)
+        box_pooler = _pooler(p, p.box_roi_size, (1. / 16,),
+                             p.box_sampling_ratio)
+        mask_pooler = _pooler(p, p.mask_roi_size, (1. / 16,),
+                              p.mask_sampling_ratio)
         # res5 on 14x14 features: stride int(14 / 7) = 2 gives 7x7.
         res5 = res_stage(p.depth, 5, p.box_roi_size // 7, p.norm)
-        box_head = ResNetC5Head(res5, n_class, box_pooler)
+        box_head = ResNetC5Head(res5, n_class, box_pooler, bg)
         mask_head = ResNetC5MaskHead(box_head, n_class, mask_pooler)
         rpn_levels = head_levels = slice(0, 1)
     elif p.arch == 'fpn':
@@ -141,12 +164,11 @@ def build_mask_rcnn(p, preset='evaluate'):
         extractor = FPN(body, body.out_channels, p.fpn_channels)
         rpn = RPNHead(p.fpn_channels, p.fpn_channels, n_anchors)
         scales = FPN.scales[:4]
-        box_pooler = ROIPooler(p.box_roi_size, scales, p.box_sampling_ratio,
-                               aligned=p.aligned)
-        mask_pooler = ROIPooler(p.mask_roi_size, scales,
-                                p.mask_sampling_ratio, aligned=p.aligned)
+        box_pooler = _pooler(p, p.box_roi_size, scales, p.box_sampling_ratio)
+        mask_pooler = _pooler(p, p.mask_roi_size, scales,
+                              p.mask_sampling_ratio)
         box_head = TwoFCHead(p.fpn_channels * p.box_roi_size ** 2, n_class,
-                             box_pooler, p.fc_channels)
+                             box_pooler, p.fc_channels, bg)
         mask_head = FourConvMaskHead(n_class, mask_pooler, p.mask_channels,
                                      in_channels=p.fpn_channels)
         rpn_levels, head_levels = slice(0, 5), slice(0, 4)
@@ -156,4 +178,4 @@ def build_mask_rcnn(p, preset='evaluate'):
     return MaskRCNN(extractor, rpn, box_head, mask_head, _proposals(p),
                     _anchors(p), p.rpn_strides, rpn_levels, head_levels,
                     p.min_size, p.max_size, p.pad_stride, p.bbox_reg_weights,
-                    p.mask_thresh, preset)
+                    p.mask_thresh, preset, p.conventions)

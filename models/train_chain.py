@@ -77,7 +77,8 @@ class MaskRCNNTrainChain(chainer.Chain):
         for i in range(n):
             label, loc = anchor_targets(
                 anchors_host, gt_bboxes[i], sizes[i], self.rng,
-                self.rpn_batch_size, self.rpn_fg_fraction)
+                self.rpn_batch_size, self.rpn_fg_fraction,
+                offset=model.conventions.box_offset)
             rpn_label.append(label)
             rpn_loc.append(loc)
             rois = model.proposal_generator(
@@ -87,7 +88,8 @@ class MaskRCNNTrainChain(chainer.Chain):
             samples.append(sample_rois(
                 _host(rois), gt_bboxes[i], gt_labels[i], self.rng,
                 self.roi_batch_size, self.roi_fg_fraction,
-                weights=model.bbox_reg_weights))
+                weights=model.bbox_reg_weights,
+                offset=model.conventions.box_offset))
         xp = model.xp
         rpn_loc_loss, rpn_cls_loss = rpn_loss(
             F.concat(logits, axis=1), F.concat(deltas, axis=1),

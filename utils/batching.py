@@ -51,13 +51,17 @@ class TrainBatcher:
         stride (int): pad to a multiple of this (FPN 32).
         flip (bool): random horizontal flip with probability 0.5.
         seed (int): seed of the generator.
+        normalization (dict): ``pixel_mean``, ``pixel_std`` and
+            ``channel_order`` for ``utils.image.prepare`` (the model's
+            ``normalization``; default Detectron's).
 
     ``batcher(batch, device)`` returns ``(x, scales, sizes, gt_bboxes,
     gt_labels, gt_segms)``; see ``models/train_chain.py``.
     """
 
     def __init__(self, scales=(800,), max_size=1333, stride=1, flip=True,
-                 seed=0):
+                 seed=0, normalization=None):
+        self.normalization = dict(normalization or {})
         self.scales = tuple(scales)
         self.max_size = max_size
         self.stride = stride
@@ -74,7 +78,7 @@ class TrainBatcher:
                 img, bbox, segm = flip_example(img, bbox, segm)
             min_size = self.scales[self.rng.randint(len(self.scales))]
             x, scale, size = prepare(img, min_size, self.max_size,
-                                     self.stride)
+                                     self.stride, **self.normalization)
             xs.append(x)
             scales.append(scale)
             sizes.append(size)

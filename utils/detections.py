@@ -11,13 +11,15 @@ from chainer.backend import get_array_module
 from utils.nms import non_maximum_suppression
 
 
-def suppress(bbox, prob, score_thresh, nms_thresh, limit):
+def suppress(bbox, prob, score_thresh, nms_thresh, limit, offset=1):
     """Per-class NMS and the per-image cap.
 
     Args:
         bbox (array): (R, 4(K+1)) class-specific boxes (x1, y1, x2, y2).
         prob (array): (R, K+1) softmax probabilities, background at 0.
         limit (int): detections per image (0 = no cap).
+        offset (int): 1 for "+1" widths in the NMS IoU (Detectron), 0 for
+            detectron2.
 
     Returns:
         (array, array, array): bbox (D, 4) float32, label (D,) int32 in
@@ -31,7 +33,8 @@ def suppress(bbox, prob, score_thresh, nms_thresh, limit):
             continue
         bbox_j = bbox[idx, 4 * j:4 * (j + 1)]
         score_j = prob[idx, j]
-        keep = non_maximum_suppression(bbox_j, nms_thresh, score_j)
+        keep = non_maximum_suppression(bbox_j, nms_thresh, score_j,
+                                       offset=offset)
         out_bbox.append(bbox_j[keep])
         out_score.append(score_j[keep])
         out_label.append(xp.full(len(keep), j, numpy.int32))

@@ -1,8 +1,8 @@
 """Reading images and Detectron's test-time preprocessing.
 
 ``read_image`` returns RGB CHW float32 0-255 (what ``predict`` takes);
-``prepare`` turns it into the network input: BGR, minus Detectron's pixel
-means, resized so the shorter side is ``min_size`` unless the longer side
+``prepare`` turns it into the network input: BGR (or RGB), minus the pixel
+means and divided by the pixel std (Detectron: its means, std 1), resized so the shorter side is ``min_size`` unless the longer side
 would exceed ``max_size`` (Detectron's ``prep_im_for_blob``: means are
 subtracted before the bilinear resize), zero-padded bottom/right to a
 multiple of ``stride``.
@@ -44,24 +44,33 @@ def target_scale(height, width, min_size=800, max_size=1333):
     return scale
 
 
-def prepare(img, min_size=800, max_size=1333, stride=1):
+def prepare(img, min_size=800, max_size=1333, stride=1,
+            pixel_mean=PIXEL_MEANS_BGR, pixel_std=(1., 1., 1.),
+            channel_order='BGR'):
     """Network input of one RGB CHW image.
 
+    Args:
+        pixel_mean, pixel_std (sequence of 3 float): in ``channel_order``.
+        channel_order (str): 'BGR' (Detectron, detectron2) or 'RGB'.
+
     Returns:
-        (numpy.ndarray, float, (int, int)): (3, H', W') float32 BGR minus
-        means, padded to a multiple of ``stride``; the scale; and (H, W) of
-        the resized image before padding.
+        (numpy.ndarray, float, (int, int)): (3, H', W') float32
+        ``(x - mean) / std`` in ``channel_order``, padded to a multiple of
+        ``stride``; the scale; and (H, W) of the resized image before
+        padding.
     """
     _, h, w = img.shape
     scale = target_scale(h, w, min_size, max_size)
-    bgr = img[::-1].transpose(1, 2, 0) - PIXEL_MEANS_BGR
-    bgr = cv2.resize(bgr, None, fx=scale, fy=scale,
+    chw = img[::-1] if channel_order == 'BGR' else img
+    hwc = ((chw.transpose(1, 2, 0) - numpy.asarray(pixel_mean, numpy.float32))
+           / numpy.asarray(pixel_std, numpy.float32))
+    hwc = cv2.resize(hwc, None, fx=scale, fy=scale,
                      interpolation=cv2.INTER_LINEAR)
-    rh, rw = bgr.shape[:2]
+    rh, rw = hwc.shape[:2]
     ph = int(numpy.ceil(rh / stride) * stride)
     pw = int(numpy.ceil(rw / stride) * stride)
     out = numpy.zeros((3, ph, pw), numpy.float32)
-    out[:, :rh, :rw] = bgr.transpose(2, 0, 1)
+    out[:, :rh, :rw] = hwc.transpose(2, 0, 1)
     return out, scale, (rh, rw)
 
 

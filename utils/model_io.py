@@ -6,16 +6,22 @@ paths plus one extra entry, ``_meta``: a JSON string with
 =============  ==========================================================
 key            meaning
 =============  ==========================================================
-arch           'c4' or 'fpn'
+kind           'model' (default) or 'backbone' (ImageNet ResNet only)
+arch           'c4' or 'fpn' (models)
 depth          50 or 101
 n_fg_class     K (labels 1..K, background 0)
 class_ids      dataset category id of labels 1..K
 class_names    names of labels 1..K
-conventions    {'channel_order': 'BGR', 'aligned': false,
-               'box_offset': 1, 'background_index': 0}
+conventions    ``models.conventions.Conventions`` as a dict: Detectron's
+               or detectron2's semantics (channel order, pixel mean and
+               std, ROIAlign ``aligned``, ``box_offset``,
+               ``background_index``, ``anchors``)
+preset         ``models.presets.Preset`` fields that differ from the
+               arch's preset (e.g. detectron2's ROIAlign sampling ratio)
 source         where the weights came from: {'file', 'sha256', ...}
 =============  ==========================================================
 """
+import dataclasses
 import json
 import os
 import zipfile
@@ -23,9 +29,10 @@ import zipfile
 import chainer
 import numpy
 
+from models.conventions import DETECTRON, Conventions
+
 META_KEY = '_meta'
-DEFAULT_CONVENTIONS = {'channel_order': 'BGR', 'aligned': False,
-                       'box_offset': 1, 'background_index': 0}
+DEFAULT_CONVENTIONS = DETECTRON.to_dict()
 
 
 class ModelFileError(ValueError):
@@ -94,10 +101,40 @@ def load_model(path, arch=None, preset='evaluate', **overrides):
     if meta.get('arch') not in (None, arch):
         raise ModelFileError('{} holds a {!r} model, not {!r}'.format(
             path, meta['arch'], arch))
-    fields = {'depth': meta.get('depth', 50),
-              'n_fg_class': meta.get('n_fg_class', 80),
-              'aligned': meta.get('conventions', {}).get('aligned', False)}
+    if meta.get('kind', 'model') != 'model':
+        raise ModelFileError('{} holds a {} only, not a detection model; '
+                             'use it as train.py --pretrained'.format(
+                                 path, meta['kind']))
+    fields = preset_fields(meta, path)
     fields.update(overrides)
     model = build_mask_rcnn(get_preset(arch, **fields), preset)
     load_weights(path, model)
     return model, meta
+
+
+def preset_fields(meta, path='the model file'):
+    """``Preset`` fields an npz's metadata fixes: depth, classes, the
+    conventions and any preset overrides."""
+    try:
+        conventions = Conventions.from_dict(meta.get('conventions', {}))
+    except (TypeError, ValueError) as e:
+        raise ModelFileError('{}: bad conventions metadata ({})'.format(
+            path, e)) from None
+    fields = {'depth': meta.get('depth', 50),
+              'n_fg_class': meta.get('n_fg_class', 80),
+              'conventions': conventions}
+    from models.presets import Preset
+    known = {f.name for f in dataclasses.fields(Preset)}
+    for key, value in meta.get('preset', {}).items():
+        if key not in known:
+            raise ModelFileError('{}: unknown preset field {!r} in its '
+                                 'metadata'.format(path, key))
+        fields[key] = _tuples(value)
+    return fields
+
+
+def _tuples(value):
+    """JSON lists back to the tuples presets hold."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value

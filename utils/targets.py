@@ -13,7 +13,8 @@ from utils.boxes import bbox_iou, encode_boxes
 
 
 def anchor_targets(anchors, gt_bbox, size, rng, n_sample=256,
-                   fg_fraction=0.5, pos_iou=0.7, neg_iou=0.3, straddle=0):
+                   fg_fraction=0.5, pos_iou=0.7, neg_iou=0.3, straddle=0,
+                   offset=1):
     """Label and regression target of every anchor (RPN training).
 
     Anchors crossing the image border by more than ``straddle`` pixels are
@@ -27,6 +28,7 @@ def anchor_targets(anchors, gt_bbox, size, rng, n_sample=256,
         anchors (ndarray): (A, 4) anchors of all levels.
         gt_bbox (ndarray): (G, 4) ground truth, G may be 0.
         size ((int, int)): (H, W) of the resized image.
+        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
         (ndarray, ndarray): label (A,) int32 (1 fg, 0 bg, -1 ignore) and
@@ -43,7 +45,7 @@ def anchor_targets(anchors, gt_bbox, size, rng, n_sample=256,
         return label, loc
     a = anchors[inside]
     if len(gt_bbox):
-        iou = bbox_iou(a, gt_bbox)
+        iou = bbox_iou(a, gt_bbox, offset)
         argmax = iou.argmax(axis=1)
         max_iou = iou[numpy.arange(len(a)), argmax]
         gt_max = iou.max(axis=0)
@@ -61,7 +63,8 @@ def anchor_targets(anchors, gt_bbox, size, rng, n_sample=256,
     label[inside] = sub
     fg = numpy.where(sub == 1)[0]
     if len(fg):
-        loc[inside[fg]] = encode_boxes(a[fg], gt_bbox[argmax[fg]])
+        loc[inside[fg]] = encode_boxes(a[fg], gt_bbox[argmax[fg]],
+                                       offset=offset)
     return label, loc
 
 
@@ -73,7 +76,7 @@ def _subsample(label, value, n_max, rng):
 
 def sample_rois(rois, gt_bbox, gt_label, rng, n_sample=512,
                 fg_fraction=0.25, fg_iou=0.5, bg_iou=(0., 0.5),
-                weights=(10., 10., 5., 5.)):
+                weights=(10., 10., 5., 5.), offset=1):
     """Sample ROIs for the box and mask heads and give their targets.
 
     The ground-truth boxes are added to the proposals. Foreground: IoU >=
@@ -84,6 +87,7 @@ def sample_rois(rois, gt_bbox, gt_label, rng, n_sample=512,
     Args:
         rois (ndarray): (R, 4) proposals.
         gt_bbox (ndarray): (G, 4); gt_label (G,) int32 in 1..K.
+        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
         dict: ``rois`` (S, 4) float32, ``label`` (S,) int32 (0 for bg),
@@ -93,7 +97,7 @@ def sample_rois(rois, gt_bbox, gt_label, rng, n_sample=512,
     """
     rois = numpy.concatenate([rois, gt_bbox]).astype(numpy.float32)
     if len(gt_bbox):
-        iou = bbox_iou(rois, gt_bbox)
+        iou = bbox_iou(rois, gt_bbox, offset)
         argmax = iou.argmax(axis=1)
         max_iou = iou.max(axis=1)
     else:
@@ -114,7 +118,8 @@ def sample_rois(rois, gt_bbox, gt_label, rng, n_sample=512,
     if len(fg):
         label[:len(fg)] = gt_label[argmax[fg]]
         gt_index[:len(fg)] = argmax[fg]
-        loc[:len(fg)] = encode_boxes(rois[fg], gt_bbox[argmax[fg]], weights)
+        loc[:len(fg)] = encode_boxes(rois[fg], gt_bbox[argmax[fg]], weights,
+                                     offset)
     return {'rois': rois[keep], 'label': label, 'loc': loc,
             'gt_index': gt_index}
 

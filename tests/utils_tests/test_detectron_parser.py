@@ -165,8 +165,11 @@ def test_cli_round_trip_and_metadata(tmp_path):
     out = str(tmp_path / 'model_final_c4.npz')
     meta = read_meta(out)
     assert meta['arch'] == 'c4' and meta['n_fg_class'] == 80
-    assert meta['conventions'] == {'channel_order': 'BGR', 'aligned': False,
-                                   'box_offset': 1, 'background_index': 0}
+    assert meta['conventions'] == {
+        'channel_order': 'BGR', 'aligned': False, 'box_offset': 1,
+        'background_index': 0, 'anchors': 'detectron', 'paste': 'detectron',
+        'pixel_mean': [102.9801, 115.9465, 122.7717],
+        'pixel_std': [1., 1., 1.]}
     assert meta['source']['sha256'] == dp.sha256(str(pkl))
     assert meta['class_ids'][:3] == [1, 2, 3]
     model, _ = load_model(out)
