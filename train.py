@@ -24,15 +24,17 @@ import chainer  # noqa: E402
 import numpy  # noqa: E402
 from chainer.training import extensions  # noqa: E402
 
-from models.presets import ARCHS, build_mask_rcnn, get_preset  # noqa: E402
+from models.presets import (  # noqa: E402
+    ARCHS, build_mask_rcnn, get_preset, preset_overrides)
 from models.train_chain import MaskRCNNTrainChain  # noqa: E402
 from utils.batching import CarryReadErrors, TrainBatcher  # noqa: E402
 from utils.distributed import COMMUNICATORS  # noqa: E402
 from utils.extensions import NonFiniteLossGuard, WarmupStepLR  # noqa: E402
 from utils.order_sampler import SeededShuffleOrderSampler  # noqa: E402
+from utils.pretrained import (  # noqa: E402
+    PretrainedError, freeze, load_pretrained, pretrained_fields, resolve)
 from utils.training_setup import (  # noqa: E402
-    SetupError, build_updater, dataset_paths, freeze, load_pretrained,
-    setup_communicator, write_demo)
+    SetupError, build_updater, dataset_paths, setup_communicator, write_demo)
 
 
 def parse_args(argv=None):
@@ -42,8 +44,8 @@ def parse_args(argv=None):
     a = p.add_argument
     a('--arch', choices=ARCHS, default=None,
       help='model preset (default: fpn-tiny for synthetic data, else fpn)')
-    a('--depth', type=int, choices=(50, 101), default=50,
-      help='ResNet depth (c4 and fpn)')
+    a('--depth', type=int, choices=(50, 101), default=None,
+      help="ResNet depth of c4 and fpn (default: --pretrained's, else 50)")
     a('--dataset', choices=('synthetic', 'coco2017', 'coco-json'),
       default='synthetic', help='data source')
     a('--coco-root', default='data/coco',
@@ -81,11 +83,14 @@ def parse_args(argv=None):
       help='linear warm-up iterations from lr/3 (default: 500 COCO, '
            '100 synthetic)')
     a('--weight-decay', type=float, default=1e-4, help='L2 weight decay')
-    a('--freeze-at', type=int, default=None,
-      help='freeze the stem (1) and res2 (2) (default: 2 with pretrained '
-           'weights, else 0)')
+    a('--freeze-at', type=int, default=None, choices=range(6),
+      metavar='{0..5}',
+      help="Detectron's TRAIN.FREEZE_AT: 1 freezes the stem, k also "
+           "res2..resk (default: 2 with --pretrained, else 0)")
     a('--pretrained', default=None,
-      help='npz to start from: converted Detectron weights or a backbone')
+      help='npz to start from (a converted model or an ImageNet backbone '
+           'from utils/detectron_parser.py), or "imagenet" for MSRA\'s '
+           'caffemodel in ~/.chainer/dataset/pfnet/chainer/models/')
     a('--gamma', type=float, default=1., help='weight of the mask loss')
     a('--roi-size', type=int, default=None,
       help="box head ROIAlign output size (default: the preset's, C4 14 "
@@ -143,16 +148,25 @@ def resolve_defaults(args, n_processes=1):
 
 
 def build_model(args, n_fg_class, log=print):
-    preset = get_preset(args.arch, depth=args.depth, n_fg_class=n_fg_class)
+    # Weights run with the semantics they were trained under: a converted
+    # detectron2 model keeps detectron2's conventions (models/conventions.py).
+    path = None
+    if args.pretrained:
+        path = resolve(args.pretrained, args.depth or 50, log=log)
+    fields = pretrained_fields(path, args.arch) if path else {}
+    if args.depth is not None:
+        fields['depth'] = args.depth
+    fields['n_fg_class'] = n_fg_class
+    preset = get_preset(args.arch, **fields)
+    args.depth = preset.depth
     if args.roi_size:
         preset = dataclasses.replace(preset, box_roi_size=args.roi_size)
     if args.scales:
         preset = dataclasses.replace(preset, min_size=max(args.scales))
     numpy.random.seed(args.seed)  # chainer's initialisers draw from it
     model = build_mask_rcnn(preset)
-    if args.pretrained:
-        log(load_pretrained(model, args.pretrained))
-    freeze(model, args.freeze_at)
+    if path:
+        log(load_pretrained(model, path))
     return model, preset
 
 
@@ -165,6 +179,9 @@ def build_trainer(args, model, preset, train, val, val_json, comm=None):
         seed=seed)
     optimizer = chainer.optimizers.MomentumSGD(args.lr, 0.9)
     optimizer.setup(chain)
+    frozen = freeze(model, args.freeze_at)
+    if comm is None or comm.rank == 0:
+        print('frozen: {}'.format(', '.join(frozen) or 'nothing'))
     optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(args.weight_decay))
     sampler = SeededShuffleOrderSampler(seed)
     train = CarryReadErrors(train)
@@ -176,7 +193,8 @@ def build_trainer(args, model, preset, train, val, val_json, comm=None):
         it = chainer.iterators.SerialIterator(train, args.batchsize,
                                               order_sampler=sampler)
     batcher = TrainBatcher(args.scales or (preset.min_size,),
-                           preset.max_size, preset.pad_stride, True, seed)
+                           preset.max_size, preset.pad_stride, True, seed,
+                           model.normalization)
     updater = build_updater(args, chain, optimizer, it, batcher, comm)
     trainer = chainer.training.Trainer(updater, (args.iteration,
                                                  'iteration'), args.out)
@@ -227,13 +245,11 @@ def extend_writers(trainer, args, keys, model, val, val_json):
 
 def load_data(args):
     """(train, val, val json path, model metadata)."""
-    from utils.model_io import DEFAULT_CONVENTIONS
     train, val, val_json = dataset_paths(args)
     meta = {'arch': args.arch, 'depth': args.depth,
             'n_fg_class': len(train.class_ids),
             'class_ids': [int(c) for c in train.class_ids],
-            'class_names': list(train.class_names),
-            'conventions': dict(DEFAULT_CONVENTIONS)}
+            'class_names': list(train.class_names)}
     return train, val, val_json, meta
 
 
@@ -253,6 +269,9 @@ def main(argv=None):
             comm, lambda: load_data(args), args.seed)
     model, preset = build_model(args, meta['n_fg_class'],
                                 log=print if root else lambda line: None)
+    meta.update(depth=preset.depth,
+                conventions=preset.conventions.to_dict(),
+                preset=preset_overrides(preset))
     if root:
         os.makedirs(args.out, exist_ok=True)
         config = dict(vars(args), preset=str(preset))
@@ -295,7 +314,7 @@ if __name__ == '__main__':
     try:
         main()
     except (SetupError, DatasetError, ImageError, ModelFileError,
-            TrainingDiverged) as e:
+            PretrainedError, TrainingDiverged) as e:
         from utils.distributed import abort_other_ranks
         print('train.py: error: {}'.format(e), file=sys.stderr)
         abort_other_ranks()

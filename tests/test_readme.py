@@ -71,10 +71,15 @@ def test_readme_convert_and_demo_commands_run(tmp_path):
     import numpy
     from models.presets import build_mask_rcnn, get_preset
     from utils.model_io import save_model
-    from utils.synthetic_detectron import write_detectron_pickle
+    from utils.synthetic_detectron import (write_detectron2_pickle,
+                                           write_detectron_pickle,
+                                           write_imagenet_pickle)
     (tmp_path / 'modelfiles').mkdir()
     write_detectron_pickle(str(tmp_path / 'modelfiles' / 'model_final.pkl'),
                            'fpn', seed=7)
+    write_imagenet_pickle(str(tmp_path / 'modelfiles' / 'R-50.pkl'))
+    write_detectron2_pickle(
+        str(tmp_path / 'modelfiles' / 'model_final_f10217.pkl'), 'fpn')
     numpy.random.seed(0)
     save_model(str(tmp_path / 'M.npz'),
                build_mask_rcnn(get_preset('fpn-tiny')),
@@ -86,7 +91,7 @@ def test_readme_convert_and_demo_commands_run(tmp_path):
             0, 255, (90, 120, 3)).astype(numpy.uint8))
     lines = _readme_lines('utils/detectron_parser.py') + [
         c for c in _readme_lines('demo.py') if '--gpu' not in c]
-    assert len(lines) >= 4
+    assert len(lines) >= 7
     for line in lines:
         args = line.split()[1:]
         args[0] = os.path.join(ROOT, args[0])

@@ -27,7 +27,7 @@ def _stage(depth, k, prefix):
             if br == 'branch1' and i > 0:
                 continue
             pairs += _conv_norm('res{}_{}_{}'.format(k, i, br),
-                                '{}/res{}/{}/{}'.format(prefix, k, i, br))
+                                '{}res{}/{}/{}'.format(prefix, k, i, br))
     return pairs
 
 
@@ -40,22 +40,35 @@ def last_block(depth, k):
     return 'res{}_{}_sum'.format(k, DEPTHS[depth][k - 2] - 1)
 
 
+def body_pairs(depth, prefix, stages):
+    """(blob, path) of the stem and res``stages`` under ``prefix``."""
+    pairs = (_conv_norm('conv1', prefix + 'conv1')[:1] +
+             [('res_conv1_bn_s', prefix + 'conv1/norm/scale'),
+              ('res_conv1_bn_b', prefix + 'conv1/norm/bias')])
+    for k in stages:
+        pairs += _stage(depth, k, prefix)
+    return pairs
+
+
 def rename_table(arch, depth=50):
-    """OrderedDict group -> list of (detectron blob, model path)."""
+    """OrderedDict group -> list of (detectron blob, model path).
+
+    ``arch`` 'backbone' is an ImageNet ``R-50.pkl``: the stem and res2-res5
+    under the body's own paths (``conv1/conv/W``).
+    """
     table = OrderedDict()
+    if arch == 'backbone':
+        table['body'] = body_pairs(depth, '', (2, 3, 4, 5))
+        return table
     body = 'extractor/body'
-    table['body'] = (_conv_norm('conv1', body + '/conv1')[:1] +
-                     [('res_conv1_bn_s', body + '/conv1/norm/scale'),
-                      ('res_conv1_bn_b', body + '/conv1/norm/bias')])
-    for k in (2, 3, 4):
-        table['body'] += _stage(depth, k, body)
+    table['body'] = body_pairs(depth, body + '/', (2, 3, 4))
     if arch == 'c4':
         table['rpn'] = (_conv('conv_rpn', 'rpn/conv') +
                         _conv('rpn_cls_logits', 'rpn/cls_logits') +
                         _conv('rpn_bbox_pred', 'rpn/bbox_pred'))
-        table['box head'] = _stage(depth, 5, 'box_head')
+        table['box head'] = _stage(depth, 5, 'box_head/')
     elif arch == 'fpn':
-        table['body'] += _stage(depth, 5, body)
+        table['body'] += _stage(depth, 5, body + '/')
         table['fpn'] = []
         for i, k in enumerate((2, 3, 4, 5)):
             lateral = 'fpn_inner_' + last_block(depth, k)
@@ -87,7 +100,8 @@ def rename_table(arch, depth=50):
 
 def blob_shapes(arch, depth=50, n_class=81):
     """The shape of every Detectron parameter blob, from the spec tables
-    (independent of the model code, so each can check the other)."""
+    (independent of the model code, so each can check the other). The
+    'backbone' of an ImageNet ``R-50.pkl`` is the stem and res2-res5."""
     shapes = OrderedDict()
 
     def conv_norm(name, cout, cin, k):
@@ -112,6 +126,8 @@ def blob_shapes(arch, depth=50, n_class=81):
             conv_norm(p + 'branch2c', out, mid, 1)
             if i == 0:
                 conv_norm(p + 'branch1', out, cin, 1)
+    if arch == 'backbone':
+        return shapes
     if arch == 'c4':
         conv('conv_rpn', 1024, 1024, 3)
         conv('rpn_cls_logits', 15, 1024, 1)

@@ -1,17 +1,25 @@
-"""Convert a Detectron ``model_final.pkl`` (Mask R-CNN R-50/101-C4 or -FPN)
-to this project's npz.
+"""Convert Detectron and detectron2 weights to this project's npz.
 
-    python utils/detectron_parser.py [MODEL_FINAL.pkl] [-o OUT.npz]
-                                     [--arch auto|c4|fpn]
+    python utils/detectron_parser.py [FILE.pkl] [-o OUT.npz]
+                                     [--arch auto|c4|fpn|backbone]
 
-The pickle is read by a restricted unpickler that rebuilds NumPy arrays and
-plain containers only: a file that tries to run code is refused before
-anything runs. The embedded ``cfg`` YAML is never parsed.
+The format is recognised from the file:
+
+* Detectron ``model_final.pkl`` (Mask R-CNN R-50/101-C4 or -FPN): a model
+  npz with Detectron's semantics;
+* Detectron ImageNet ``R-50.pkl`` / ``R-101.pkl`` (``--arch backbone``):
+  a backbone npz for ``train.py --pretrained`` (C4 or FPN);
+* detectron2 ``model_final_*.pkl`` of ``mask_rcnn_R_50_{C4,FPN}_*``: a
+  model npz with detectron2's semantics (``utils/detectron2_converter.py``).
+
+Pickles are read by a restricted unpickler that rebuilds NumPy arrays and
+plain containers only (``utils/safe_pickle.py``): a file that tries to run
+code is refused before anything runs. Detectron's ``cfg`` YAML is never
+parsed.
 """
 import argparse
 import hashlib
 import os
-import pickle
 import re
 import sys
 
@@ -25,6 +33,8 @@ import numpy  # noqa: E402
 from utils.coco_names import COCO_CATEGORY_IDS, COCO_NAMES  # noqa: E402
 from utils.detectron_names import blob_shapes, rename_table  # noqa: E402
 from utils.model_io import DEFAULT_CONVENTIONS  # noqa: E402
+from utils.detectron2_converter import convert_d2, is_detectron2  # noqa
+from utils.safe_pickle import ConversionError, load_pickle  # noqa: E402
 
 # Blobs Detectron saves beside the parameters that no model uses:
 # momentum of every trainable parameter, and "preserved" leftovers of the
@@ -32,45 +42,14 @@ from utils.model_io import DEFAULT_CONVENTIONS  # noqa: E402
 MOMENTUM = re.compile(r'.*_momentum$')
 PRESERVED = re.compile(r'^(conv1_b|fc1000_[wb]|res\d+_\d+_branch(1|2[abc])_b)$')
 
-_SAFE_GLOBALS = {
-    ('numpy.core.multiarray', '_reconstruct'),
-    ('numpy._core.multiarray', '_reconstruct'),
-    ('numpy.core.multiarray', 'scalar'),
-    ('numpy._core.multiarray', 'scalar'),
-    ('numpy', 'ndarray'),
-    ('numpy', 'dtype'),
-    ('_codecs', 'encode'),
-    ('collections', 'OrderedDict'),
-}
-
-
-class ConversionError(ValueError):
-    """A pickle that is not a Detectron model of the expected kind."""
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) not in _SAFE_GLOBALS:
-            raise ConversionError(
-                'refusing to load {}.{}: a Detectron weights pickle holds '
-                'only NumPy arrays'.format(module, name))
-        if module.startswith('numpy.core'):
-            module = 'numpy._core' + module[len('numpy.core'):]
-        return super().find_class(module, name)
-
 
 def load_blobs(path):
     """The parameter blobs of a Detectron pickle: {name: float32 ndarray}."""
-    if not os.path.isfile(path):
-        raise ConversionError('file not found: {}'.format(path))
-    try:
-        with open(path, 'rb') as f:
-            data = _SafeUnpickler(f, encoding='latin1').load()
-    except ConversionError:
-        raise
-    except Exception as e:  # truncated, not a pickle, ...
-        raise ConversionError('{} is not a readable pickle ({}: {})'.format(
-            path, type(e).__name__, e)) from None
+    return blobs_of(load_pickle(path), path)
+
+
+def blobs_of(data, path):
+    """{name: float32 ndarray} of a loaded Detectron pickle."""
     if not isinstance(data, dict):
         raise ConversionError('{} holds a {}, expected a dict of blobs'.format(
             path, type(data).__name__))
@@ -90,14 +69,17 @@ def load_blobs(path):
 
 
 def detect_arch(blobs):
-    """('c4' | 'fpn', depth) from the blob names."""
+    """('c4' | 'fpn' | 'backbone', depth) from the blob names."""
     if 'conv_rpn_fpn2_w' in blobs:
         arch = 'fpn'
     elif 'conv_rpn_w' in blobs:
         arch = 'c4'
+    elif 'conv1_w' in blobs and 'cls_score_w' not in blobs:
+        arch = 'backbone'  # an ImageNet R-50.pkl / R-101.pkl
     else:
-        raise ConversionError('no RPN blobs (conv_rpn_w or conv_rpn_fpn2_w): '
-                              'not a Mask R-CNN model_final.pkl')
+        raise ConversionError('no RPN blobs (conv_rpn_w or conv_rpn_fpn2_w) '
+                              'and no conv1_w: neither a Mask R-CNN '
+                              'model_final.pkl nor an ImageNet R-*.pkl')
     n_res4 = len({m.group(1) for m in
                   (re.match(r'res4_(\d+)_', n) for n in blobs) if m})
     depth = {6: 50, 23: 101}.get(n_res4)
@@ -135,60 +117,86 @@ def check_blobs(params, arch, depth, n_class):
 
 
 def convert(blobs, arch='auto'):
-    """Fill a model from Detectron blobs.
+    """Fill a model (or, for an ImageNet pickle, a ResNet body) from
+    Detectron blobs.
 
     Returns:
-        (MaskRCNN, dict, list of str): the model, its metadata (without the
-        source) and the report lines.
+        (chainer.Link, dict, list of str): the filled link, its metadata
+        (without the source) and the report lines.
     """
-    from models.presets import build_mask_rcnn, get_preset
-    from utils.model_io import model_arrays
     params, momentum, preserved = split_blobs(blobs)
     found_arch, depth = detect_arch(params)
     if arch not in ('auto', found_arch):
         raise ConversionError('the pickle holds a {} model, not {}'.format(
             found_arch, arch))
     arch = found_arch
-    if 'cls_score_w' not in params:
-        raise ConversionError('cls_score_w missing: not a detection model')
-    n_class = params['cls_score_w'].shape[0]
+    n_class = params['cls_score_w'].shape[0] if arch != 'backbone' else 0
     check_blobs(params, arch, depth, n_class)
-    model = build_mask_rcnn(get_preset(arch, depth=depth,
-                                       n_fg_class=n_class - 1))
-    arrays = model_arrays(model)
+    target = _target(arch, depth, n_class)
     table = rename_table(arch, depth)
-    pairs = [p for group in table.values() for p in group]
-    targets = [path for _, path in pairs]
-    # One-to-one: every model array filled exactly once, every blob used.
-    assert len(set(targets)) == len(targets) == len(arrays), \
-        'rename table does not cover the model one-to-one'
-    assert set(targets) == set(arrays), sorted(set(arrays) ^ set(targets))
-    assert {b for b, _ in pairs} == set(params)
-    for blob, path in pairs:
-        dst = arrays[path]
-        if dst.shape != params[blob].shape:
-            raise ConversionError('blob {} {} does not fit {} {}'.format(
-                blob, params[blob].shape, path, dst.shape))
-        dst[...] = params[blob]
-    report = ['architecture: {} (ResNet-{}), {} classes incl. background'
-              .format(arch, depth, n_class)]
+    fill(target, [(path, params[blob]) for group in table.values()
+                  for blob, path in group], set(params))
+    report = ['architecture: {} (ResNet-{}){}'.format(
+        arch, depth, ', {} classes incl. background'.format(n_class)
+        if n_class else '')]
     for group, group_pairs in table.items():
         report.append('  {:<10s} {:4d} blobs mapped'.format(group,
                                                           len(group_pairs)))
-    report.append('blobs mapped: {}'.format(len(pairs)))
+    report.append('blobs mapped: {}'.format(sum(map(len, table.values()))))
     report.append('momentum blobs dropped: {}'.format(len(momentum)))
-    report.append('preserved ImageNet leftovers dropped: {}{}'.format(
+    report.append('{} dropped: {}{}'.format(
+        'unused ImageNet blobs (conv1 bias, fc1000, conv biases)'
+        if arch == 'backbone' else 'preserved ImageNet leftovers',
         len(preserved), ' ({}{})'.format(', '.join(preserved[:4]),
                                           ', ...' if len(preserved) > 4
                                           else '') if preserved else ''))
-    report.append('tensor surgery: none (Detectron order (dx, dy, dw, dh), '
-                  'BGR conv1, background class 0 kept as they are)')
-    meta = {'arch': arch, 'depth': depth, 'n_fg_class': n_class - 1,
-            'conventions': dict(DEFAULT_CONVENTIONS)}
-    if n_class == 81:
-        meta['class_ids'] = list(COCO_CATEGORY_IDS)
-        meta['class_names'] = list(COCO_NAMES)
-    return model, meta, report
+    report.append('tensor surgery: none ({})'.format(
+        'BGR conv1 kept as it is' if arch == 'backbone' else
+        'Detectron order (dx, dy, dw, dh), BGR conv1, background class 0 '
+        'kept as they are'))
+    meta = {'depth': depth, 'conventions': dict(DEFAULT_CONVENTIONS)}
+    if arch == 'backbone':
+        meta['kind'] = 'backbone'
+    else:
+        meta.update(arch=arch, n_fg_class=n_class - 1)
+        meta.update(coco_classes(n_class - 1))
+    return target, meta, report
+
+
+def _target(arch, depth, n_class):
+    from models.presets import build_mask_rcnn, get_preset
+    from models.resnet import ResNetBody
+    if arch == 'backbone':
+        return ResNetBody(depth, 5, 'affine')
+    return build_mask_rcnn(get_preset(arch, depth=depth,
+                                      n_fg_class=n_class - 1))
+
+
+def fill(target, pairs, sources):
+    """Copy ``(model path, array)`` pairs into ``target``'s arrays: every
+    array filled exactly once (asserted: the tables are code, a gap is a
+    bug) and every shape equal (checked: a file can be wrong)."""
+    from utils.model_io import model_arrays
+    arrays = model_arrays(target)
+    paths = [path for path, _ in pairs]
+    assert len(set(paths)) == len(paths) == len(arrays), \
+        'rename table does not cover the model one-to-one'
+    assert set(paths) == set(arrays), sorted(set(arrays) ^ set(paths))
+    assert len(sources) > 0
+    for path, value in pairs:
+        dst = arrays[path]
+        if dst.shape != value.shape:
+            raise ConversionError('{} does not fit {}: {} vs {}'.format(
+                path, type(target).__name__, value.shape, dst.shape))
+        dst[...] = value
+
+
+def coco_classes(n_fg_class):
+    """Class metadata of a COCO model (80 classes), else nothing."""
+    if n_fg_class != 80:
+        return {}
+    return {'class_ids': list(COCO_CATEGORY_IDS),
+            'class_names': list(COCO_NAMES)}
 
 
 def sha256(path):
@@ -201,29 +209,40 @@ def sha256(path):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description='Convert a Detectron Mask R-CNN model_final.pkl to npz.',
+        description='Convert Detectron / detectron2 Mask R-CNN weights or a '
+                    'Detectron ImageNet R-50/R-101.pkl to npz.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('pkl', nargs='?', default='modelfiles/model_final.pkl',
-                   help='Detectron model_final.pkl')
+                   help='Detectron model_final.pkl or R-50.pkl / R-101.pkl, '
+                        'or detectron2 model_final_*.pkl')
     p.add_argument('-o', '--out', default=None,
                    help='output npz (default: beside the input, '
                         '<name>_<arch>.npz)')
-    p.add_argument('--arch', choices=('auto', 'c4', 'fpn'), default='auto',
-                   help='expected architecture; auto detects it from the '
-                        'blob names')
+    p.add_argument('--arch', choices=('auto', 'c4', 'fpn', 'backbone'),
+                   default='auto',
+                   help='expected architecture (backbone: an ImageNet '
+                        'R-*.pkl); auto detects it from the names')
     return p.parse_args(argv)
 
 
 def main(argv=None):
     from utils.model_io import save_model
     args = parse_args(argv)
-    blobs = load_blobs(args.pkl)
-    model, meta, report = convert(blobs, args.arch)
-    del blobs
+    data = load_pickle(args.pkl)
+    if is_detectron2(data):
+        if args.arch == 'backbone':
+            raise ConversionError('{} is a detectron2 detection checkpoint, '
+                                  'not an ImageNet backbone'.format(args.pkl))
+        model, meta, report = convert_d2(data, args.arch)
+        fmt = 'detectron2'
+    else:
+        model, meta, report = convert(blobs_of(data, args.pkl), args.arch)
+        fmt = 'detectron'
+    del data
     meta['source'] = {'file': os.path.basename(args.pkl),
-                      'sha256': sha256(args.pkl), 'format': 'detectron'}
+                      'sha256': sha256(args.pkl), 'format': fmt}
     out = args.out or '{}_{}.npz'.format(os.path.splitext(args.pkl)[0],
-                                         meta['arch'])
+                                         meta.get('arch', 'backbone'))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     save_model(out, model, meta)
     print('\n'.join(report))

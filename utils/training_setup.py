@@ -1,11 +1,7 @@
-"""Wiring helpers of ``train.py``: datasets, pretrained weights, frozen
-stages, the updater for one or several devices or processes, and the
-closing demo image."""
+"""Wiring helpers of ``train.py``: datasets, the updater for one or
+several devices or processes, and the closing demo image (starting weights
+and frozen stages: ``utils/pretrained.py``)."""
 import os
-
-import numpy
-
-from utils.model_io import model_arrays
 
 
 class SetupError(ValueError):
@@ -50,45 +46,6 @@ def dataset_paths(args):
     train = COCODataset(*paths['train'], keep_empty=not args.drop_empty)
     val = COCODataset(*paths['val'])
     return train, val, paths['val'][0]
-
-
-def load_pretrained(model, path):
-    """Copy every array of ``path`` whose name and shape match the model.
-
-    Works for a whole converted model and for a backbone-only npz; fails
-    when nothing matches. Returns a one-line report.
-    """
-    if not os.path.isfile(path):
-        raise SetupError('pretrained weights not found: {}'.format(path))
-    arrays = model_arrays(model)
-    loaded, mismatched = 0, []
-    try:
-        with numpy.load(path, allow_pickle=False) as npz:
-            for name in npz.files:
-                if name in arrays:
-                    value = npz[name]
-                    if value.shape != arrays[name].shape:
-                        mismatched.append(name)
-                        continue
-                    arrays[name][...] = value
-                    loaded += 1
-    except (OSError, ValueError) as e:
-        raise SetupError('cannot read {} as npz ({})'.format(path, e))
-    if loaded == 0:
-        raise SetupError('{} holds no array of this model'.format(path))
-    return 'pretrained: {} of {} arrays from {}{}'.format(
-        loaded, len(arrays), path,
-        ' ({} with another shape kept their initialisation, e.g. {})'.format(
-            len(mismatched), mismatched[0]) if mismatched else '')
-
-
-def freeze(model, freeze_at):
-    """Detectron's ``TRAIN.FREEZE_AT``: 1 freezes the stem, 2 also res2."""
-    body = model.extractor.body
-    if freeze_at >= 1:
-        body.conv1.disable_update()
-    if freeze_at >= 2:
-        body.res2.disable_update()
 
 
 def write_demo(model, dataset, out, meta, thresh=0.5):
