@@ -11,6 +11,8 @@ import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
 
+from models.conv import Convolution2D
+
 
 class FPN(chainer.Chain):
     """Pyramid P2-P6 from a body that returns C2-C5.
@@ -33,7 +35,7 @@ class FPN(chainer.Chain):
         with self.init_scope():
             self.body = body
             self.inner = chainer.ChainList(*[
-                L.Convolution2D(c, out_channels, 1, initialW=init)
+                Convolution2D(c, out_channels, 1, initialW=init)
                 for c in in_channels])
             self.outer = chainer.ChainList(*[
                 L.Convolution2D(out_channels, out_channels, 3, 1, 1,

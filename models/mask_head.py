@@ -11,6 +11,7 @@ import chainer.links as L
 from chainer import initializers
 from chainer.backend import get_array_module
 
+from models.conv import Convolution2D
 from models.losses import per_image_mean
 
 
@@ -23,7 +24,7 @@ class MaskPredictor(chainer.Chain):
         with self.init_scope():
             self.deconv = L.Deconvolution2D(in_channels, mid_channels, 2, 2,
                                             initialW=init)
-            self.logits = L.Convolution2D(mid_channels, n_class, 1,
+            self.logits = Convolution2D(mid_channels, n_class, 1,
                                           initialW=initializers.Normal(0.001))
 
     def forward(self, h):

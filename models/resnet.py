@@ -13,8 +13,8 @@ rename: ``res3_0_branch2a_w`` is ``res3/0/branch2a/conv/W`` and
 """
 import chainer
 import chainer.functions as F
-import chainer.links as L
 
+from models.conv import Convolution2D
 from models.norm import make_norm
 
 # blocks per stage res2..res5
@@ -28,7 +28,7 @@ class ConvNorm(chainer.Chain):
                  norm='affine', initialW=None):
         super().__init__()
         with self.init_scope():
-            self.conv = L.Convolution2D(in_channels, out_channels, ksize,
+            self.conv = Convolution2D(in_channels, out_channels, ksize,
                                         stride, pad, nobias=True,
                                         initialW=initialW)
             self.norm = make_norm(norm, out_channels)

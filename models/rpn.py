@@ -10,6 +10,7 @@ import chainer.links as L
 from chainer import initializers
 from chainer.backend import get_array_module
 
+from models.conv import Convolution2D
 from models.losses import smooth_l1
 
 
@@ -31,9 +32,9 @@ class RPNHead(chainer.Chain):
         with self.init_scope():
             self.conv = L.Convolution2D(in_channels, mid_channels, 3, 1, 1,
                                         initialW=init)
-            self.cls_logits = L.Convolution2D(mid_channels, n_anchors, 1,
+            self.cls_logits = Convolution2D(mid_channels, n_anchors, 1,
                                               initialW=init)
-            self.bbox_pred = L.Convolution2D(mid_channels, 4 * n_anchors, 1,
+            self.bbox_pred = Convolution2D(mid_channels, 4 * n_anchors, 1,
                                              initialW=init)
 
     def forward(self, features):

@@ -1,0 +1,78 @@
+"""``convolution_2d`` (NCHW GEMM) equals chainer's convolution forward and
+backward, on NumPy and (marked gpu) CuPy, for the kernels Mask R-CNN uses."""
+import chainer
+import chainer.functions as F
+import numpy
+import pytest
+from chainer import gradient_check
+
+from functions.convolution_2d import convolution_2d
+from models.conv import Convolution2D
+
+# (N, C, H, W), (O, kh, kw), stride, pad, bias
+CASES = [
+    ((1, 3, 9, 11), (4, 7, 7), 2, 3, False),   # ResNet stem
+    ((2, 4, 7, 9), (5, 3, 3), 1, 1, True),     # 3x3, FPN output, RPN
+    ((1, 4, 8, 8), (3, 3, 3), 2, 1, False),    # strided 3x3
+    ((2, 6, 7, 9), (4, 1, 1), 1, 0, True),     # 1x1: no im2col
+    ((1, 6, 7, 9), (4, 1, 1), 2, 0, False),    # strided 1x1 (branch1)
+    ((1, 3, 5, 5), (2, 1, 1), 1, 1, True),     # 1x1 with padding
+    ((3, 2, 6, 4), (2, 2, 3), (2, 1), (0, 1), True),
+]
+
+
+@pytest.mark.parametrize('x_shape,w_shape,stride,pad,bias', CASES)
+def test_equals_chainer_convolution(xp, x_shape, w_shape, stride, pad,
+                                    bias):
+    rng = numpy.random.RandomState(0)
+    o, kh, kw = w_shape
+    x = xp.asarray(rng.randn(*x_shape))
+    W = xp.asarray(rng.randn(o, x_shape[1], kh, kw))
+    b = xp.asarray(rng.randn(o)) if bias else None
+    ref = F.convolution_2d(x, W, b, stride, pad)
+    gy = xp.asarray(rng.randn(*ref.shape))
+    outs = []
+    for f in (convolution_2d, F.convolution_2d):
+        xv, Wv = chainer.Variable(x), chainer.Variable(W)
+        bv = chainer.Variable(b) if bias else None
+        y = f(xv, Wv, bv, stride, pad)
+        y.grad = gy
+        y.backward()
+        outs.append([y.array, xv.grad, Wv.grad] + ([bv.grad] if bias else []))
+    for a, e in zip(*outs):
+        assert a.shape == e.shape
+        xp.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-11)
+
+
+def test_hand_case():
+    # 3x3 ones kernel on a 3x3 arange with pad 1: the centre output is the
+    # sum 0 + ... + 8 = 36, the corner 0 + 1 + 3 + 4 = 8.
+    x = numpy.arange(9, dtype=numpy.float32).reshape(1, 1, 3, 3)
+    y = convolution_2d(x, numpy.ones((1, 1, 3, 3), numpy.float32), pad=1)
+    assert y.array[0, 0, 1, 1] == 36 and y.array[0, 0, 0, 0] == 8
+
+
+@pytest.mark.parametrize('stride,pad,ksize', [(1, 1, 3), (2, 0, 1)])
+def test_gradient_check(stride, pad, ksize):
+    rng = numpy.random.RandomState(1)
+    x = rng.randn(2, 3, 5, 6)
+    W = rng.randn(2, 3, ksize, ksize)
+    b = rng.randn(2)
+    gy = rng.randn(*F.convolution_2d(x, W, b, stride, pad).shape)
+    gradient_check.check_backward(
+        lambda x, W, b: convolution_2d(x, W, b, stride, pad), (x, W, b), gy,
+        dtype=numpy.float64, atol=1e-7, rtol=1e-7)
+
+
+def test_float32_and_the_link():
+    rng = numpy.random.RandomState(2)
+    x = rng.randn(1, 3, 6, 6).astype(numpy.float32)
+    for args in ((3, 4, 3, 1, 1), (3, 4, 1, 2, 0), (None, 4, 1)):
+        link = Convolution2D(*args)
+        y = link(x)   # initialises a lazy W first
+        assert y.dtype == numpy.float32 and link._uses_gemm()
+        numpy.testing.assert_allclose(
+            y.array, F.convolution_2d(x, link.W, link.b, link.stride,
+                                      link.pad).array, rtol=1e-5, atol=1e-5)
+    dilated = Convolution2D(3, 4, 3, 1, 2, dilate=2)
+    assert not dilated._uses_gemm() and dilated(x).shape == (1, 4, 6, 6)
