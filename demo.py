@@ -119,7 +119,7 @@ def main(argv=None):
                         contour=args.contour)
         print('{}: {} detections -> {}'.format(image, len(bbox), path))
         results += coco_results(image_id, bbox, label, score, mask,
-                                class_ids)
+                                class_ids, model.conventions.box_offset)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f)

@@ -15,7 +15,7 @@ propose               RPN, top-N, decode, clip, NMS               device
 detect_boxes          box head on proposals / scale, per-class    device
                       decode (10, 10, 5, 5), clip, NMS, cap
 detect_masks          mask head on the final boxes * scale        device
-paste                 Detectron's paste rule, threshold > 0.5     host
+paste                 Detectron's paste rule (or detectron2's)    host
 ====================  ==========================================  ========
 """
 import chainer
