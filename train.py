@@ -108,6 +108,10 @@ def parse_args(argv=None):
     a('--loaders', type=int, default=2, help='image-loading processes')
     a('--out', '-o', default='result', help='output folder')
     a('--seed', type=int, default=0, help='random seed')
+    a('--dtype', choices=('float32', 'mixed16'), default='float32',
+      help='mixed16: float16 activations and weights with float32 master '
+           'weights, dynamic loss scaling and float32 losses (for GPUs; '
+           'NumPy has no fast float16)')
     a('--resume', default=None, help='trainer snapshot to resume from')
     a('--evaluate', action='store_true',
       help='evaluate --pretrained on the validation set and exit')
@@ -183,6 +187,9 @@ def build_trainer(args, model, preset, train, val, val_json, comm=None):
     if comm is None or comm.rank == 0:
         print('frozen: {}'.format(', '.join(frozen) or 'nothing'))
     optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(args.weight_decay))
+    if args.dtype == 'mixed16':
+        optimizer.use_fp32_update()   # float32 master copy of each weight
+        optimizer.loss_scaling()      # dynamic: halves on overflow
     sampler = SeededShuffleOrderSampler(seed)
     train = CarryReadErrors(train)
     if args.loaders > 0:
@@ -256,6 +263,8 @@ def load_data(args):
 def main(argv=None):
     from utils.model_io import save_model
     args = parse_args(argv)
+    if args.dtype == 'mixed16':
+        chainer.global_config.dtype = chainer.mixed16
     comm = setup_communicator(args)
     args = resolve_defaults(args, comm.size if comm else 1)
     root = comm is None or comm.rank == 0

@@ -29,7 +29,10 @@ class AffineChannel2D(chainer.Link):
     def forward(self, x):
         # (C,) -> (1, C, 1, 1) to broadcast over N, H, W.
         shape = (1, -1) + (1,) * (x.ndim - 2)
-        return x * self.scale.reshape(shape) + self.bias.reshape(shape)
+        # Stored in float32; cast to the input's dtype (float16 when mixed).
+        scale = self.scale.astype(x.dtype, copy=False).reshape(shape)
+        bias = self.bias.astype(x.dtype, copy=False).reshape(shape)
+        return x * scale + bias
 
 
 NORMS = ('affine', 'bn', 'gn')

@@ -91,5 +91,12 @@ class ROIPooler:
         return F.concat(pooled, axis=0)[restore]
 
     def _pool(self, x, rois, roi_indices, scale):
+        if x.dtype == numpy.float16:
+            # Mixed precision: ROIAlign sums up to hundreds of bilinear
+            # samples per bin, so it runs in float32 (its kernels need it).
+            pooled = roi_align_2d(F.cast(x, numpy.float32), rois,
+                                  roi_indices, self.outsize, scale,
+                                  self.sampling_ratio, self.aligned)
+            return F.cast(pooled, numpy.float16)
         return roi_align_2d(x, rois, roi_indices, self.outsize, scale,
                             self.sampling_ratio, self.aligned)

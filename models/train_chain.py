@@ -66,7 +66,7 @@ class MaskRCNNTrainChain(chainer.Chain):
         n = len(scales)
         features = model.extractor(x)
         rpn_features = features[model.rpn_levels]
-        logits, deltas = model.rpn(rpn_features)
+        logits, deltas = (_loss_dtype(o) for o in model.rpn(rpn_features))
         # Built on the host for the targets, sent once to the device for
         # the proposals (not sent there and brought back).
         host_anchors = model.host_anchors(rpn_features)
@@ -102,8 +102,8 @@ class MaskRCNNTrainChain(chainer.Chain):
             [numpy.full(len(s['rois']), i, numpy.int32)
              for i, s in enumerate(samples)])
         label = numpy.concatenate([s['label'] for s in samples])
-        cls_score, bbox_pred = model.box_head(
-            head_features, xp.asarray(rois), xp.asarray(roi_indices))
+        cls_score, bbox_pred = _loss_dtype(model.box_head(
+            head_features, xp.asarray(rois), xp.asarray(roi_indices)))
         roi_loc_loss, roi_cls_loss = box_head_loss(
             cls_score, bbox_pred, xp.asarray(label),
             xp.asarray(numpy.concatenate([s['loc'] for s in samples])),
@@ -115,8 +115,8 @@ class MaskRCNNTrainChain(chainer.Chain):
                           s['gt_index'][s['label'] > 0],
                           self.mask_resolution)
              for i, s in enumerate(samples)])
-        mask_logits = model.mask_head(head_features, xp.asarray(rois[fg]),
-                                      xp.asarray(roi_indices[fg]))
+        mask_logits, = _loss_dtype([model.mask_head(
+            head_features, xp.asarray(rois[fg]), xp.asarray(roi_indices[fg]))])
         mask_loss = mask_head_loss(mask_logits, xp.asarray(label[fg]),
                                    xp.asarray(targets),
                                    xp.asarray(roi_indices[fg]), n)
@@ -132,3 +132,11 @@ class MaskRCNNTrainChain(chainer.Chain):
 def _host(a):
     # Sampling runs on the host: proposals and anchors cross here.
     return chainer.backend.CpuDevice().send(a)
+
+
+def _loss_dtype(outputs):
+    """Head outputs for the losses and proposals: float16 (mixed16
+    training) is cast to float32, where sums of thousands of terms and
+    exp/log stay accurate; other dtypes pass unchanged."""
+    return [F.cast(o, numpy.float32) if o.dtype == numpy.float16 else o
+            for o in outputs]

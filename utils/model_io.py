@@ -47,9 +47,15 @@ def model_arrays(model):
 
 
 def save_model(path, model, meta):
-    """Write ``model``'s arrays and ``meta`` atomically to ``path``."""
+    """Write ``model``'s arrays and ``meta`` atomically to ``path``.
+
+    float16 parameters (mixed-precision training) are written as float32,
+    the dtype every model is built with.
+    """
     arrays = {k: chainer.backend.CpuDevice().send(v)
               for k, v in model_arrays(model).items()}
+    arrays = {k: v.astype(numpy.float32) if v.dtype == numpy.float16 else v
+              for k, v in arrays.items()}
     arrays[META_KEY] = numpy.array(json.dumps(meta, sort_keys=True))
     tmp = path + '.tmp.npz'
     numpy.savez(tmp, **arrays)
