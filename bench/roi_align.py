@@ -67,6 +67,19 @@ def cases(rng):
     yield 'FPN 512x(256,7,7) s2 P2-P5 {}'.format(counts), calls
 
 
+def save_cases(path, all_cases):
+    """Every call's inputs as ``c{i}_{j}_{x,rois,meta}`` arrays."""
+    arrays, names = {}, []
+    for i, (name, calls) in enumerate(all_cases):
+        names.append(name)
+        for j, (x, rois, _, outsize, scale, ratio) in enumerate(calls):
+            arrays['c{}_{}_x'.format(i, j)] = x
+            arrays['c{}_{}_rois'.format(i, j)] = rois
+            arrays['c{}_{}_meta'.format(i, j)] = numpy.array(
+                [outsize, scale, ratio], numpy.float64)
+    numpy.savez(path, names=numpy.array(names), **arrays)
+
+
 def time_calls(calls, xp, repeat):
     """Median forward and backward seconds, summed over ``calls``."""
     calls = [(chainer.Variable(xp.asarray(x)), xp.asarray(r), xp.asarray(i),
@@ -100,7 +113,12 @@ def main():
     parser.add_argument('--repeat', type=int, default=3,
                         help='timed runs per case (median reported)')
     parser.add_argument('--json', help='also write the results here')
+    parser.add_argument('--save-cases', metavar='NPZ',
+                        help='write the inputs for bench/torchvision_ref.py '
+                             'roi_align --cases NPZ (same arrays, same ROIs)')
     args = parser.parse_args()
+    if args.save_cases:
+        save_cases(args.save_cases, cases(numpy.random.default_rng(0)))
     backends = [('numpy', numpy)]
     if gpu_available():
         import cupy
