@@ -26,7 +26,8 @@ def _load(path):
 def inference(ours, theirs):
     ref = theirs[0]
     print('latency ratio ours / torchvision ({} dets vs {})'.format(
-        '/'.join(str(r['detections']) for r in ours), ref['detections']))
+        '/'.join(str(int(r['detections'])) for r in ours),
+        int(ref['detections'])))
     print('{:<6s} {:<6s}'.format('arch', 'xp') +
           ''.join(' {:>9s}'.format(s) for s in STAGES))
     for row in ours:

@@ -1,4 +1,4 @@
-"""``L.Convolution2D`` computed by ``functions/convolution_2d.py``.
+"""``L.Convolution2D`` and ``L.Deconvolution2D`` computed as plain GEMMs.
 
 Without cuDNN (CuPy 14) and on the CPU, chainer's convolution transposes
 its im2col buffer and its output around the GEMM; ours writes the product
@@ -7,7 +7,16 @@ kernels (two thirds of ResNet-50's convolutions). The link keeps
 ``L.Convolution2D``'s parameters and names (``W``, ``b``), so npz files
 and converters are unaffected; dilated or grouped
 convolutions fall back to chainer's function.
+
+The mask head's 2x2, stride 2 deconvolution has non-overlapping outputs:
+each input pixel writes its own kh x kw block, so it is one GEMM and a
+pixel shuffle instead of chainer's tensordot + col2im::
+
+    cols = W.reshape(C_in, C_out*kh*kw).T @ x[n].reshape(C_in, H*W)
+    y[n] = cols.reshape(C_out, kh, kw, H, W) -> (C_out, H, kh, W, kw)
+                                             -> (C_out, H*kh, W*kw)
 """
+import chainer.functions as F
 import chainer.links as L
 
 from functions.convolution_2d import convolution_2d
@@ -26,6 +35,43 @@ class Convolution2D(L.Convolution2D):
     def _uses_gemm(self):
         return (_pair(self.dilate) == (1, 1) and self.groups == 1 and
                 not getattr(self, 'cover_all', False))
+
+
+class Deconvolution2D(L.Deconvolution2D):
+    """Drop-in ``L.Deconvolution2D``; stride == kernel without padding
+    runs as a GEMM and a pixel shuffle (module docstring)."""
+
+    def forward(self, x):
+        if self.W.raw_array is None:
+            self._initialize_params(x.shape[1])
+        if not self._non_overlapping():
+            return super().forward(x)
+        return non_overlapping_deconvolution_2d(x, self.W, self.b)
+
+    def _non_overlapping(self):
+        return (tuple(self.W.shape[2:]) == _pair(self.stride) and
+                _pair(self.pad) == (0, 0) and
+                self.outsize in (None, (None, None)) and
+                _pair(self.dilate) == (1, 1) and self.groups == 1)
+
+
+def non_overlapping_deconvolution_2d(x, W, b=None):
+    """``F.deconvolution_2d(x, W, b, stride=(kh, kw))`` for W (C_in, C_out,
+    kh, kw), x (N, C_in, H, W) -> (N, C_out, H*kh, W*kw)."""
+    n, ci, h, w = x.shape
+    _, co, kh, kw = W.shape
+    w2 = F.reshape(W, (ci, co * kh * kw))
+    x3 = F.reshape(x, (n, ci, h * w))
+    if n == 1:
+        cols = F.expand_dims(F.matmul(w2, x3[0], transa=True), 0)
+    else:
+        cols = F.matmul(F.broadcast_to(w2, (n, ci, co * kh * kw)), x3,
+                        transa=True)
+    # (N, Co*kh*kw, H*W) -> (N, Co, kh, kw, H, W) -> (N, Co, H, kh, W, kw)
+    y = F.transpose(F.reshape(cols, (n, co, kh, kw, h, w)),
+                    (0, 1, 4, 2, 5, 3))
+    y = F.reshape(y, (n, co, h * kh, w * kw))
+    return F.bias(y, b) if b is not None else y
 
 
 def _pair(v):

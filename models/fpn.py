@@ -8,7 +8,6 @@ map matches the next lateral exactly.
 """
 import chainer
 import chainer.functions as F
-import chainer.links as L
 from chainer import initializers
 
 from models.conv import Convolution2D
@@ -38,8 +37,8 @@ class FPN(chainer.Chain):
                 Convolution2D(c, out_channels, 1, initialW=init)
                 for c in in_channels])
             self.outer = chainer.ChainList(*[
-                L.Convolution2D(out_channels, out_channels, 3, 1, 1,
-                                initialW=init)
+                Convolution2D(out_channels, out_channels, 3, 1, 1,
+                              initialW=init)
                 for _ in in_channels])
 
     def forward(self, x):

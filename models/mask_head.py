@@ -7,11 +7,10 @@ FPN (``mask_rcnn_fcn_head_v1up4convs``): four 3x3 convs 256 + ReLU on
 """
 import chainer
 import chainer.functions as F
-import chainer.links as L
 from chainer import initializers
 from chainer.backend import get_array_module
 
-from models.conv import Convolution2D
+from models.conv import Convolution2D, Deconvolution2D
 from models.losses import per_image_mean
 
 
@@ -22,10 +21,10 @@ class MaskPredictor(chainer.Chain):
         super().__init__()
         init = initializers.HeNormal(fan_option='fan_out')  # MSRAFill
         with self.init_scope():
-            self.deconv = L.Deconvolution2D(in_channels, mid_channels, 2, 2,
-                                            initialW=init)
+            self.deconv = Deconvolution2D(in_channels, mid_channels, 2, 2,
+                                          initialW=init)
             self.logits = Convolution2D(mid_channels, n_class, 1,
-                                          initialW=initializers.Normal(0.001))
+                                        initialW=initializers.Normal(0.001))
 
     def forward(self, h):
         return self.logits(F.relu(self.deconv(h)))
@@ -57,9 +56,9 @@ class FourConvMaskHead(chainer.Chain):
         init = initializers.HeNormal(fan_option='fan_out')
         with self.init_scope():
             self.convs = chainer.ChainList(*[
-                L.Convolution2D((in_channels or channels) if i == 0
-                                else channels, channels, 3, 1, 1,
-                                initialW=init)
+                Convolution2D((in_channels or channels) if i == 0
+                              else channels, channels, 3, 1, 1,
+                              initialW=init)
                 for i in range(n_convs)])
             self.predictor = MaskPredictor(channels, n_class, channels)
 

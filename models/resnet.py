@@ -29,8 +29,8 @@ class ConvNorm(chainer.Chain):
         super().__init__()
         with self.init_scope():
             self.conv = Convolution2D(in_channels, out_channels, ksize,
-                                        stride, pad, nobias=True,
-                                        initialW=initialW)
+                                      stride, pad, nobias=True,
+                                      initialW=initialW)
             self.norm = make_norm(norm, out_channels)
 
     def forward(self, x):

@@ -6,7 +6,6 @@ H x W feature map.
 """
 import chainer
 import chainer.functions as F
-import chainer.links as L
 from chainer import initializers
 from chainer.backend import get_array_module
 
@@ -30,12 +29,12 @@ class RPNHead(chainer.Chain):
         super().__init__()
         init = initializers.Normal(0.01)  # Detectron: GaussianFill std 0.01
         with self.init_scope():
-            self.conv = L.Convolution2D(in_channels, mid_channels, 3, 1, 1,
-                                        initialW=init)
+            self.conv = Convolution2D(in_channels, mid_channels, 3, 1, 1,
+                                      initialW=init)
             self.cls_logits = Convolution2D(mid_channels, n_anchors, 1,
-                                              initialW=init)
+                                            initialW=init)
             self.bbox_pred = Convolution2D(mid_channels, 4 * n_anchors, 1,
-                                             initialW=init)
+                                           initialW=init)
 
     def forward(self, features):
         """Apply to each level.
