@@ -151,17 +151,23 @@ def resolve_defaults(args, n_processes=1):
     return args
 
 
-def build_model(args, n_fg_class, log=print):
-    # Weights run with the semantics they were trained under: a converted
-    # detectron2 model keeps detectron2's conventions (models/conventions.py).
+def starting_point(args, log=print):
+    """(npz path or None, preset fields it fixes). Weights run with the
+    semantics they were trained under: a converted detectron2 model keeps
+    detectron2's conventions (models/conventions.py), which also decide how
+    the data's boxes are read."""
     path = None
     if args.pretrained:
         path = resolve(args.pretrained, args.depth or 50, log=log)
     fields = pretrained_fields(path, args.arch) if path else {}
     if args.depth is not None:
         fields['depth'] = args.depth
-    fields['n_fg_class'] = n_fg_class
-    preset = get_preset(args.arch, **fields)
+    args.box_offset = get_preset(args.arch, **fields).conventions.box_offset
+    return path, fields
+
+
+def build_model(args, n_fg_class, path, fields, log=print):
+    preset = get_preset(args.arch, n_fg_class=n_fg_class, **fields)
     args.depth = preset.depth
     if args.roi_size:
         preset = dataclasses.replace(preset, box_roi_size=args.roi_size)
@@ -201,7 +207,8 @@ def build_trainer(args, model, preset, train, val, val_json, comm=None):
                                               order_sampler=sampler)
     batcher = TrainBatcher(args.scales or (preset.min_size,),
                            preset.max_size, preset.pad_stride, True, seed,
-                           model.normalization)
+                           model.normalization,
+                           model.conventions.box_offset)
     updater = build_updater(args, chain, optimizer, it, batcher, comm)
     trainer = chainer.training.Trainer(updater, (args.iteration,
                                                  'iteration'), args.out)
@@ -270,14 +277,15 @@ def main(argv=None):
     root = comm is None or comm.rank == 0
     if args.evaluate and not args.pretrained:
         raise SetupError('--evaluate needs --pretrained MODEL.npz')
+    log = print if root else (lambda line: None)
+    path, fields = starting_point(args, log)
     if comm is None:
         train, val, val_json, meta = load_data(args)
     else:
         from utils.distributed import scatter_datasets
         train, val, val_json, meta = scatter_datasets(
             comm, lambda: load_data(args), args.seed)
-    model, preset = build_model(args, meta['n_fg_class'],
-                                log=print if root else lambda line: None)
+    model, preset = build_model(args, meta['n_fg_class'], path, fields, log)
     meta.update(depth=preset.depth,
                 conventions=preset.conventions.to_dict(),
                 preset=preset_overrides(preset))

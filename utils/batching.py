@@ -54,14 +54,16 @@ class TrainBatcher:
         normalization (dict): ``pixel_mean``, ``pixel_std`` and
             ``channel_order`` for ``utils.image.prepare`` (the model's
             ``normalization``; default Detectron's).
+        box_offset (int): the model's ``conventions.box_offset`` (flips).
 
     ``batcher(batch, device)`` returns ``(x, scales, sizes, gt_bboxes,
     gt_labels, gt_segms)``; see ``models/train_chain.py``.
     """
 
     def __init__(self, scales=(800,), max_size=1333, stride=1, flip=True,
-                 seed=0, normalization=None):
+                 seed=0, normalization=None, box_offset=1):
         self.normalization = dict(normalization or {})
+        self.box_offset = box_offset
         self.scales = tuple(scales)
         self.max_size = max_size
         self.stride = stride
@@ -75,7 +77,8 @@ class TrainBatcher:
                 raise DatasetError(example.message)
             img, bbox, label, segm = example
             if self.flip and self.rng.rand() < 0.5:
-                img, bbox, segm = flip_example(img, bbox, segm)
+                img, bbox, segm = flip_example(img, bbox, segm,
+                                               self.box_offset)
             min_size = self.scales[self.rng.randint(len(self.scales))]
             x, scale, size = prepare(img, min_size, self.max_size,
                                      self.stride, **self.normalization)

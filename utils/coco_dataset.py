@@ -66,8 +66,10 @@ def load_coco(json_path):
     return coco
 
 
-def clean_annotations(anns, height, width):
-    """Detectron's filter of one image's annotations (module docstring).
+def clean_annotations(anns, height, width, offset=1):
+    """Detectron's filter of one image's annotations (module docstring);
+    ``offset`` 0 reads boxes as detectron2 does (``x2 = x + w``, clipped
+    to ``[0, W]``).
 
     Returns:
         list of (str or None, numpy.ndarray, list or dict): per annotation
@@ -81,8 +83,8 @@ def clean_annotations(anns, height, width):
                                .format(ann.get('id')))
     # One array call per image: COCO train2017 has 860k annotations.
     raw = xywh_to_xyxy(numpy.array([a['bbox'] for a in anns],
-                                   numpy.float64).reshape(-1, 4))
-    boxes = clip_boxes(raw, (height, width))
+                                   numpy.float64).reshape(-1, 4), offset)
+    boxes = clip_boxes(raw, (height, width), offset)
     out = []
     for ann, (x1, y1, x2, y2), box in zip(anns, raw, boxes):
         if ann.get('iscrowd', 0) == 1:
@@ -91,7 +93,8 @@ def clean_annotations(anns, height, width):
             reason = 'ignore'
         elif not ann.get('area', 0) > 0:
             reason = 'zero_area'
-        elif x1 > width - 1 or y1 > height - 1 or x2 < 0 or y2 < 0:
+        elif (x1 > width - offset or y1 > height - offset or x2 < 0 or
+              y2 < 0):
             reason = 'outside'
         elif not (box[2] > box[0] and box[3] > box[1]):
             reason = 'degenerate'
@@ -133,6 +136,8 @@ class COCODataset(chainer.dataset.DatasetMixin):
         json_path (str): COCO instances JSON.
         image_dir (str): folder holding each image's ``file_name``.
         keep_empty (bool): keep images without (valid) annotations.
+        box_offset (int): 1 (Detectron, inclusive boxes) or 0 (detectron2,
+            ``x2 = x + w``): the model's ``conventions.box_offset``.
 
     ``get_example(i)`` returns ``(img, bbox, label, segms)``:
 
@@ -142,6 +147,8 @@ class COCODataset(chainer.dataset.DatasetMixin):
     img      (3, H, W)      float32 RGB, 0-255
     bbox     (R, 4)         float32 ``(x1, y1, x2, y2)`` inclusive, original
                                     pixels, inside ``[0, W-1] x [0, H-1]``
+                                    (``box_offset`` 0: ``x2 = x + w``,
+                                    inside ``[0, W] x [0, H]``)
     label    (R,)           int32   1..K
     segms    list of R              per instance a list of (2P,) float64
                                     polygons ``x, y, ...`` in original
@@ -153,7 +160,8 @@ class COCODataset(chainer.dataset.DatasetMixin):
     (the pycocotools index), ``skipped`` (annotations skipped per reason).
     """
 
-    def __init__(self, json_path, image_dir, keep_empty=True):
+    def __init__(self, json_path, image_dir, keep_empty=True, box_offset=1):
+        self.box_offset = box_offset
         self.coco = load_coco(json_path)
         cats = sorted(self.coco.dataset['categories'], key=lambda c: c['id'])
         self.class_ids = tuple(int(c['id']) for c in cats)
@@ -193,7 +201,8 @@ class COCODataset(chainer.dataset.DatasetMixin):
         bbox, label, segms = [], [], []
         anns = self.coco.imgToAnns.get(img_info['id'], [])
         for ann, (reason, box, segm) in zip(
-                anns, clean_annotations(anns, height, width)):
+                anns, clean_annotations(anns, height, width,
+                                        self.box_offset)):
             if reason is not None:
                 self.skipped[reason] += 1
                 continue
@@ -237,8 +246,9 @@ class COCODataset(chainer.dataset.DatasetMixin):
         return img, entry['bbox'].copy(), entry['label'].copy(), segms
 
 
-def flip_example(img, bbox, segms):
-    """Detectron's horizontal flip (``flip_boxes``, ``flip_segms``).
+def flip_example(img, bbox, segms, offset=1):
+    """Detectron's horizontal flip (``flip_boxes``, ``flip_segms``);
+    ``offset`` 0 is detectron2's mirror ``x' = W - x``.
 
     Args:
         img (numpy.ndarray): (3, H, W) image.
@@ -248,14 +258,14 @@ def flip_example(img, bbox, segms):
 
     Returns:
         The flipped ``(img, bbox, segms)``, new arrays:
-        ``x1' = W - x2 - 1``, ``x2' = W - x1 - 1``, polygon
-        ``x' = W - x - 1`` (Detectron's rule, for polygons too), masks and
-        image reversed along x.
+        ``x1' = W - x2 - offset``, ``x2' = W - x1 - offset``, polygon
+        ``x' = W - x - offset`` (Detectron's rule, for polygons too), masks
+        and image reversed along x.
     """
     W = img.shape[2]
     img = img[:, :, ::-1].copy()
     bbox = numpy.array(bbox, copy=True)
-    bbox[:, 0], bbox[:, 2] = W - bbox[:, 2] - 1, W - bbox[:, 0] - 1
+    bbox[:, 0], bbox[:, 2] = W - bbox[:, 2] - offset, W - bbox[:, 0] - offset
     out = []
     for segm in segms:
         if isinstance(segm, numpy.ndarray) and segm.ndim == 2:
@@ -264,7 +274,7 @@ def flip_example(img, bbox, segms):
         polys = []
         for poly in segm:
             poly = numpy.array(poly, numpy.float64)
-            poly[0::2] = W - poly[0::2] - 1
+            poly[0::2] = W - poly[0::2] - offset
             polys.append(poly)
         out.append(polys)
     return img, bbox, out

@@ -57,7 +57,7 @@ def save_model(path, model, meta):
     arrays = {k: v.astype(numpy.float32) if v.dtype == numpy.float16 else v
               for k, v in arrays.items()}
     arrays[META_KEY] = numpy.array(json.dumps(meta, sort_keys=True))
-    tmp = path + '.tmp.npz'
+    tmp = '{}.tmp{}.npz'.format(path, os.getpid())  # one per process
     numpy.savez(tmp, **arrays)
     os.replace(tmp, path)
 

@@ -43,8 +43,10 @@ def dataset_paths(args):
         if not os.path.isdir(image_dir):
             raise SetupError('{} image folder not found: {}'.format(
                 split, image_dir))
-    train = COCODataset(*paths['train'], keep_empty=not args.drop_empty)
-    val = COCODataset(*paths['val'])
+    offset = getattr(args, 'box_offset', 1)
+    train = COCODataset(*paths['train'], keep_empty=not args.drop_empty,
+                        box_offset=offset)
+    val = COCODataset(*paths['val'], box_offset=offset)
     return train, val, paths['val'][0]
 
 

@@ -174,3 +174,25 @@ def test_flip_twice_is_identity(hand):
             for pa, pb in zip(a, b):
                 numpy.testing.assert_array_equal(pa, pb)
     assert flip_example(img, bbox[:0], [])[1].shape == (0, 4)
+
+
+def test_detectron2_box_offset(hand):
+    # detectron2 reads xywh as x2 = x + w and clips to [0, W] x [0, H]:
+    # [10, 20, 5, 4] -> [10, 20, 15, 24]; [90, 40, 30, 30] -> [90, 40,
+    # 100, 50]; the 1-pixel-wide [50, 10, 1, 5] -> [50, 10, 51, 15] is no
+    # longer degenerate; the RLE box [0, 0, 3, 2].
+    ds = COCODataset(*hand, box_offset=0)
+    assert ds.skipped['degenerate'] == 0
+    bbox = ds.get_example(0)[1]
+    numpy.testing.assert_array_equal(
+        bbox, [[10, 20, 15, 24], [90, 40, 100, 50], [50, 10, 51, 15],
+               [0, 0, 3, 2]])
+
+
+def test_flip_without_offset_is_a_mirror():
+    img = numpy.zeros((3, 4, 10), numpy.float32)
+    bbox = numpy.array([[2, 1, 6, 4]], numpy.float32)
+    _, f_bbox, f_segms = flip_example(
+        img, bbox, [[numpy.array([2., 1., 6., 1., 6., 4.])]], offset=0)
+    numpy.testing.assert_array_equal(f_bbox, [[4, 1, 8, 4]])
+    numpy.testing.assert_array_equal(f_segms[0][0], [8, 1, 4, 1, 4, 4])

@@ -175,3 +175,24 @@ def test_training_from_a_backbone_keeps_frozen_stages(r50, tmp_path):
         # res3 and later are trained.
         assert not numpy.array_equal(final[body + 'res3/0/branch2a/conv/W'],
                                      blobs['res3_0_branch2a_w'])
+
+
+@pytest.mark.slow
+def test_finetuning_a_detectron2_model_keeps_its_semantics(tmp_path):
+    from models.conventions import DETECTRON2
+    from utils.synthetic_detectron import write_detectron2_pickle
+    pkl = str(tmp_path / 'model_final_f10217.pkl')
+    write_detectron2_pickle(pkl, 'fpn', seed=3)
+    npz = dp.main([pkl])
+    out = tmp_path / 'result'
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'train.py'), '--arch', 'fpn',
+         '--pretrained', npz, '--iteration', '1', '--synthetic-images', '2',
+         '2', '--synthetic-root', str(tmp_path / 'syn'), '--scales', '64',
+         '--loaders', '0', '--validation', '1', '--out', str(out)],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = read_meta(str(out / 'model_final.npz'))
+    assert meta['conventions'] == DETECTRON2.to_dict()
+    assert meta['preset']['box_sampling_ratio'] == 0
+    assert meta['preset']['rpn_collect_top_n'] == [1000, 1000]
