@@ -168,3 +168,13 @@ def test_torch_files_are_refused(tmp_path):
 class _Evil:
     def __reduce__(self):
         return (os.system, ('echo pwned',))
+
+
+def test_r101_fpn():
+    state = detectron2_state('fpn', depth=101, seed=6)
+    model, meta, report = convert_d2({'model': state})
+    assert meta['depth'] == 101
+    assert 'tensors mapped: {}'.format(len(state)) in report
+    numpy.testing.assert_array_equal(
+        model.extractor.body.res4[22].branch2a.conv.W.array,
+        state['backbone.bottom_up.res4.22.conv1.weight'])
