@@ -19,7 +19,7 @@ pixel shuffle instead of chainer's tensordot + col2im::
 import chainer.functions as F
 import chainer.links as L
 
-from functions.convolution_2d import convolution_2d
+from functions.convolution_2d import _pair, convolution_2d
 
 
 class Convolution2D(L.Convolution2D):
@@ -73,6 +73,3 @@ def non_overlapping_deconvolution_2d(x, W, b=None):
     y = F.reshape(y, (n, co, h * kh, w * kw))
     return F.bias(y, b) if b is not None else y
 
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)

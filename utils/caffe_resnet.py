@@ -33,6 +33,21 @@ def block_name(depth, stage, i):
     return '{}{}'.format(stage, 'abcdefghijklmnopqrstuvwxyz'[i])
 
 
+def msra_convs(depth):
+    """Yield (conv, BatchNorm, Scale layer names, Detectron blob prefix) of
+    every bottleneck conv of res2-res5, e.g. ('res4c_branch2b',
+    'bn4c_branch2b', 'scale4c_branch2b', 'res4_2_branch2b')."""
+    for stage in (2, 3, 4, 5):
+        for i in range(DEPTHS[depth][stage - 2]):
+            blk = block_name(depth, stage, i)
+            for br in BRANCHES:
+                if br == 'branch1' and i > 0:
+                    continue
+                yield ('res{}_{}'.format(blk, br), 'bn{}_{}'.format(blk, br),
+                       'scale{}_{}'.format(blk, br),
+                       'res{}_{}_{}'.format(stage, i, br))
+
+
 def msra_to_detectron(layers, depth):
     """{Detectron blob name: array} from caffemodel layers.
 
@@ -61,15 +76,8 @@ def msra_to_detectron(layers, depth):
     if len(layers['conv1']['blobs']) > 1:  # MSRA's conv1 has a bias
         blobs['res_conv1_bn_b'] = (blobs['res_conv1_bn_b'] +
                                    s * layers['conv1']['blobs'][1])
-    for stage in (2, 3, 4, 5):
-        for i in range(DEPTHS[depth][stage - 2]):
-            blk = block_name(depth, stage, i)
-            for br in BRANCHES:
-                if br == 'branch1' and i > 0:
-                    continue
-                conv_bn('res{}_{}'.format(blk, br), 'bn{}_{}'.format(blk, br),
-                        'scale{}_{}'.format(blk, br),
-                        'res{}_{}_{}'.format(stage, i, br))
+    for names in msra_convs(depth):
+        conv_bn(*names)
     unused = [n for n, layer in layers.items()
               if layer['blobs'] and n not in used]
     return blobs, unused

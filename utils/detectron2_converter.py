@@ -25,7 +25,7 @@ IGNORED = re.compile(r'.*\.num_batches_tracked$|'
 D2_PRESET = {
     'c4': {},
     'fpn': {'box_sampling_ratio': 0, 'mask_sampling_ratio': 0,
-            'rpn_collect_top_n': [1000, 1000]},
+            'rpn_collect_top_n': (1000, 1000)},
 }
 
 
@@ -65,7 +65,8 @@ def convert_d2(data, arch='auto'):
         source) and the report lines.
     """
     from models.presets import build_mask_rcnn, get_preset
-    from utils.detectron_parser import coco_classes, fill
+    from utils.detectron_parser import (check_names_and_shapes,
+                                        coco_classes, fill)
     state = _arrays(data['model'])
     found, depth, n_fg_class = detect(state)
     if arch not in ('auto', found):
@@ -80,13 +81,16 @@ def convert_d2(data, arch='auto'):
     ignored = sorted(n for n in state if IGNORED.match(n) or
                      n in ('pixel_mean', 'pixel_std'))
     params = {n: v for n, v in state.items() if n not in ignored}
-    _check(params, d2_shapes(arch, depth, n_fg_class), arch)
+    check_names_and_shapes(params, d2_shapes(arch, depth, n_fg_class), arch,
+                           'tensor')
     overrides = D2_PRESET[arch]
     model = build_mask_rcnn(get_preset(
         arch, depth=depth, n_fg_class=n_fg_class, conventions=conventions,
-        **{k: tuple(v) if isinstance(v, list) else v
-           for k, v in overrides.items()}))
+        **overrides))
     table = rename_table_d2(arch, depth)
+    rows_used = {n for rows in table.values() for _, names, _ in rows
+                 for n in names}
+    assert rows_used == set(params), 'tensor left unused'
     pairs, counts = [], {'fold': 0, 'pad': 0}
     for rows in table.values():
         for kind, names, path in rows:
@@ -101,7 +105,7 @@ def convert_d2(data, arch='auto'):
                 counts['pad'] += 1
             else:
                 pairs.append((path, values[0]))
-    fill(model, pairs, set(params))
+    fill(model, pairs)
     report = ['architecture: {} (ResNet-{}), {} classes + background '
               '(detectron2 checkpoint)'.format(arch, depth, n_fg_class)]
     for group, rows in table.items():
@@ -148,17 +152,3 @@ def _arrays(state):
         out[str(name)] = value.astype(numpy.float32)
     return out
 
-
-def _check(params, expected, arch):
-    missing = [n for n in expected if n not in params]
-    extra = sorted(n for n in params if n not in expected)
-    if missing:
-        raise ConversionError('{} expected {} tensor(s) missing: {}'.format(
-            arch, len(missing), ', '.join(missing[:6])))
-    if extra:
-        raise ConversionError('unexpected tensor(s) for {}: {}'.format(
-            arch, ', '.join(extra[:6])))
-    for name, shape in expected.items():
-        if params[name].shape != shape:
-            raise ConversionError('tensor {} has shape {}, expected {}'
-                                  .format(name, params[name].shape, shape))

@@ -101,19 +101,25 @@ def split_blobs(blobs):
 
 def check_blobs(params, arch, depth, n_class):
     """Every expected blob present with its shape; nothing unexplained."""
-    expected = blob_shapes(arch, depth, n_class)
+    check_names_and_shapes(params, blob_shapes(arch, depth, n_class), arch,
+                           'blob')
+
+
+def check_names_and_shapes(params, expected, arch, noun):
+    """``params`` holds exactly the names of ``expected`` ({name: shape})
+    with those shapes; ``noun`` ('blob', 'tensor') words the errors."""
     missing = [n for n in expected if n not in params]
     extra = sorted(n for n in params if n not in expected)
     if missing:
-        raise ConversionError('{} expected {} blob(s) missing: {}'.format(
-            arch, len(missing), ', '.join(missing[:8])))
+        raise ConversionError('{} expected {} {}(s) missing: {}'.format(
+            arch, len(missing), noun, ', '.join(missing[:8])))
     if extra:
-        raise ConversionError('unexpected blob(s) for {}: {}'.format(
-            arch, ', '.join(extra[:8])))
+        raise ConversionError('unexpected {}(s) for {}: {}'.format(
+            noun, arch, ', '.join(extra[:8])))
     for name, shape in expected.items():
         if params[name].shape != shape:
-            raise ConversionError('blob {} has shape {}, expected {}'.format(
-                name, params[name].shape, shape))
+            raise ConversionError('{} {} has shape {}, expected {}'.format(
+                noun, name, params[name].shape, shape))
 
 
 def convert(blobs, arch='auto'):
@@ -134,8 +140,9 @@ def convert(blobs, arch='auto'):
     check_blobs(params, arch, depth, n_class)
     target = _target(arch, depth, n_class)
     table = rename_table(arch, depth)
-    fill(target, [(path, params[blob]) for group in table.values()
-                  for blob, path in group], set(params))
+    pairs = [p for group in table.values() for p in group]
+    assert {blob for blob, _ in pairs} == set(params), 'blob left unused'
+    fill(target, [(path, params[blob]) for blob, path in pairs])
     report = ['architecture: {} (ResNet-{}){}'.format(
         arch, depth, ', {} classes incl. background'.format(n_class)
         if n_class else '')]
@@ -172,7 +179,7 @@ def _target(arch, depth, n_class):
                                       n_fg_class=n_class - 1))
 
 
-def fill(target, pairs, sources):
+def fill(target, pairs):
     """Copy ``(model path, array)`` pairs into ``target``'s arrays: every
     array filled exactly once (asserted: the tables are code, a gap is a
     bug) and every shape equal (checked: a file can be wrong)."""
@@ -182,7 +189,6 @@ def fill(target, pairs, sources):
     assert len(set(paths)) == len(paths) == len(arrays), \
         'rename table does not cover the model one-to-one'
     assert set(paths) == set(arrays), sorted(set(arrays) ^ set(paths))
-    assert len(sources) > 0
     for path, value in pairs:
         dst = arrays[path]
         if dst.shape != value.shape:

@@ -95,7 +95,7 @@ def load_pretrained(model, path):
     except (OSError, ValueError) as e:
         raise PretrainedError('cannot read {} as npz ({})'.format(path, e))
     if meta.get('kind') == 'backbone':
-        stored = _backbone_paths(stored, arrays, path)
+        stored = _backbone_paths(stored, arrays, path, meta.get('depth'))
     loaded, mismatched = 0, []
     for name, value in stored.items():
         if name in arrays:
@@ -112,7 +112,7 @@ def load_pretrained(model, path):
             len(mismatched), mismatched[0]) if mismatched else '')
 
 
-def _backbone_paths(stored, arrays, path):
+def _backbone_paths(stored, arrays, path, depth):
     """Backbone paths -> model paths; every backbone array must land."""
     out = {}
     for name, value in stored.items():
@@ -122,7 +122,7 @@ def _backbone_paths(stored, arrays, path):
             raise PretrainedError(
                 '{}: backbone array {} has no place in this model (a '
                 'ResNet-{} backbone for c4 or fpn was expected)'.format(
-                    path, name, read_meta(path).get('depth')))
+                    path, name, depth))
         if arrays[target].shape != value.shape:
             raise PretrainedError('{}: {} is {}, the model has {}'.format(
                 path, name, value.shape, arrays[target].shape))
@@ -133,8 +133,8 @@ def _backbone_paths(stored, arrays, path):
     if missing:
         raise PretrainedError(
             '{}: a ResNet-{} backbone leaves {} array(s) of this model\'s '
-            'ResNet empty, e.g. {}'.format(path, read_meta(path).get('depth'),
-                                          len(missing), missing[0]))
+            'ResNet empty, e.g. {}'.format(path, depth, len(missing),
+                                           missing[0]))
     return out
 
 

@@ -115,7 +115,7 @@ def write_detectron2_pickle(path, arch, depth=50, n_fg_class=80, seed=0,
 def write_msra_caffemodel(path, depth=50, seed=0):
     """Write a synthetic MSRA ResNet caffemodel; returns its layers as
     ``[(name, type, [arrays])]``."""
-    from utils.caffe_resnet import BRANCHES, block_name
+    from utils.caffe_resnet import msra_convs
     from utils.caffemodel import write_caffemodel
     rng = numpy.random.RandomState(seed)
     shapes = blob_shapes('backbone', depth)
@@ -136,15 +136,8 @@ def write_msra_caffemodel(path, depth=50, seed=0):
                                         rng.randn(c)]))
 
     conv_bn('conv1', 'bn_conv1', 'scale_conv1', 'conv1', bias=True)
-    for stage in (2, 3, 4, 5):
-        for i in range(DEPTHS[depth][stage - 2]):
-            blk = block_name(depth, stage, i)
-            for br in BRANCHES:
-                if br == 'branch1' and i > 0:
-                    continue
-                conv_bn('res{}_{}'.format(blk, br), 'bn{}_{}'.format(blk, br),
-                        'scale{}_{}'.format(blk, br),
-                        'res{}_{}_{}'.format(stage, i, br))
+    for names in msra_convs(depth):
+        conv_bn(*names)
     layers.append(('fc1000', 'InnerProduct', [rng.randn(1000, 2048) * 0.01,
                                               rng.randn(1000)]))
     layers = [(n, t, [numpy.asarray(b, numpy.float32) for b in blobs])

@@ -150,18 +150,26 @@ def test_freeze_at(arch, freeze_at, frozen):
         freeze(model, 6)
 
 
-@pytest.mark.slow
-def test_training_from_a_backbone_keeps_frozen_stages(r50, tmp_path):
-    blobs, npz = r50
+def _train_fpn(tmp_path, pretrained, iterations, n_train):
+    """Run train.py on synthetic data at 64 px from ``pretrained``;
+    returns (stdout, output folder)."""
     out = tmp_path / 'result'
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'train.py'), '--arch', 'fpn',
-         '--pretrained', npz, '--iteration', '2', '--synthetic-images', '4',
-         '2', '--synthetic-root', str(tmp_path / 'syn'), '--scales', '64',
-         '--loaders', '0', '--validation', '2', '--out', str(out)],
+         '--pretrained', pretrained, '--iteration', str(iterations),
+         '--synthetic-images', str(n_train), '2', '--synthetic-root',
+         str(tmp_path / 'syn'), '--scales', '64', '--loaders', '0',
+         '--validation', str(iterations), '--out', str(out)],
         cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert 'frozen: conv1, res2' in proc.stdout
+    return proc.stdout, out
+
+
+@pytest.mark.slow
+def test_training_from_a_backbone_keeps_frozen_stages(r50, tmp_path):
+    blobs, npz = r50
+    stdout, out = _train_fpn(tmp_path, npz, 2, 4)
+    assert 'frozen: conv1, res2' in stdout
     with numpy.load(str(out / 'model_final.npz')) as final:
         body = 'extractor/body/'
         numpy.testing.assert_array_equal(final[body + 'conv1/conv/W'],
@@ -183,15 +191,7 @@ def test_finetuning_a_detectron2_model_keeps_its_semantics(tmp_path):
     from utils.synthetic_detectron import write_detectron2_pickle
     pkl = str(tmp_path / 'model_final_f10217.pkl')
     write_detectron2_pickle(pkl, 'fpn', seed=3)
-    npz = dp.main([pkl])
-    out = tmp_path / 'result'
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'train.py'), '--arch', 'fpn',
-         '--pretrained', npz, '--iteration', '1', '--synthetic-images', '2',
-         '2', '--synthetic-root', str(tmp_path / 'syn'), '--scales', '64',
-         '--loaders', '0', '--validation', '1', '--out', str(out)],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _, out = _train_fpn(tmp_path, dp.main([pkl]), 1, 2)
     meta = read_meta(str(out / 'model_final.npz'))
     assert meta['conventions'] == DETECTRON2.to_dict()
     assert meta['preset']['box_sampling_ratio'] == 0
