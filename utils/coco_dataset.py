@@ -1,75 +1,46 @@
 """A COCO-format instance dataset with Detectron's cleaning, and the
 horizontal flip of one example.
 
-Labels are contiguous ``1..K`` in sorted category-id order, ``0`` is the
-background (docs/conventions.md); ``class_ids[k - 1]`` is the COCO id of
-label ``k``. Cleaning follows Detectron's ``JsonDataset._add_gt_annotations``
-except that crowd regions are dropped instead of kept as ignored ground
-truth, and an instance whose polygons are all dropped goes too. An
-annotation is skipped, first reason counted, when it is:
+Labels are contiguous ``1..K``, ``0`` is the background
+(docs/conventions.md); ``class_ids[k - 1]`` is the COCO id of label ``k``:
+the sorted ids of the file's categories, or the model's ``class_ids`` when
+given, so that a validation file with more, fewer or other categories
+still maps each category id to the label the model was trained with.
+The file is read and checked by ``utils.coco_json.load_coco``. Cleaning
+follows Detectron's ``JsonDataset._add_gt_annotations`` except that crowd
+regions are dropped instead of kept as ignored ground truth, and an
+instance whose polygons are all dropped goes too. An annotation is
+skipped, first reason counted, when it is:
 
-``crowd``       ``iscrowd == 1``
-``ignore``      ``ignore == 1``
-``zero_area``   ``area <= 0``
-``outside``     its box misses the image (``x1 > W - 1``, ``x2 < 0``, ...)
-``degenerate``  after clipping to the image ``x2 <= x1`` or ``y2 <= y1``
-``no_polygon``  none of its polygons has 3 points (6 coordinates)
+``crowd``          ``iscrowd == 1``
+``ignore``         ``ignore == 1``
+``zero_area``      ``area <= 0`` (a missing area is the segmentation's)
+``outside``        its box misses the image (``x1 > W - 1``, ``x2 < 0``, ...)
+``degenerate``     after clipping to the image ``x2 <= x1`` or ``y2 <= y1``
+``no_polygon``     none of its polygons has 3 points (6 coordinates)
+``unknown_class``  its category is not one of the given ``class_ids``
 
 Boxes are Detectron's: ``xywh_to_xyxy`` with ``x2 = x + max(0, w - 1)``,
 then clipped to ``[0, W - 1] x [0, H - 1]`` with ``W, H`` from the JSON.
 """
-import contextlib
-import io
-import json
 import os
 
 import chainer
 import numpy
 import pycocotools.mask as mask_util
-from pycocotools.coco import COCO
 
 from utils.boxes import clip_boxes, xywh_to_xyxy
+from utils.coco_json import DatasetError, load_coco
 from utils.image import ImageError, read_image
 
 SKIP_REASONS = ('crowd', 'ignore', 'zero_area', 'outside', 'degenerate',
-                'no_polygon')
-
-
-class DatasetError(ValueError):
-    """A dataset file that is missing or not what it should be."""
-
-
-def load_coco(json_path):
-    """pycocotools ``COCO`` of a checked instances file, without its
-    prints. Raises ``DatasetError`` naming the file and the problem."""
-    if not os.path.isfile(json_path):
-        raise DatasetError('annotation file not found: {}'.format(json_path))
-    try:
-        with open(json_path) as f:
-            data = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DatasetError('annotation file is not valid JSON: {} ({})'
-                           .format(json_path, e))
-    if not isinstance(data, dict):
-        raise DatasetError('not a COCO instances file (top level is not an '
-                           'object): {}'.format(json_path))
-    missing = [k for k in ('images', 'annotations', 'categories')
-               if not isinstance(data.get(k), list)]
-    if missing:
-        raise DatasetError('not a COCO instances file (no {} list): {}'
-                           .format(', '.join(repr(k) for k in missing),
-                                   json_path))
-    coco = COCO()
-    coco.dataset = data
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
+                'no_polygon', 'unknown_class')
 
 
 def clean_annotations(anns, height, width, offset=1):
-    """Detectron's filter of one image's annotations (module docstring);
-    ``offset`` 0 reads boxes as detectron2 does (``x2 = x + w``, clipped
-    to ``[0, W]``).
+    """Detectron's filter of one image's annotations (module docstring),
+    as ``load_coco`` checked them; ``offset`` 0 reads boxes as detectron2
+    does (``x2 = x + w``, clipped to ``[0, W]``).
 
     Returns:
         list of (str or None, numpy.ndarray, list or dict): per annotation
@@ -77,10 +48,6 @@ def clean_annotations(anns, height, width, offset=1):
         x2, y2)`` clipped to the image; the segmentation (a list of (2P,)
         float64 polygons, or the RLE dict as stored).
     """
-    for ann in anns:
-        if len(ann.get('bbox') or ()) != 4:
-            raise DatasetError('annotation id {} has no [x, y, w, h] bbox'
-                               .format(ann.get('id')))
     # One array call per image: COCO train2017 has 860k annotations.
     raw = xywh_to_xyxy(numpy.array([a['bbox'] for a in anns],
                                    numpy.float64).reshape(-1, 4), offset)
@@ -99,26 +66,17 @@ def clean_annotations(anns, height, width, offset=1):
         elif not (box[2] > box[0] and box[3] > box[1]):
             reason = 'degenerate'
         else:
-            segm = clean_segmentation(ann, height, width)
+            segm = clean_segmentation(ann['segmentation'])
             reason = None if segm else 'no_polygon'
         out.append((reason, box, segm if reason is None else None))
     return out
 
 
-def clean_segmentation(ann, height, width):
+def clean_segmentation(segm):
     """Polygons with at least 3 points as (2P,) float64 arrays (possibly
-    none), or the RLE dict after checking its size."""
-    segm = ann.get('segmentation')
+    none), or the RLE dict as it is (``load_coco`` checked its size)."""
     if isinstance(segm, list):
         return [numpy.array(p, numpy.float64) for p in segm if len(p) >= 6]
-    if not (isinstance(segm, dict) and 'counts' in segm):
-        raise DatasetError('annotation id {} has no polygon or RLE '
-                           'segmentation'.format(ann.get('id')))
-    if list(segm.get('size', ())) != [height, width]:
-        raise DatasetError('annotation id {}: RLE size {} is not the '
-                           'image size {}'.format(ann.get('id'),
-                                                  segm.get('size'),
-                                                  [height, width]))
     return segm
 
 
@@ -138,6 +96,9 @@ class COCODataset(chainer.dataset.DatasetMixin):
         keep_empty (bool): keep images without (valid) annotations.
         box_offset (int): 1 (Detectron, inclusive boxes) or 0 (detectron2,
             ``x2 = x + w``): the model's ``conventions.box_offset``.
+        class_ids (sequence of int): the model's COCO category ids of
+            labels 1..K; annotations of other categories are skipped as
+            ``unknown_class``. Default: the file's category ids, sorted.
 
     ``get_example(i)`` returns ``(img, bbox, label, segms)``:
 
@@ -156,19 +117,18 @@ class COCODataset(chainer.dataset.DatasetMixin):
     ======== ============== ======= =======================================
 
     Attributes: ``class_ids`` and ``class_names`` (COCO id and name of
-    labels 1..K), ``image_ids`` (COCO image id of each index), ``coco``
-    (the pycocotools index), ``skipped`` (annotations skipped per reason).
+    labels 1..K; the id as name where the file lacks the category),
+    ``image_ids`` (COCO image id of each index), ``coco`` (the pycocotools
+    index), ``skipped`` (annotations skipped per reason), ``n_instances``
+    (annotations kept: 0 means nothing to train on).
     """
 
-    def __init__(self, json_path, image_dir, keep_empty=True, box_offset=1):
+    def __init__(self, json_path, image_dir, keep_empty=True, box_offset=1,
+                 class_ids=None):
         self.box_offset = box_offset
         self.coco = load_coco(json_path)
-        cats = sorted(self.coco.dataset['categories'], key=lambda c: c['id'])
-        self.class_ids = tuple(int(c['id']) for c in cats)
-        if len(set(self.class_ids)) != len(self.class_ids):
-            raise DatasetError('duplicate category ids in {}'.format(
-                json_path))
-        self.class_names = tuple(str(c.get('name', c['id'])) for c in cats)
+        self.class_ids, self.class_names = _classes(
+            self.coco.dataset['categories'], class_ids)
         self._label_of = {c: k + 1 for k, c in enumerate(self.class_ids)}
         self.skipped = dict.fromkeys(SKIP_REASONS, 0)
         self.image_ids, self._entries = [], []
@@ -182,38 +142,32 @@ class COCODataset(chainer.dataset.DatasetMixin):
                     continue
             self.image_ids.append(img_info['id'])
             self._entries.append(entry)
+        self.n_instances = sum(len(e['label']) for e in self._entries)
         self._check_files(image_dir)
         print('COCODataset {}: {} images ({} without annotations, {}), {} '
               'classes, {} instances; skipped {}'.format(
                   json_path, len(self), n_empty,
                   'kept' if keep_empty else 'dropped', len(self.class_ids),
-                  sum(len(e['label']) for e in self._entries),
+                  self.n_instances,
                   ', '.join('{} {}'.format(n, reason) for reason, n
                             in self.skipped.items())))
 
     def _entry(self, img_info, image_dir):
-        try:
-            height, width = int(img_info['height']), int(img_info['width'])
-            file_name = img_info['file_name']
-        except KeyError as e:
-            raise DatasetError('image id {} has no {}'.format(
-                img_info.get('id'), e))
+        height, width = img_info['height'], img_info['width']
         bbox, label, segms = [], [], []
         anns = self.coco.imgToAnns.get(img_info['id'], [])
         for ann, (reason, box, segm) in zip(
                 anns, clean_annotations(anns, height, width,
                                         self.box_offset)):
+            if reason is None and ann['category_id'] not in self._label_of:
+                reason = 'unknown_class'
             if reason is not None:
                 self.skipped[reason] += 1
                 continue
-            if ann['category_id'] not in self._label_of:
-                raise DatasetError('annotation id {} has category_id {}, '
-                                   'not a listed category'.format(
-                                       ann.get('id'), ann['category_id']))
             bbox.append(box)
             label.append(self._label_of[ann['category_id']])
             segms.append(segm)
-        return {'path': os.path.join(image_dir, file_name),
+        return {'path': os.path.join(image_dir, img_info['file_name']),
                 'size': (height, width),
                 'bbox': numpy.array(bbox, numpy.float32).reshape(-1, 4),
                 'label': numpy.array(label, numpy.int32), 'segms': segms}
@@ -244,6 +198,18 @@ class COCODataset(chainer.dataset.DatasetMixin):
         segms = [rle_to_mask(s, height, width) if isinstance(s, dict)
                  else [p.copy() for p in s] for s in entry['segms']]
         return img, entry['bbox'].copy(), entry['label'].copy(), segms
+
+
+def _classes(categories, class_ids=None):
+    """(class_ids, class_names) of labels 1..K: the given ids, or the
+    file's sorted; names from the file, the id where it lacks one."""
+    names = {c['id']: str(c.get('name', c['id'])) for c in categories}
+    if class_ids is None:
+        class_ids = sorted(names)
+    class_ids = tuple(int(c) for c in class_ids)
+    if len(set(class_ids)) != len(class_ids):
+        raise ValueError('duplicate class ids: {}'.format(class_ids))
+    return class_ids, tuple(names.get(c, str(c)) for c in class_ids)
 
 
 def flip_example(img, bbox, segms, offset=1):

@@ -5,6 +5,10 @@
 ``COCOEvaluator`` is the trainer extension (also usable alone) that
 predicts over a ``COCODataset``, evaluates, reports and saves.
 
+Detections carry the model's category ids (``class_ids``), whatever the
+validation file lists; COCOeval scores the categories that the model and
+the file share.
+
 The 12 numbers of each IoU type are ``STAT_NAMES``, in ``COCOeval.stats``
 order. pycocotools writes -1 for a metric with no ground truth in its area
 range; with no detection at all every metric with ground truth is 0 (what
@@ -21,6 +25,8 @@ import pycocotools.mask as mask_util
 from chainer import training
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from utils.coco_json import DatasetError, load_coco
 
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
               'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
@@ -70,7 +76,7 @@ def _results_for(results, iou_type):
 
 
 def evaluate_coco(coco_gt, results, iou_types=('bbox', 'segm'),
-                  image_ids=None):
+                  image_ids=None, cat_ids=None):
     """pycocotools ``COCOeval`` of ``results`` per IoU type.
 
     Args:
@@ -79,12 +85,18 @@ def evaluate_coco(coco_gt, results, iou_types=('bbox', 'segm'),
         results (list of dict): as ``coco_results`` makes them; may be empty.
         iou_types (tuple of str): ``'bbox'`` and/or ``'segm'``.
         image_ids (list of int): evaluate these images only (default all).
+        cat_ids (list of int): evaluate these categories only (default
+            all of ``coco_gt``).
 
     Returns:
         (dict, dict): iou type -> the 12 stats (list of float, order
         ``STAT_NAMES``), and iou type -> the summary table pycocotools
         prints.
     """
+    # loadRes copies the ground truth's 'info' (older pycocotools also
+    # 'licenses'), which a user's file need not have.
+    coco_gt.dataset.setdefault('info', {})
+    coco_gt.dataset.setdefault('licenses', [])
     stats, summaries = {}, {}
     for iou_type in iou_types:
         dt = _results_for(results, iou_type)
@@ -93,6 +105,8 @@ def evaluate_coco(coco_gt, results, iou_types=('bbox', 'segm'),
             coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
             if image_ids is not None:
                 coco_eval.params.imgIds = sorted(image_ids)
+            if cat_ids is not None:
+                coco_eval.params.catIds = sorted(cat_ids)
             coco_eval.evaluate()
             coco_eval.accumulate()
         text = io.StringIO()
@@ -101,6 +115,23 @@ def evaluate_coco(coco_gt, results, iou_types=('bbox', 'segm'),
         stats[iou_type] = [float(v) for v in coco_eval.stats]
         summaries[iou_type] = text.getvalue()
     return stats, summaries
+
+
+def _shared_categories(class_ids, coco_gt, source, verbose):
+    """The model's category ids that the ground truth lists; says which
+    differ, refuses when none is shared."""
+    gt_ids = set(coco_gt.getCatIds())
+    shared = [c for c in class_ids if c in gt_ids]
+    if not shared:
+        raise DatasetError('none of the model\'s category ids {} is a '
+                           'category of {}'.format(list(class_ids), source))
+    absent = [c for c in class_ids if c not in gt_ids]
+    extra = sorted(gt_ids - set(class_ids))
+    if verbose and (absent or extra):
+        print('COCO evaluation: the model\'s categories {} are not in {} '
+              'and its categories {} are not the model\'s; none of them '
+              'is scored'.format(absent, source, extra))
+    return shared
 
 
 class COCOEvaluator(training.Extension):
@@ -119,8 +150,11 @@ class COCOEvaluator(training.Extension):
         out_dir (str): where ``detections_iter_N.json`` and
             ``coco_eval_iter_N.json`` go.
         iou_types (tuple of str): ``'bbox'`` and/or ``'segm'``.
-        class_ids (sequence of int): COCO id of labels 1..K (default: the
-            dataset's ``class_ids``).
+        class_ids (sequence of int): the model's COCO category id of labels
+            1..K, written as each detection's ``category_id`` (default: the
+            dataset's ``class_ids``). COCOeval counts only those of them
+            that ``coco_gt_json`` lists: a category the model cannot
+            predict is left out, not scored 0.
         prefix (str): reported keys are ``prefix + 'bbox/AP'`` etc.
         verbose (bool): print the tables.
 
@@ -147,11 +181,14 @@ class COCOEvaluator(training.Extension):
         if isinstance(coco_gt_json, COCO):
             self.coco_gt = coco_gt_json
         else:
-            from utils.coco_dataset import load_coco
             self.coco_gt = load_coco(coco_gt_json)
         self.out_dir = out_dir
         self.iou_types = tuple(iou_types)
-        self.class_ids = tuple(class_ids or self.dataset.class_ids)
+        self.class_ids = tuple(int(c) for c in (
+            self.dataset.class_ids if class_ids is None else class_ids))
+        self.cat_ids = _shared_categories(
+            self.class_ids, self.coco_gt, coco_gt_json if isinstance(
+                coco_gt_json, str) else 'the ground truth', verbose)
         self.prefix = prefix
         self.verbose = verbose
 
@@ -203,7 +240,8 @@ class COCOEvaluator(training.Extension):
         results = self.predict()
         stats, summaries = evaluate_coco(self.coco_gt, results,
                                          self.iou_types,
-                                         self.dataset.image_ids)
+                                         self.dataset.image_ids,
+                                         self.cat_ids)
         tag = '' if iteration is None else '_iter_{}'.format(iteration)
         os.makedirs(self.out_dir, exist_ok=True)
         with open(os.path.join(self.out_dir,

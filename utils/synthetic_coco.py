@@ -5,6 +5,8 @@
 writes ``OUT_DIR/images/NNNNNN.png`` (NNNNNN is the COCO image id) and
 ``OUT_DIR/annotations.json``, a COCO instances file that
 ``utils/coco_dataset.py`` and pycocotools read like the real one.
+``ensure_synthetic_coco`` also records the parameters in
+``OUT_DIR/synthetic.json`` and regenerates when they change.
 
 What is drawn:
 
@@ -37,9 +39,13 @@ the rasterised region. Category ids are NOT contiguous (``k * k - k + 1``:
 and map them. Everything is drawn from ``numpy.random.RandomState(seed)``.
 """
 import colorsys
+import inspect
 import json
 import os
+import re
+import shutil
 import sys
+import tempfile
 
 if __name__ == '__main__':
     sys.path.insert(0, os.path.dirname(os.path.dirname(
@@ -49,6 +55,12 @@ import cv2  # noqa: E402
 import numpy  # noqa: E402
 import pycocotools.mask as mask_util  # noqa: E402
 
+from utils.coco_json import DatasetError  # noqa: E402
+
+#: Bump when the same parameters would draw different data, so that
+#: ``ensure_synthetic_coco`` replaces folders that older code wrote.
+GENERATOR_VERSION = 1
+MANIFEST = 'synthetic.json'
 #: An earlier instance may lose at most this fraction of its pixels.
 MAX_HIDDEN = 0.3
 SHAPE_KINDS = ('rectangle', 'triangle', 'polygon', 'circle')
@@ -287,6 +299,96 @@ def make_synthetic_coco(root, n_images=40, height=192, width=256,
     with open(json_path, 'w') as f:
         json.dump(data, f)
     return json_path
+
+
+def ensure_synthetic_coco(root, n_images, height, width, seed, **options):
+    """Make ``root`` hold the synthetic dataset of these parameters,
+    generating it unless its ``synthetic.json`` records exactly them and
+    this ``GENERATOR_VERSION``.
+
+    Other data in ``root`` is replaced whole: the new dataset is written
+    beside it and renamed into place, so an interrupted run leaves the old
+    data or the new, never a mix. A ``root`` holding anything but a
+    synthetic dataset is refused (``DatasetError``), not deleted.
+
+    Args:
+        root (str): the dataset folder: ``images/``, ``annotations.json``
+            and ``synthetic.json`` inside.
+        n_images, height, width, seed, **options: ``make_synthetic_coco``'s
+            parameters.
+
+    Returns:
+        dict: the manifest: every ``make_synthetic_coco`` parameter, with
+        its default where not given, and ``generator``, the version.
+    """
+    manifest = synthetic_manifest(n_images=n_images, height=height,
+                                  width=width, seed=seed, **options)
+    if (_read_manifest(root) == manifest and
+            os.path.isfile(os.path.join(root, 'annotations.json'))):
+        return manifest
+    _check_replaceable(root)
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    new = tempfile.mkdtemp(prefix='.synthetic-', dir=parent)
+    try:
+        make_synthetic_coco(new, **{k: v for k, v in manifest.items()
+                                    if k != 'generator'})
+        with open(os.path.join(new, MANIFEST), 'w') as f:
+            json.dump(manifest, f, indent=1, sort_keys=True)
+        _replace_dir(new, root)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    print('generated synthetic dataset {}: {} images {}x{}, seed {}'.format(
+        root, n_images, height, width, seed))
+    return manifest
+
+
+def synthetic_manifest(**params):
+    """Every ``make_synthetic_coco`` parameter but ``root`` (defaults
+    filled in) and ``generator``, as read back from JSON (lists, not
+    tuples) so that it compares equal to a stored one."""
+    bound = inspect.signature(make_synthetic_coco).bind(None, **params)
+    bound.apply_defaults()
+    manifest = dict(bound.arguments, generator=GENERATOR_VERSION)
+    del manifest['root']
+    return json.loads(json.dumps(manifest))
+
+
+def _read_manifest(root):
+    try:
+        with open(os.path.join(root, MANIFEST)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _check_replaceable(root):
+    """Refuse to delete a folder holding more than synthetic data, say a
+    dataset root passed as the synthetic one by mistake."""
+    if not os.path.exists(root):
+        return
+    if not os.path.isdir(root):
+        raise DatasetError('{} is not a folder'.format(root))
+    stray = sorted(set(os.listdir(root)) - {'images', 'annotations.json',
+                                            MANIFEST})
+    images = os.path.join(root, 'images')
+    if os.path.isdir(images):
+        stray += sorted(os.path.join('images', n) for n in os.listdir(images)
+                        if not re.fullmatch(r'\d{6}\.png', n))
+    if stray:
+        raise DatasetError('{} holds {} besides synthetic data; not '
+                           'replacing it'.format(root, stray[0]))
+
+
+def _replace_dir(new, root):
+    """Rename ``new`` to ``root``. A folder cannot be renamed over a
+    non-empty one: the old ``root`` is moved aside first, deleted after."""
+    old = new + '.old'
+    if os.path.exists(root):
+        os.rename(root, old)
+    os.rename(new, root)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv=None):

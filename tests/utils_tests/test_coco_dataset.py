@@ -1,6 +1,6 @@
 """COCODataset: Detectron's cleaning counted on a hand-written JSON, box
-conversion by hand, non-contiguous category ids, clear errors, and the
-horizontal flip."""
+conversion by hand, non-contiguous category ids, the model's class ids,
+areas from segmentations, clear errors, and the horizontal flip."""
 import json
 
 import cv2
@@ -68,7 +68,9 @@ def test_cleaning_and_conversion(hand, capsys):
     assert ds.class_names == ('two', 'five', 'nine')
     assert ds.image_ids == [10, 20] and len(ds) == 2
     assert ds.skipped == {'crowd': 2, 'ignore': 1, 'zero_area': 1,
-                          'outside': 1, 'degenerate': 1, 'no_polygon': 1}
+                          'outside': 1, 'degenerate': 1, 'no_polygon': 1,
+                          'unknown_class': 0}
+    assert ds.n_instances == 3
     for reason, n in ds.skipped.items():
         assert '{} {}'.format(n, reason) in line
 
@@ -112,6 +114,58 @@ def test_synthetic_ids_map_to_contiguous_labels(tmp_path):
                 if a['image_id'] == image_id and not a['iscrowd']]
         numpy.testing.assert_array_equal(ds.get_example(i)[2], want)
     assert ds.skipped['crowd'] == sum(a['iscrowd'] for a in anns) >= 1
+
+
+def test_model_class_ids(tmp_path):
+    # The model's labels 1, 2, 3 are ids 9, 2, 7: the file's 5 is not the
+    # model's (annotation 5, the one kept instance of it, is skipped), 7 is
+    # not in the file (its name is the id).
+    ds = COCODataset(*_write(tmp_path, _hand_json()), class_ids=(9, 2, 7))
+    assert ds.class_ids == (9, 2, 7)
+    assert ds.class_names == ('nine', 'two', '7')
+    assert ds.skipped['unknown_class'] == 1 and ds.skipped['crowd'] == 2
+    assert ds.n_instances == 2
+    img, bbox, label, segms = ds.get_example(0)
+    numpy.testing.assert_array_equal(label, [1, 2])  # ids 9, 2
+    numpy.testing.assert_array_equal(bbox, [[10, 20, 14, 23], [0, 0, 2, 1]])
+    # A model of none of the file's categories has nothing to train on.
+    none = COCODataset(*_write(tmp_path, _hand_json()), class_ids=[7])
+    assert none.n_instances == 0 and none.skipped['unknown_class'] == 3
+    with pytest.raises(ValueError, match='duplicate class ids'):
+        COCODataset(*_write(tmp_path, _hand_json()), class_ids=(9, 9))
+
+
+def test_area_from_segmentation(tmp_path):
+    data = _hand_json()
+    for ann in data['annotations']:
+        if ann['id'] in (1, 8, 9):
+            del ann['area']
+    path, image_dir = _write(tmp_path, data)
+    ds = COCODataset(path, image_dir)
+    # pycocotools fills the integer rectangle RECT [10, 15] x [20, 24] as
+    # pixels 10..14 x 20..23: 5 x 4; the RLE is a 2 x 3 block; annotation
+    # 8's only polygon has 2 points: no pixel, so zero_area now.
+    assert ds.coco.anns[1]['area'] == 20.
+    assert ds.coco.anns[9]['area'] == 6.
+    assert ds.coco.anns[8]['area'] == 0.
+    assert ds.skipped['zero_area'] == 2 and ds.skipped['no_polygon'] == 0
+    assert ds.n_instances == 3
+    with open(path) as f:  # filled in memory, not in the file
+        assert 'area' not in json.load(f)['annotations'][0]
+
+
+def test_compressed_rle(tmp_path):
+    # COCO's compressed string of the 2 x 3 block of _hand_json, by hand:
+    # counts 0, 2, 48, then differences to the count two before 0, 0, 0,
+    # 4850 in 5-bit groups: '0', '2', '`1' (48 = 16 + 32 * 1, 0x10 set so
+    # 0x20 continues), '0' x 3, 'bg4' (4850 = 18 + 32 * (23 + 32 * 4)).
+    data = _hand_json()
+    data['annotations'][8]['segmentation'] = {'counts': '02`1000bg4',
+                                              'size': [H, W]}
+    ds = COCODataset(*_write(tmp_path, data))
+    expected = numpy.zeros((H, W), bool)
+    expected[:2, :3] = True
+    numpy.testing.assert_array_equal(ds.get_example(0)[3][2], expected)
 
 
 def test_missing_and_bad_json(tmp_path):

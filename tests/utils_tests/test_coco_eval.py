@@ -1,6 +1,8 @@
 """COCO evaluation: result conversion by hand, AP 1 for the ground truth
-itself and 0 for detections far away, the empty case, and the evaluator
-extension with a fake model, alone and inside a trainer."""
+itself and 0 for detections far away, the empty case, the evaluator
+extension with a fake model, alone and inside a trainer, and validation
+files that differ from the model: other categories, no info, licenses or
+areas."""
 import json
 import os
 
@@ -10,7 +12,7 @@ import pycocotools.mask as mask_util
 import pytest
 from pycocotools.coco import COCO
 
-from utils.coco_dataset import COCODataset
+from utils.coco_dataset import COCODataset, DatasetError
 from utils.coco_eval import (STAT_NAMES, COCOEvaluator, coco_results,
                              evaluate_coco)
 from utils.synthetic_coco import make_synthetic_coco
@@ -42,16 +44,24 @@ def _gt_masks(segms):
 
 class GroundTruthModel:
     """Answers each image with its ground truth, score 1, and records the
-    ``train`` config it was called under."""
+    ``train`` config it was called under. ``extra_label``: also one 4 x 4
+    box of that label in the top left corner of every image."""
 
-    def __init__(self, dataset, shift=0.):
+    def __init__(self, dataset, shift=0., extra_label=None):
         self.answers = {}
         for i in range(len(dataset)):
             img, bbox, label, segms = dataset[i]
             mask = _gt_masks(segms)
             if shift:
                 mask[:] = False
-            self.answers[img.tobytes()] = (bbox + shift, label, mask)
+            bbox = bbox + shift
+            if extra_label is not None:
+                bbox = numpy.concatenate([bbox, [[0, 0, 3, 3]]])
+                label = numpy.append(label, extra_label)
+                corner = numpy.zeros((1, H, W), bool)
+                corner[0, :4, :4] = True
+                mask = numpy.concatenate([mask, corner])
+            self.answers[img.tobytes()] = (bbox, label, mask)
         self.train_flags = []
 
     def predict(self, imgs):
@@ -200,3 +210,106 @@ def test_evaluator_in_trainer(data, tmp_path):
     assert log.log[-1]['validation/main/segm/AP50'] == 1.0
     assert os.path.isfile(str(tmp_path / 'detections_iter_2.json'))
     assert not os.path.isfile(str(tmp_path / 'detections_iter_1.json'))
+
+
+def _variant(data, tmp_path, edit):
+    """A copy of the module's synthetic validation file, changed by
+    ``edit(dict)``, beside the same images."""
+    json_path, ds = data
+    with open(json_path) as f:
+        d = json.load(f)
+    edit(d)
+    path = tmp_path / 'val.json'
+    path.write_text(json.dumps(d))
+    return str(path), os.path.join(os.path.dirname(json_path), 'images')
+
+
+def _categories_of(dets, ds, model_ids):
+    """Detection count per category id, and per category id the count
+    the dataset's instances say (label k is model_ids[k - 1])."""
+    got, want = {}, {}
+    for d in dets:
+        got[d['category_id']] = got.get(d['category_id'], 0) + 1
+    for i in range(len(ds)):
+        for lb in ds.get_example(i)[2]:
+            c = model_ids[lb - 1]
+            want[c] = want.get(c, 0) + 1
+    return got, want
+
+
+def test_val_file_with_an_extra_category(data, tmp_path):
+    # The model knows ids 1, 3, 7; the file adds 5 (between 3 and 7) and
+    # one instance of it, a copy of the first polygon instance. Label 3
+    # stays id 7, and category 5, which the model cannot predict, is not
+    # scored: the ground truth answers still give AP 1.
+    def add_five(d):
+        d['categories'].append({'id': 5, 'name': 'five'})
+        first = next(a for a in d['annotations'] if not a['iscrowd'])
+        d['annotations'].append(dict(first, id=1000, category_id=5))
+    path, images = _variant(data, tmp_path, add_five)
+    ds = COCODataset(path, images, class_ids=(1, 3, 7))
+    assert ds.skipped['unknown_class'] == 1
+    ev = COCOEvaluator(ds, GroundTruthModel(ds), path, str(tmp_path),
+                       class_ids=(1, 3, 7), verbose=False)
+    result = ev.evaluate()
+    assert result['validation/main/bbox/AP'] == 1.0
+    assert result['validation/main/segm/AP'] == 1.0
+    with open(str(tmp_path / 'detections.json')) as f:
+        got, want = _categories_of(json.load(f), ds, (1, 3, 7))
+    assert got == want and 5 not in got and got.get(7, 0) >= 1
+
+
+def test_val_file_without_a_category(data, tmp_path, capsys):
+    # The file lacks category 3 and its instances. The model's label 2 (id
+    # 3) is still written as id 3, and not scored: AP stays 1.
+    def drop_three(d):
+        d['categories'] = [c for c in d['categories'] if c['id'] != 3]
+        d['annotations'] = [a for a in d['annotations']
+                            if a['category_id'] != 3]
+    path, images = _variant(data, tmp_path, drop_three)
+    ds = COCODataset(path, images, class_ids=(1, 3, 7))
+    assert ds.class_names == ('red', '3', 'blue')
+    model = GroundTruthModel(ds, extra_label=2)
+    ev = COCOEvaluator(ds, model, path, str(tmp_path), class_ids=(1, 3, 7))
+    assert "the model's categories [3] are not in" in capsys.readouterr().out
+    result = ev.evaluate()
+    assert result['validation/main/bbox/AP'] == 1.0
+    assert result['validation/main/segm/AP'] == 1.0
+    with open(str(tmp_path / 'detections.json')) as f:
+        got, want = _categories_of(json.load(f), ds, (1, 3, 7))
+    assert 3 not in want and got == {**want, 3: len(ds)}  # one per image
+    with pytest.raises(DatasetError, match=r"none of the model's category "
+                                           r"ids \[3\]"):
+        COCOEvaluator(ds, model, path, str(tmp_path), class_ids=(3,))
+
+
+def test_val_file_without_info_and_licenses(data, tmp_path):
+    # pycocotools' loadRes copies the ground truth's 'info'.
+    def strip(d):
+        del d['info'], d['licenses']
+    path, images = _variant(data, tmp_path, strip)
+    ds = COCODataset(path, images)
+    results = _results(ds, GroundTruthModel(ds))
+    stats, _ = evaluate_coco(COCO(path), results, ('bbox',))
+    assert stats['bbox'][0] == 1.0
+    ev = COCOEvaluator(ds, GroundTruthModel(ds), path, str(tmp_path),
+                       verbose=False)
+    assert ev.evaluate()['validation/main/segm/AP'] == 1.0
+
+
+def test_val_file_without_areas(data, tmp_path):
+    # COCOeval reads each ground truth area (for APs, APm, APl).
+    def strip(d):
+        for a in d['annotations']:
+            del a['area']
+    path, images = _variant(data, tmp_path, strip)
+    ds = COCODataset(path, images)
+    ev = COCOEvaluator(ds, GroundTruthModel(ds), path, str(tmp_path),
+                       verbose=False)
+    result = ev.evaluate()
+    assert result['validation/main/bbox/AP'] == 1.0
+    assert result['validation/main/segm/AP'] == 1.0
+    # The filled areas are the pixel counts the generator stored.
+    with open(data[0]) as f:
+        stored = {a['id']: a['area'] for a in json.load(f)['annotations']}
+    assert {i: a['area'] for i, a in ev.coco_gt.anns.items()} == stored

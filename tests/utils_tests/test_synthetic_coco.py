@@ -1,6 +1,7 @@
 """The synthetic COCO data: the stored polygons are exactly where the
-class colours are in the image, the COCO fields agree with the masks, and
-generation is deterministic."""
+class colours are in the image, the COCO fields agree with the masks,
+generation is deterministic, and ``ensure_synthetic_coco`` regenerates
+exactly when the parameters change."""
 import json
 import os
 import subprocess
@@ -11,7 +12,9 @@ import pycocotools.mask as mask_util
 import pytest
 
 from utils.image import read_image
-from utils.synthetic_coco import make_synthetic_coco, uncompressed_rle
+from utils.coco_json import DatasetError
+from utils.synthetic_coco import (GENERATOR_VERSION, ensure_synthetic_coco,
+                                  make_synthetic_coco, uncompressed_rle)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -150,3 +153,54 @@ def test_cli(tmp_path):
     assert 'wrote 2 images' in proc.stdout
     assert sorted(os.listdir(os.path.join(out, 'images'))) == \
         ['000001.png', '000002.png']
+
+
+def _annotations(root):
+    with open(os.path.join(root, 'annotations.json')) as f:
+        return json.load(f)['annotations']
+
+
+def test_ensure_regenerates_when_parameters_change(tmp_path):
+    root = str(tmp_path / 'train')
+    used = ensure_synthetic_coco(root, 3, 32, 40, seed=0)
+    assert used == {'n_images': 3, 'height': 32, 'width': 40, 'seed': 0,
+                    'n_classes': 3, 'empty_fraction': 0.1,
+                    'class_names': None, 'max_instances': 4,
+                    'crowd_fraction': 0.1, 'generator': GENERATOR_VERSION}
+    with open(os.path.join(root, 'synthetic.json')) as f:
+        assert json.load(f) == used
+    first = _annotations(root)
+    stat = os.stat(os.path.join(root, 'annotations.json'))
+
+    assert ensure_synthetic_coco(root, 3, 32, 40, seed=0) == used
+    again = os.stat(os.path.join(root, 'annotations.json'))
+    assert (again.st_mtime_ns, again.st_ino) == (stat.st_mtime_ns,
+                                                 stat.st_ino)
+
+    assert ensure_synthetic_coco(root, 3, 32, 40, seed=1)['seed'] == 1
+    assert _annotations(root) != first
+    ensure_synthetic_coco(root, 2, 24, 40, seed=1)
+    assert sorted(os.listdir(os.path.join(root, 'images'))) == \
+        ['000001.png', '000002.png']
+    assert read_image(os.path.join(root, 'images', '000001.png')).shape == \
+        (3, 24, 40)
+    assert os.listdir(str(tmp_path)) == ['train']  # no temporary folder
+
+
+def test_ensure_replaces_a_folder_without_manifest(tmp_path):
+    # A folder written before the manifest existed: same data, no record
+    # of how it was made, so it is made again.
+    root = str(tmp_path / 'val')
+    make_synthetic_coco(root, n_images=2, height=24, width=32, seed=5)
+    ensure_synthetic_coco(root, 2, 24, 32, seed=5)
+    assert os.path.isfile(os.path.join(root, 'synthetic.json'))
+
+
+def test_ensure_refuses_to_delete_other_data(tmp_path):
+    root = tmp_path / 'data'
+    (root / 'images').mkdir(parents=True)
+    (root / 'images' / 'photo.jpg').write_bytes(b'')
+    with pytest.raises(DatasetError, match='photo.jpg besides synthetic'):
+        ensure_synthetic_coco(str(root), 2, 24, 32, seed=0)
+    assert (root / 'images' / 'photo.jpg').exists()
+    assert os.listdir(str(tmp_path)) == ['data']

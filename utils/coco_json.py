@@ -1,0 +1,269 @@
+"""Reading a COCO instances file: the checks and defaults that the dataset
+and the evaluator share.
+
+``load_coco`` refuses, with one ``DatasetError`` line naming the file and
+the entry, what would otherwise fail later as a KeyError or TypeError (in a
+loader process, where ``MultiprocessIterator`` turns it into an unrelated
+one) or, for RLE run lengths that do not add up to the mask, silently
+become a mask of whatever memory pycocotools' decoder reads:
+
+* top level: an object with ``images``, ``annotations`` and ``categories``
+  lists, at least one image and one category;
+* image: ``id``, ``file_name``, positive integer ``height`` and ``width``;
+  ids unique;
+* category: integer ``id``; ids unique;
+* annotation: ``id``, ``image_id``, ``category_id`` of a listed category,
+  ``bbox`` of 4 finite numbers, a number ``area`` if given, and a
+  ``segmentation`` that is a list of polygons (flat lists of an even number
+  of finite numbers) or an RLE dict whose ``size`` is the image's
+  ``[height, width]`` and whose ``counts`` (a list of non-negative ints, or
+  pycocotools' compressed string) add up to ``height * width``.
+
+An annotation of an image the file does not list is checked without the
+image size; nothing reads it (the dataset and COCOeval go by image).
+
+Filled in on the in-memory dataset, never in the file: a missing ``area``,
+as the pixel count of the segmentation rasterised by pycocotools (the
+union of the polygons with at least 3 points, or the RLE), which the
+cleaning's ``zero_area`` test and COCOeval's area ranges read.
+"""
+import contextlib
+import io
+import json
+import math
+import os
+
+import pycocotools.mask as mask_util
+from pycocotools.coco import COCO
+
+
+class DatasetError(ValueError):
+    """A dataset file that is missing or not what it should be."""
+
+
+def load_coco(json_path):
+    """pycocotools ``COCO`` of a checked instances file (module docstring),
+    without its prints. Raises ``DatasetError`` naming the file and the
+    problem."""
+    data = _read_json(json_path)
+    try:
+        sizes = _check_images(data['images'])
+        _check_categories(data['categories'])
+        cat_ids = {c['id'] for c in data['categories']}
+        for i, ann in enumerate(data['annotations']):
+            _check_annotation(ann, i, sizes, cat_ids)
+    except DatasetError as e:
+        raise DatasetError('{}: {}'.format(json_path, e))
+    for ann in data['annotations']:
+        size = sizes.get(ann['image_id'])
+        if 'area' not in ann and size is not None:
+            ann['area'] = segmentation_area(ann['segmentation'], *size)
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _read_json(json_path):
+    if not os.path.isfile(json_path):
+        raise DatasetError('annotation file not found: {}'.format(json_path))
+    try:
+        with open(json_path) as f:
+            data = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError('annotation file is not valid JSON: {} ({})'
+                           .format(json_path, e))
+    if not isinstance(data, dict):
+        raise DatasetError('not a COCO instances file (top level is not an '
+                           'object): {}'.format(json_path))
+    missing = [k for k in ('images', 'annotations', 'categories')
+               if not isinstance(data.get(k), list)]
+    if missing:
+        raise DatasetError('not a COCO instances file (no {} list): {}'
+                           .format(', '.join(repr(k) for k in missing),
+                                   json_path))
+    for key in ('images', 'categories'):
+        if not data[key]:
+            raise DatasetError('no {} in {}'.format(key, json_path))
+    return data
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_id(v):
+    """Image and annotation ids are ints in COCO; strings work as well in
+    pycocotools, a list or null is a KeyError or TypeError later."""
+    return isinstance(v, str) or _is_int(v)
+
+
+def _is_number(v):
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and
+            math.isfinite(v))
+
+
+def _are_numbers(values):
+    """All finite numbers: one sum at C speed (a string, None or list in
+    it raises TypeError) as COCO train2017 holds tens of millions of
+    polygon coordinates; bools pass, as 0 and 1, as numpy reads them."""
+    try:
+        return math.isfinite(sum(values))
+    except (TypeError, OverflowError):  # OverflowError: int beyond float
+        return False
+
+
+_SINGULAR = {'images': 'image', 'categories': 'category',
+             'annotations': 'annotation'}
+
+
+def _name(key, entry, index):
+    """How a message names an entry of the list ``key``: by id, or by
+    position without one."""
+    if isinstance(entry, dict) and _is_id(entry.get('id')):
+        return '{} id {}'.format(_SINGULAR[key], entry['id'])
+    return '{}[{}]'.format(key, index)
+
+
+def _check_images(images):
+    """Image id -> (height, width)."""
+    sizes = {}
+    for i, im in enumerate(images):
+        name = _name('images', im, i)
+        if not (isinstance(im, dict) and _is_id(im.get('id'))):
+            raise DatasetError('{} has no integer id'.format(name))
+        if not isinstance(im.get('file_name'), str):
+            raise DatasetError('{} has no file_name'.format(name))
+        size = im.get('height'), im.get('width')
+        if not all(_is_int(v) and v > 0 for v in size):
+            raise DatasetError('{} has no positive integer height and width '
+                               '(got {} x {})'.format(name, *size))
+        if im['id'] in sizes:
+            raise DatasetError('duplicate {}'.format(name))
+        sizes[im['id']] = size
+    return sizes
+
+
+def _check_categories(categories):
+    seen = set()
+    for i, cat in enumerate(categories):
+        name = _name('categories', cat, i)
+        if not _is_int(cat.get('id') if isinstance(cat, dict) else None):
+            raise DatasetError('{} has no integer id'.format(name))
+        if cat['id'] in seen:
+            raise DatasetError('duplicate {}'.format(name))
+        seen.add(cat['id'])
+
+
+def _check_annotation(ann, index, sizes, cat_ids):
+    name = _name('annotations', ann, index)
+    if not (isinstance(ann, dict) and _is_id(ann.get('id'))):
+        raise DatasetError('{} has no integer id'.format(name))
+    for key in ('image_id', 'category_id', 'bbox', 'segmentation'):
+        if key not in ann:
+            raise DatasetError('{} has no {}'.format(name, key))
+    if not _is_id(ann['image_id']):
+        raise DatasetError('{}: image_id {!r} is not an integer'.format(
+            name, ann['image_id']))
+    if not _is_int(ann['category_id']) or ann['category_id'] not in cat_ids:
+        raise DatasetError('{} has category_id {}, not a listed category'
+                           .format(name, ann['category_id']))
+    bbox = ann['bbox']
+    if not (isinstance(bbox, list) and len(bbox) == 4 and
+            _are_numbers(bbox)):
+        raise DatasetError('{}: bbox {!r} is not [x, y, w, h]'.format(
+            name, bbox))
+    if 'area' in ann and not _is_number(ann['area']):
+        raise DatasetError('{}: area {!r} is not a number'.format(
+            name, ann['area']))
+    problem = segmentation_problem(ann['segmentation'],
+                                   sizes.get(ann['image_id']))
+    if problem:
+        raise DatasetError('{}: {}'.format(name, problem))
+
+
+def segmentation_problem(segm, size=None):
+    """What is wrong with a COCO segmentation, or None.
+
+    Args:
+        segm: a list of polygons, or an RLE dict.
+        size ((int, int) or None): the image's (height, width), if known.
+    """
+    if isinstance(segm, list):
+        for poly in segm:
+            if not (isinstance(poly, list) and _are_numbers(poly)):
+                return 'a polygon is not a list of numbers'
+            if len(poly) % 2:
+                return 'a polygon has an odd number of coordinates'
+        return None
+    if not (isinstance(segm, dict) and 'counts' in segm):
+        return 'segmentation is neither polygons nor an RLE'
+    rle_size = segm.get('size')
+    if not (isinstance(rle_size, list) and len(rle_size) == 2 and
+            all(_is_int(v) and v >= 0 for v in rle_size)):
+        return 'RLE size {!r} is not [height, width]'.format(rle_size)
+    if size is not None and tuple(rle_size) != tuple(size):
+        return 'RLE size {} is not the image size {}'.format(
+            rle_size, list(size))
+    counts = segm['counts']
+    if isinstance(counts, str):
+        try:
+            counts = rle_string_counts(counts)
+        except ValueError as e:
+            return 'RLE counts: {}'.format(e)
+    elif not (isinstance(counts, list) and set(map(type, counts)) <= {int}):
+        return 'RLE counts are neither a string nor a list of integers'
+    if any(c < 0 for c in counts) or sum(counts) != rle_size[0] * \
+            rle_size[1]:
+        # pycocotools decodes short runs from uninitialised memory.
+        return 'RLE run lengths do not add up to {} x {}'.format(*rle_size)
+    return None
+
+
+def rle_string_counts(s):
+    """Run lengths of a pycocotools compressed RLE string (``rleFrString``
+    in ``maskApi.c``): each count is a signed number in 5-bit groups, one
+    character ``chr(48 + group)`` each, least significant first; bit 0x20
+    says another group follows and bit 0x10 of the last one is the sign.
+    From the fourth count on, a value is the difference to the count two
+    before.
+
+    Raises:
+        ValueError: a character outside ``'0'..'o'``, or the string ends
+        inside a count.
+    """
+    counts, x, k = [], 0, 0
+    for ch in s:
+        c = ord(ch) - 48
+        if not 0 <= c < 64:
+            raise ValueError('character {!r} is not RLE'.format(ch))
+        x |= (c & 0x1f) << (5 * k)
+        k += 1
+        if c & 0x20:
+            continue
+        if c & 0x10:
+            x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+        x, k = 0, 0
+    if k:
+        raise ValueError('the string ends inside a count')
+    return counts
+
+
+def segmentation_area(segm, height, width):
+    """Pixel count of a checked segmentation as pycocotools rasterises it:
+    the union of the polygons with at least 3 points (0. if none), or the
+    RLE."""
+    if isinstance(segm, list):
+        polys = [p for p in segm if len(p) >= 6]
+        if not polys:
+            return 0.
+        rle = mask_util.merge(mask_util.frPyObjects(polys, height, width))
+    elif isinstance(segm['counts'], list):
+        rle = mask_util.frPyObjects(segm, height, width)
+    else:
+        rle = segm
+    return float(mask_util.area(rle))
