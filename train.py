@@ -27,12 +27,24 @@ from chainer.training import extensions  # noqa: E402
 from models.presets import (  # noqa: E402
     ARCHS, build_mask_rcnn, get_preset, preset_overrides)
 from models.train_chain import MaskRCNNTrainChain  # noqa: E402
+from utils.backend import DeviceError, require_gpus  # noqa: E402
 from utils.batching import CarryReadErrors, TrainBatcher  # noqa: E402
+from utils.coco_dataset import COCODataset  # noqa: E402
+from utils.coco_json import DatasetError  # noqa: E402
+from utils.coco_names import COCO_CATEGORY_IDS  # noqa: E402
 from utils.distributed import COMMUNICATORS  # noqa: E402
-from utils.extensions import NonFiniteLossGuard, WarmupStepLR  # noqa: E402
+from utils.coco_eval import COCOEvaluator  # noqa: E402
+from utils.extensions import WarmupStepLR  # noqa: E402
+from utils.image import ImageError  # noqa: E402
+from utils.model_io import ModelFileError, load_model, save_model  # noqa
 from utils.order_sampler import SeededShuffleOrderSampler  # noqa: E402
 from utils.pretrained import (  # noqa: E402
     PretrainedError, freeze, load_pretrained, pretrained_fields, resolve)
+from utils.snapshots import (  # noqa: E402
+    EvaluationFailed, HoldFailure, NonFiniteLossGuard, SnapshotError,
+    check_snapshot,
+    SoundSnapshot, TrainingDiverged, latest_snapshot, load_snapshot,
+    remove_partial_snapshots)
 from utils.training_setup import (  # noqa: E402
     SetupError, build_updater, dataset_paths, setup_communicator, write_demo)
 
@@ -40,41 +52,47 @@ from utils.training_setup import (  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='Train Mask R-CNN (Detectron semantics) on COCO-format '
-                    'data.', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    'data.')
     a = p.add_argument
     a('--arch', choices=ARCHS, default=None,
       help='model preset (default: fpn-tiny for synthetic data, else fpn)')
     a('--depth', type=int, choices=(50, 101), default=None,
       help="ResNet depth of c4 and fpn (default: --pretrained's, else 50)")
     a('--dataset', choices=('synthetic', 'coco2017', 'coco-json'),
-      default='synthetic', help='data source')
+      default='synthetic', help='data source (default: synthetic, a '
+      'generated dataset of coloured shapes)')
     a('--coco-root', default='data/coco',
-      help='COCO 2017 folder (train2017/, val2017/, annotations/)')
+      help='COCO 2017 folder with train2017/, val2017/ and annotations/ '
+           '(default: data/coco)')
     a('--train-json', help='COCO-format training annotations (coco-json)')
     a('--train-images', help='training image folder (coco-json)')
     a('--val-json', help='COCO-format validation annotations (coco-json)')
     a('--val-images', help='validation image folder (coco-json)')
     a('--synthetic-root', default='data/synthetic',
-      help='where the synthetic dataset is generated')
-    a('--synthetic-images', type=int, nargs=2, default=(240, 40),
-      metavar=('TRAIN', 'VAL'), help='synthetic dataset sizes')
+      help='where the synthetic dataset is generated (default: '
+           'data/synthetic; regenerated when its size or seed changes)')
+    a('--synthetic-images', type=_positive, nargs=2, default=(240, 40),
+      metavar=('TRAIN', 'VAL'),
+      help='synthetic training and validation images (default: 240 40)')
     a('--gpu', type=int, default=-1,
-      help='GPU id, -1 for CPU; with --communicator, the first GPU of '
-           'each node (process r of a node uses GPU --gpu + r)')
+      help='GPU id (default: -1, the CPU); with --communicator, the first '
+           'GPU of each node (process r of a node uses GPU --gpu + r)')
     a('--gpus', type=_ids, default=None, metavar='0,1,...',
       help='several GPUs of one process; the batch is split across them')
     a('--communicator', choices=COMMUNICATORS, default=None,
       help='ChainerMN: one process per GPU or CPU, started with mpiexec '
-           '-n N; the batch per step is N x --batchsize')
-    a('--batchsize', '-b', type=int, default=2,
-      help='images per iteration (split across --gpus; per process '
-           'with --communicator)')
-    a('--subdivisions', type=int, default=1,
-      help='split each batch into this many sequential pieces '
-           '(gradient accumulation)')
+           '-n N; the batch per step is N x --batchsize (default: one '
+           'process)')
+    a('--batchsize', '-b', type=_positive, default=2,
+      help='images per iteration, split across --gpus; per process with '
+           '--communicator (default: 2)')
+    a('--subdivisions', type=_positive, default=1,
+      help='split each batch into this many sequential pieces (gradient '
+           'accumulation; default: 1)')
     a('--lr', type=float, default=None,
-      help='base learning rate (default: 0.02 * batchsize / 16)')
-    a('--iteration', '-i', type=int, default=None,
+      help='base learning rate (default: 0.02 x batch / 16; 0.01 for '
+           'synthetic data)')
+    a('--iteration', '-i', type=_positive, default=None,
       help='iterations (default: 90000 for COCO, 500 synthetic)')
     a('--lr-steps', type=int, nargs='*', default=None,
       help='iterations where lr is multiplied by 0.1 (default: 2/3 and '
@@ -82,7 +100,8 @@ def parse_args(argv=None):
     a('--warmup', type=int, default=None,
       help='linear warm-up iterations from lr/3 (default: 500 COCO, '
            '100 synthetic)')
-    a('--weight-decay', type=float, default=1e-4, help='L2 weight decay')
+    a('--weight-decay', type=float, default=1e-4,
+      help='L2 weight decay (default: 1e-4)')
     a('--freeze-at', type=int, default=None, choices=range(6),
       metavar='{0..5}',
       help="Detectron's TRAIN.FREEZE_AT: 1 freezes the stem, k also "
@@ -90,32 +109,49 @@ def parse_args(argv=None):
     a('--pretrained', default=None,
       help='npz to start from (a converted model or an ImageNet backbone '
            'from utils/detectron_parser.py), or "imagenet" for MSRA\'s '
-           'caffemodel in ~/.chainer/dataset/pfnet/chainer/models/')
-    a('--gamma', type=float, default=1., help='weight of the mask loss')
-    a('--roi-size', type=int, default=None,
+           'caffemodel in ~/.chainer/dataset/pfnet/chainer/models/ '
+           '(default: random initialisation)')
+    a('--gamma', type=float, default=1.,
+      help='weight of the mask loss (default: 1)')
+    a('--roi-size', type=_positive, default=None,
       help="box head ROIAlign output size (default: the preset's, C4 14 "
            "with res5 stride roi-size // 7, FPN 7)")
-    a('--scales', type=int, nargs='+', default=None,
-      help='training shorter sides, picked at random per image')
+    a('--scales', type=_positive, nargs='+', default=None,
+      help="training shorter sides, picked at random per image (default: "
+           "the preset's)")
     a('--drop-empty', action='store_true',
       help='drop training images without annotations')
-    a('--snapshot', type=int, default=None,
+    a('--snapshot', type=_positive, default=None,
       help='trainer snapshot interval in iterations (default: 5000, '
            'synthetic 250)')
-    a('--validation', type=int, default=None,
+    a('--validation', type=_positive, default=None,
       help='COCO evaluation interval (default: 10000, synthetic 250)')
-    a('--log-interval', type=int, default=20, help='log every N iterations')
-    a('--loaders', type=int, default=2, help='image-loading processes')
-    a('--out', '-o', default='result', help='output folder')
-    a('--seed', type=int, default=0, help='random seed')
+    a('--log-interval', type=_positive, default=20,
+      help='log every N iterations (default: 20)')
+    a('--loaders', type=int, default=2,
+      help='image-loading processes, 0 to load in this one (default: 2)')
+    a('--out', '-o', default='result',
+      help='output folder (default: result)')
+    a('--seed', type=int, default=0, help='random seed (default: 0)')
     a('--dtype', choices=('float32', 'mixed16'), default='float32',
-      help='mixed16: float16 activations and weights with float32 master '
-           'weights, dynamic loss scaling and float32 losses (for GPUs; '
-           'NumPy has no fast float16)')
+      help='float32 (default), or mixed16: float16 activations and weights '
+           'with float32 master weights, dynamic loss scaling and float32 '
+           'losses (for GPUs; NumPy has no fast float16)')
     a('--resume', default=None, help='trainer snapshot to resume from')
     a('--evaluate', action='store_true',
       help='evaluate --pretrained on the validation set and exit')
     return p.parse_args(argv)
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            'expected a positive integer, got {!r}'.format(text))
+    return value
 
 
 def _ids(text):
@@ -130,7 +166,8 @@ def resolve_defaults(args, n_processes=1):
     args.processes = n_processes
     args.effective_batchsize = args.batchsize * n_processes
     args.arch = args.arch or ('fpn-tiny' if synthetic else 'fpn')
-    args.iteration = args.iteration or (500 if synthetic else 90000)
+    if args.iteration is None:
+        args.iteration = 500 if synthetic else 90000
     if args.lr is None:
         # Detectron's linear scaling rule: 0.02 for 16 images. The light
         # synthetic-data model (GroupNorm, from scratch) diverged at 0.02
@@ -146,8 +183,10 @@ def resolve_defaults(args, n_processes=1):
         100 if synthetic else 500)
     if args.freeze_at is None:
         args.freeze_at = 2 if args.pretrained else 0
-    args.snapshot = args.snapshot or (250 if synthetic else 5000)
-    args.validation = args.validation or (250 if synthetic else 10000)
+    if args.snapshot is None:
+        args.snapshot = 250 if synthetic else 5000
+    if args.validation is None:
+        args.validation = 250 if synthetic else 10000
     return args
 
 
@@ -180,7 +219,8 @@ def build_model(args, n_fg_class, path, fields, log=print):
     return model, preset
 
 
-def build_trainer(args, model, preset, train, val, val_json, comm=None):
+def build_trainer(args, model, preset, train, val, val_json, meta,
+                  comm=None):
     # Each process draws its own flips, scales, samples and data order.
     seed = args.seed + (comm.rank if comm is not None else 0)
     chain = MaskRCNNTrainChain(
@@ -226,13 +266,13 @@ def build_trainer(args, model, preset, train, val, val_json, comm=None):
             'sampling': SerializableRandomState(chain.rng)}),
             trigger=(args.snapshot, 'iteration'))
     if comm is None or comm.rank == 0:
-        extend_writers(trainer, args, keys, model, val, val_json)
+        extend_writers(trainer, args, keys, model, val, val_json,
+                       meta['class_ids'])
     return trainer
 
 
-def extend_writers(trainer, args, keys, model, val, val_json):
+def extend_writers(trainer, args, keys, model, val, val_json, class_ids):
     """Logs, plots, progress, snapshots and the COCO evaluation."""
-    from utils.coco_eval import COCOEvaluator
     log = (args.log_interval, 'iteration')
     trainer.extend(extensions.LogReport(trigger=log))
     trainer.extend(extensions.observe_lr(), trigger=log)
@@ -246,92 +286,169 @@ def extend_writers(trainer, args, keys, model, val, val_json):
         ['validation/main/bbox/AP', 'validation/main/segm/AP'], 'iteration',
         (args.validation, 'iteration'), filename='ap.png'))
     trainer.extend(extensions.ProgressBar(update_interval=10))
-    trainer.extend(extensions.snapshot(
-        filename='snapshot_iter_{.updater.iteration}'),
-        trigger=(args.snapshot, 'iteration'))
-    evaluator = COCOEvaluator(val, model, val_json, args.out)
-    trainer.extend(evaluator, trigger=chainer.training.triggers
-                   .ManualScheduleTrigger(
+    trainer.extend(SoundSnapshot(model), name='snapshot',
+                   trigger=(args.snapshot, 'iteration'))
+    evaluation = HoldFailure(COCOEvaluator(val, model, val_json, args.out,
+                                           class_ids=class_ids))
+    trainer.extend(evaluation, name='validation',
+                   trigger=chainer.training.triggers.ManualScheduleTrigger(
                        sorted(set(list(range(args.validation, args.iteration,
                                              args.validation)) +
                                   [args.iteration])), 'iteration'))
+    # After the snapshot (-100): an evaluation error stops training only
+    # once the snapshot of its iteration is written.
+    trainer.extend(evaluation.raise_held, name='evaluation_failure')
 
 
-def load_data(args):
-    """(train, val, val json path, model metadata)."""
-    train, val, val_json = dataset_paths(args)
+def load_data(args, paths):
+    """(train, val, val json path, model metadata). The training set's
+    categories are the model's classes; the validation set is read in
+    them, matched by category id."""
+    train = COCODataset(*paths['train'], keep_empty=not args.drop_empty,
+                        box_offset=args.box_offset)
+    if train.n_instances == 0:
+        skipped = ', '.join('{} {}'.format(n, reason) for reason, n in
+                            train.skipped.items() if n)
+        raise SetupError('{} has no usable instance to train on ({})'.format(
+            paths['train'][0], 'skipped: ' + skipped if skipped else
+            'no annotations'))
+    val = COCODataset(*paths['val'], box_offset=args.box_offset,
+                      class_ids=train.class_ids)
     meta = {'arch': args.arch, 'depth': args.depth,
             'n_fg_class': len(train.class_ids),
             'class_ids': [int(c) for c in train.class_ids],
             'class_names': list(train.class_names)}
-    return train, val, val_json, meta
+    return train, val, paths['val'][0], meta
+
+
+def check_devices(args):
+    """One line, before any work, when a GPU is asked for that CuPy or
+    this machine cannot give."""
+    if args.gpus:
+        require_gpus(args.gpus, '--gpus {}'.format(
+            ','.join(map(str, args.gpus))))
+    elif args.gpu >= 0:
+        require_gpus([args.gpu], '--gpu {}'.format(args.gpu))
+
+
+def prepare_out(out):
+    """Create ``--out`` (or check it) before any work, and remove the
+    temporary folders of a snapshot write a kill interrupted."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SetupError('--out {} is a file, expected a folder'.format(out))
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise SetupError('--out {}: cannot create the folder ({})'.format(
+            out, e.strerror or e)) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise SetupError('--out {} is not writable'.format(out))
+    for name in remove_partial_snapshots(out):
+        print('removed {} (a snapshot write that was interrupted)'.format(
+            os.path.join(out, name)))
+
+
+def write_config(args, preset):
+    os.makedirs(args.out, exist_ok=True)
+    config = dict(vars(args), preset=str(preset))
+    print('configuration:\n' + json.dumps(config, indent=1, sort_keys=True))
+    with open(os.path.join(args.out, 'config.json'), 'w') as f:
+        json.dump(config, f, indent=1, sort_keys=True)
+    print('learning rate {} for batch {} ({})'.format(
+        args.lr, args.effective_batchsize if args.processes == 1 else
+        '{} = {} processes x {}'.format(args.effective_batchsize,
+                                        args.processes, args.batchsize),
+        args.lr_rule))
+
+
+def evaluate(args):
+    """``--evaluate``: the npz alone decides the model and its classes
+    (every array must load); the validation set is read in them."""
+    if not args.pretrained:
+        raise SetupError('--evaluate needs --pretrained MODEL.npz')
+    path = resolve(args.pretrained, args.depth or 50)
+    model, meta = load_model(path, args.arch)
+    class_ids = meta.get('class_ids') or (
+        list(COCO_CATEGORY_IDS) if meta.get('n_fg_class', 80) == 80 else None)
+    if class_ids is None:
+        raise SetupError('{} has no class_ids metadata: which dataset '
+                         'categories its {} classes are is unknown'.format(
+                             path, meta['n_fg_class']))
+    val_json, val_images = dataset_paths(args)['val']
+    val = COCODataset(val_json, val_images,
+                      box_offset=model.conventions.box_offset,
+                      class_ids=class_ids)
+    prepare_out(args.out)
+    if args.gpu >= 0:
+        chainer.backends.cuda.get_device_from_id(args.gpu).use()
+        model.to_gpu(args.gpu)
+    COCOEvaluator(val, model, val_json, args.out,
+                  class_ids=class_ids).evaluate()
 
 
 def main(argv=None):
-    from utils.model_io import save_model
     args = parse_args(argv)
     if args.dtype == 'mixed16':
         chainer.global_config.dtype = chainer.mixed16
     comm = setup_communicator(args)
+    check_devices(args)
+    if args.evaluate:
+        return evaluate(args)
     args = resolve_defaults(args, comm.size if comm else 1)
     root = comm is None or comm.rank == 0
-    if args.evaluate and not args.pretrained:
-        raise SetupError('--evaluate needs --pretrained MODEL.npz')
     log = print if root else (lambda line: None)
+    if args.resume:
+        check_snapshot(args.resume)
+    if root:
+        prepare_out(args.out)
     path, fields = starting_point(args, log)
+    paths = dataset_paths(args) if root else None
     if comm is None:
-        train, val, val_json, meta = load_data(args)
+        train, val, val_json, meta = load_data(args, paths)
     else:
         from utils.distributed import scatter_datasets
         train, val, val_json, meta = scatter_datasets(
-            comm, lambda: load_data(args), args.seed)
+            comm, lambda: load_data(args, paths), args.seed)
     model, preset = build_model(args, meta['n_fg_class'], path, fields, log)
     meta.update(depth=preset.depth,
                 conventions=preset.conventions.to_dict(),
                 preset=preset_overrides(preset))
     if root:
-        os.makedirs(args.out, exist_ok=True)
-        config = dict(vars(args), preset=str(preset))
-        print('configuration:\n' + json.dumps(config, indent=1,
-                                              sort_keys=True))
-        with open(os.path.join(args.out, 'config.json'), 'w') as f:
-            json.dump(config, f, indent=1, sort_keys=True)
-        print('learning rate {} for batch {} ({})'.format(
-            args.lr, args.effective_batchsize if args.processes == 1 else
-            '{} = {} processes x {}'.format(args.effective_batchsize,
-                                            args.processes, args.batchsize),
-            args.lr_rule))
-    if args.evaluate:
-        from utils.coco_eval import COCOEvaluator
-        if args.gpu >= 0:
-            model.to_gpu(args.gpu)
-        COCOEvaluator(val, model, val_json, args.out).evaluate()
-        return
-    trainer = build_trainer(args, model, preset, train, val, val_json, comm)
+        write_config(args, preset)
+    trainer = build_trainer(args, model, preset, train, val, val_json, meta,
+                            comm)
     if args.resume:
-        try:
-            chainer.serializers.load_npz(args.resume, trainer)
-        except KeyError as e:
-            raise SetupError('cannot resume from {}: {} is missing (was it '
-                             'written with the same --communicator and '
-                             'number of processes?)'.format(args.resume, e))
-    trainer.run(show_loop_exception_msg=False)
+        load_snapshot(args.resume, trainer, len(train))
+    try:
+        trainer.run(show_loop_exception_msg=False)
+    except EvaluationFailed as e:
+        kept = [latest_snapshot(args.out, e.iteration)]
+        if root and e.iteration == args.iteration:
+            kept.append(finish(model, meta, val, args.out))
+        kept = ', '.join(k for k in kept if k) or 'no snapshot yet'
+        raise EvaluationFailed(e.iteration, e.error, kept) from None
     if root:
-        path = os.path.join(args.out, 'model_final.npz')
-        save_model(path, model, meta)
-        print('model: {}'.format(path))
-        print('demo: {}'.format(write_demo(model, val, args.out, meta)))
+        finish(model, meta, val, args.out)
+
+
+def finish(model, meta, val, out):
+    """Write ``model_final.npz`` and the demo image."""
+    path = os.path.join(out, 'model_final.npz')
+    save_model(path, model, meta)
+    print('model: {}'.format(path))
+    try:
+        print('demo: {}'.format(write_demo(model, val, out, meta)))
+    except (ImageError, DatasetError) as e:  # the model is safe already
+        print('demo image not written: {}'.format(e), file=sys.stderr)
+    return path
 
 
 if __name__ == '__main__':
-    from utils.coco_dataset import DatasetError
-    from utils.extensions import TrainingDiverged
-    from utils.image import ImageError
-    from utils.model_io import ModelFileError
     try:
         main()
     except (SetupError, DatasetError, ImageError, ModelFileError,
-            PretrainedError, TrainingDiverged) as e:
+            PretrainedError, TrainingDiverged, SnapshotError, DeviceError,
+            EvaluationFailed) as e:
         from utils.distributed import abort_other_ranks
         print('train.py: error: {}'.format(e), file=sys.stderr)
         abort_other_ranks()

@@ -18,3 +18,28 @@ def gpu_available():
         return bool(cuda.available)
     except Exception:  # ImportError, CUDARuntimeError, missing libraries
         return False
+
+
+class DeviceError(ValueError):
+    """A GPU was asked for that this machine cannot give."""
+
+
+def require_gpus(ids, flag):
+    """Raise ``DeviceError`` naming ``flag`` (e.g. ``'--gpu 1'``) unless
+    CuPy is installed and every CUDA device id in ``ids`` exists."""
+    try:
+        import cupy
+    except ImportError:
+        raise DeviceError('{} needs CuPy, which is not installed (bash '
+                          'setup.sh --gpu 13 installs cupy-cuda13x); use '
+                          '--gpu -1 for the CPU'.format(flag)) from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError: no driver, no device
+        raise DeviceError('{}: CuPy sees no CUDA device ({})'.format(
+            flag, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        ) from None
+    bad = [i for i in ids if not 0 <= i < count]
+    if bad:
+        raise DeviceError('{}: no CUDA device {} (this machine has {})'
+                          .format(flag, bad[0], count))

@@ -1,7 +1,5 @@
-"""Trainer extensions: Detectron's learning-rate schedule and a guard that
-stops training on a non-finite loss."""
-import math
-
+"""Trainer extension: Detectron's learning-rate schedule (the guards
+against divergence are in ``utils/snapshots.py``)."""
 from chainer import training
 
 
@@ -52,30 +50,3 @@ class WarmupStepLR(training.Extension):
 
     def serialize(self, serializer):
         self.last_lr = serializer('last_lr', self.last_lr)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
-class NonFiniteLossGuard(training.Extension):
-    """Stop with a clear message when ``key`` is not finite.
-
-    It runs before every other extension of the iteration, so no snapshot
-    of the broken weights is written and the last good one stays intact.
-    """
-
-    trigger = 1, 'iteration'
-    priority = training.PRIORITY_WRITER + 1
-
-    def __init__(self, key='main/loss'):
-        self.key = key
-
-    def __call__(self, trainer):
-        value = trainer.observation.get(self.key)
-        value = getattr(value, 'array', value)  # a Variable or a float
-        if value is not None and not math.isfinite(float(value)):
-            raise TrainingDiverged(
-                '{} is {} at iteration {}: training stopped, the last '
-                'snapshot is untouched (lower --lr or check the data)'.format(
-                    self.key, float(value), trainer.updater.iteration))

@@ -21,15 +21,18 @@ preset         ``models.presets.Preset`` fields that differ from the
 source         where the weights came from: {'file', 'sha256', ...}
 =============  ==========================================================
 """
+import contextlib
 import dataclasses
 import json
 import os
 import zipfile
+import zlib
 
 import chainer
 import numpy
 
 from models.conventions import DETECTRON, Conventions
+from models.presets import ARCHS, Preset, build_mask_rcnn, get_preset
 
 META_KEY = '_meta'
 DEFAULT_CONVENTIONS = DETECTRON.to_dict()
@@ -50,7 +53,9 @@ def save_model(path, model, meta):
     """Write ``model``'s arrays and ``meta`` atomically to ``path``.
 
     float16 parameters (mixed-precision training) are written as float32,
-    the dtype every model is built with.
+    the dtype every model is built with. A failed write (a full disk, a
+    read-only folder) leaves neither ``path`` half-written nor the temporary
+    file behind, and raises ``ModelFileError``.
     """
     arrays = {k: chainer.backend.CpuDevice().send(v)
               for k, v in model_arrays(model).items()}
@@ -58,33 +63,122 @@ def save_model(path, model, meta):
               for k, v in arrays.items()}
     arrays[META_KEY] = numpy.array(json.dumps(meta, sort_keys=True))
     tmp = '{}.tmp{}.npz'.format(path, os.getpid())  # one per process
-    numpy.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    try:
+        numpy.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise ModelFileError('cannot write {}: {}'.format(
+            path, e.strerror or e)) from None
+
+
+@contextlib.contextmanager
+def open_npz(path, what='npz model file', error=None):
+    """``numpy.load(path, allow_pickle=False)`` of an npz archive, so no
+    code in the file can run; any problem reading it (missing, empty, an
+    ``.npy``, a pickle, a corrupt or truncated zip, an object array) is
+    raised as ``error`` (default ``ModelFileError``) naming ``path``."""
+    error = error or ModelFileError
+    if not os.path.isfile(path):
+        raise error('{} not found: {}'.format(what, path))
+    try:
+        npz = numpy.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        why = ('it is a pickle, which is never loaded' if 'pickled' in
+               str(e) else _first_line(e))
+        raise error('{} is not a readable {} ({})'.format(
+            path, what, why)) from None
+    if not isinstance(npz, numpy.lib.npyio.NpzFile):
+        raise error('{} is a single .npy array, not the npz archive of '
+                    'a {}'.format(path, what))
+    with npz:
+        try:
+            yield npz
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            # Members are read lazily: a bad CRC shows up here.
+            raise error('{} is a corrupt {} ({})'.format(
+                path, what, _first_line(e))) from None
+        except ValueError as e:
+            if 'allow_pickle' not in str(e):
+                raise
+            raise error('{} holds an object array (pickled Python '
+                        'objects), which is never loaded; expected '
+                        'numeric arrays only'.format(path)) from None
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def read_meta(path):
-    """The metadata dict of an npz (``{}`` when it has none)."""
-    if not os.path.isfile(path):
-        raise ModelFileError('model file not found: {}'.format(path))
+    """The checked metadata dict of an npz (``{}`` when it has none)."""
+    with open_npz(path) as npz:
+        if META_KEY not in npz.files:
+            return {}
+        raw = npz[META_KEY]
+    if raw.dtype.kind != 'U' or raw.shape != ():
+        raise ModelFileError('{}: {} is not a JSON string'.format(
+            path, META_KEY))
     try:
-        with numpy.load(path, allow_pickle=False) as npz:
-            if META_KEY not in npz.files:
-                return {}
-            return json.loads(str(npz[META_KEY]))
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise ModelFileError('not a readable npz model file: {} ({})'.format(
-            path, e)) from None
+        meta = json.loads(str(raw))
+    except ValueError as e:
+        raise ModelFileError('{}: {} is not valid JSON ({})'.format(
+            path, META_KEY, e)) from None
+    check_meta(meta, path)
+    return meta
+
+
+# key -> (check, what is expected); absent keys are allowed.
+_META_CHECKS = {
+    'kind': (lambda v: v in ('model', 'backbone'), "'model' or 'backbone'"),
+    'arch': (lambda v: isinstance(v, str), 'an architecture name'),
+    'depth': (lambda v: v in (50, 101), '50 or 101'),
+    'n_fg_class': (lambda v: type(v) is int and v > 0,
+                   'a positive integer'),
+    'class_ids': (lambda v: isinstance(v, list) and all(
+        type(i) is int for i in v), 'a list of integers'),
+    'class_names': (lambda v: isinstance(v, list) and all(
+        isinstance(n, str) for n in v), 'a list of strings'),
+    'conventions': (lambda v: isinstance(v, dict), 'an object'),
+    'preset': (lambda v: isinstance(v, dict), 'an object'),
+    'source': (lambda v: isinstance(v, dict), 'an object'),
+}
+
+
+def check_meta(meta, path='the model file'):
+    """Raise ``ModelFileError`` unless ``meta`` has the types of the
+    module docstring's table and its class lists have ``n_fg_class``
+    entries."""
+    if not isinstance(meta, dict):
+        raise ModelFileError('{}: metadata is a {}, expected a JSON '
+                             'object'.format(path, type(meta).__name__))
+    for key, (ok, expected) in _META_CHECKS.items():
+        if key in meta and not ok(meta[key]):
+            raise ModelFileError('{}: metadata {!r} is {!r}, expected {}'
+                                 .format(path, key, meta[key], expected))
+    for key in ('class_ids', 'class_names'):
+        if key in meta and len(meta[key]) != meta.get('n_fg_class',
+                                                      len(meta[key])):
+            raise ModelFileError('{}: metadata {!r} has {} entries for {} '
+                                 'classes'.format(path, key, len(meta[key]),
+                                                  meta['n_fg_class']))
 
 
 def load_weights(path, model):
     """Load the arrays of ``path`` into ``model``; every array must fit."""
-    try:
-        with numpy.load(path, allow_pickle=False) as npz:
+    with open_npz(path) as npz:
+        try:
             chainer.serializers.NpzDeserializer(npz, strict=True).load(model)
-    except (KeyError, ValueError, TypeError) as e:
-        raise ModelFileError('{} does not fit the model: {}'.format(
-            path, str(e).splitlines()[0] if str(e) else type(e).__name__)
-        ) from None
+        except (KeyError, TypeError) as e:
+            raise ModelFileError('{} does not fit the model: {}'.format(
+                path, _first_line(e))) from None
+        except ValueError as e:
+            if 'allow_pickle' in str(e):
+                raise
+            raise ModelFileError('{} does not fit the model: {}'.format(
+                path, _first_line(e))) from None
 
 
 def load_model(path, arch=None, preset='evaluate', **overrides):
@@ -98,8 +192,11 @@ def load_model(path, arch=None, preset='evaluate', **overrides):
     Returns:
         (MaskRCNN, dict): the model and the metadata.
     """
-    from models.presets import build_mask_rcnn, get_preset
     meta = read_meta(path)
+    if meta.get('kind', 'model') != 'model':
+        raise ModelFileError('{} holds a {} only, not a detection model; '
+                             'use it as train.py --pretrained'.format(
+                                 path, meta['kind']))
     arch = arch or meta.get('arch')
     if arch is None:
         raise ModelFileError('{} has no architecture metadata; pass --arch '
@@ -107,10 +204,9 @@ def load_model(path, arch=None, preset='evaluate', **overrides):
     if meta.get('arch') not in (None, arch):
         raise ModelFileError('{} holds a {!r} model, not {!r}'.format(
             path, meta['arch'], arch))
-    if meta.get('kind', 'model') != 'model':
-        raise ModelFileError('{} holds a {} only, not a detection model; '
-                             'use it as train.py --pretrained'.format(
-                                 path, meta['kind']))
+    if arch not in ARCHS:
+        raise ModelFileError('{}: unknown architecture {!r}, expected one '
+                             'of {}'.format(path, arch, ', '.join(ARCHS)))
     fields = preset_fields(meta, path)
     fields.update(overrides)
     model = build_mask_rcnn(get_preset(arch, **fields), preset)
@@ -119,8 +215,9 @@ def load_model(path, arch=None, preset='evaluate', **overrides):
 
 
 def preset_fields(meta, path='the model file'):
-    """``Preset`` fields an npz's metadata fixes: depth, classes, the
-    conventions and any preset overrides."""
+    """``Preset`` fields an npz's (checked) metadata fixes: depth, classes,
+    the conventions and any preset overrides, each of the type of the
+    field it replaces."""
     try:
         conventions = Conventions.from_dict(meta.get('conventions', {}))
     except (TypeError, ValueError) as e:
@@ -129,14 +226,36 @@ def preset_fields(meta, path='the model file'):
     fields = {'depth': meta.get('depth', 50),
               'n_fg_class': meta.get('n_fg_class', 80),
               'conventions': conventions}
-    from models.presets import Preset
-    known = {f.name for f in dataclasses.fields(Preset)}
+    defaults = {f.name: f.default for f in dataclasses.fields(Preset)}
     for key, value in meta.get('preset', {}).items():
-        if key not in known:
+        if key not in defaults or key in fields:
             raise ModelFileError('{}: unknown preset field {!r} in its '
                                  'metadata'.format(path, key))
-        fields[key] = _tuples(value)
+        value = _tuples(value)
+        if not _same_kind(value, defaults[key]):
+            raise ModelFileError('{}: preset field {!r} is {!r}, expected '
+                                 'a value like {!r}'.format(
+                                     path, key, value, defaults[key]))
+        fields[key] = value
     return fields
+
+
+def _same_kind(value, default):
+    """``value`` has the structure of ``default``: numbers for numbers (a
+    bool is not one), strings for strings, tuples of such for tuples; a
+    field whose default is None takes None or a tuple of numbers."""
+    if default is None:
+        return value is None or _same_kind(value, (0.,))
+    if isinstance(default, tuple):
+        return isinstance(value, tuple) and all(
+            _same_kind(v, default[0]) for v in value) if default else \
+            isinstance(value, tuple)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(value) is type(default)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and (
+            isinstance(value, int) or not isinstance(default, int))
+    return type(value) is type(default)
 
 
 def _tuples(value):

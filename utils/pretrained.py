@@ -19,9 +19,8 @@ Backbone npz paths are the body's own, without prefix: ``conv1/conv/W``,
 """
 import os
 
-import numpy
-
-from utils.model_io import model_arrays, read_meta
+from utils.model_io import (META_KEY, model_arrays, open_npz,
+                            preset_fields, read_meta)
 
 CAFFEMODEL_DIR = os.path.join('~', '.chainer', 'dataset', 'pfnet', 'chainer',
                               'models')
@@ -68,7 +67,6 @@ def pretrained_fields(path, arch):
     """Preset fields fixed by the npz: the depth, and for a whole model its
     conventions (so detectron2 weights keep detectron2's semantics) and,
     when it is of the same ``arch``, its preset overrides."""
-    from utils.model_io import preset_fields
     meta = read_meta(path)
     if meta.get('kind') == 'backbone':
         return {'depth': meta.get('depth', 50)}
@@ -89,11 +87,8 @@ def load_pretrained(model, path):
     """
     meta = read_meta(path)
     arrays = model_arrays(model)
-    try:
-        with numpy.load(path, allow_pickle=False) as npz:
-            stored = {n: npz[n] for n in npz.files if n != '_meta'}
-    except (OSError, ValueError) as e:
-        raise PretrainedError('cannot read {} as npz ({})'.format(path, e))
+    with open_npz(path, 'weights file', PretrainedError) as npz:
+        stored = {n: npz[n] for n in npz.files if n != META_KEY}
     if meta.get('kind') == 'backbone':
         stored = _backbone_paths(stored, arrays, path, meta.get('depth'))
     loaded, mismatched = 0, []

@@ -9,20 +9,20 @@ class SetupError(ValueError):
 
 
 def dataset_paths(args):
-    """(train dataset, val dataset, val json path) for ``args.dataset``."""
-    from utils.coco_dataset import COCODataset
+    """{'train': (json, image folder), 'val': (...)} of ``args.dataset``,
+    both checked to exist. Synthetic data is generated first, or again
+    when the folder holds another size or seed than the one asked for."""
     if args.dataset == 'synthetic':
-        from utils.synthetic_coco import make_synthetic_coco
+        from utils.synthetic_coco import ensure_synthetic_coco
         paths = {}
         n_train, n_val = args.synthetic_images
         for split, n, seed in (('train', n_train, args.seed),
                                ('val', n_val, args.seed + 1)):
             root = os.path.join(args.synthetic_root, split)
-            json_path = os.path.join(root, 'annotations.json')
-            if not os.path.isfile(json_path):
-                make_synthetic_coco(root, n_images=n, height=192, width=256,
-                                    seed=seed)
-            paths[split] = (json_path, os.path.join(root, 'images'))
+            ensure_synthetic_coco(root, n_images=n, height=192, width=256,
+                                  seed=seed)
+            paths[split] = (os.path.join(root, 'annotations.json'),
+                            os.path.join(root, 'images'))
     elif args.dataset == 'coco2017':
         r = args.coco_root
         paths = {s: (os.path.join(r, 'annotations',
@@ -43,11 +43,7 @@ def dataset_paths(args):
         if not os.path.isdir(image_dir):
             raise SetupError('{} image folder not found: {}'.format(
                 split, image_dir))
-    offset = getattr(args, 'box_offset', 1)
-    train = COCODataset(*paths['train'], keep_empty=not args.drop_empty,
-                        box_offset=offset)
-    val = COCODataset(*paths['val'], box_offset=offset)
-    return train, val, paths['val'][0]
+    return paths
 
 
 def write_demo(model, dataset, out, meta, thresh=0.5):

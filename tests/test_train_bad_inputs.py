@@ -1,0 +1,207 @@
+"""train.py on bad input, run as a user runs it (a subprocess): a one-line
+error naming the file or flag, no traceback, no code run from any file, no
+input changed and no work lost. The corpus is built here, in tmp_path."""
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+import train
+from utils.synthetic_coco import make_synthetic_coco
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _Payload:
+    """Unpickling this runs ``touch MARKER``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, ('touch {}'.format(self.marker),))
+
+
+def _sha(path):
+    return hashlib.sha256(open(path, 'rb').read()).hexdigest()
+
+
+def _train(*args, timeout=300):
+    return subprocess.run([sys.executable, 'train.py'] + list(args),
+                          cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _assert_one_line_error(proc, *words):
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert 'error:' in last, proc.stderr[-2000:]
+    for word in words:
+        assert word in last, last
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    """Tiny train and val sets, and a 2-iteration run's snapshot and
+    model (written in-process, once)."""
+    root = tmp_path_factory.mktemp('data')
+    for split, n, seed in (('train', 6, 0), ('val', 3, 1)):
+        make_synthetic_coco(str(root / split), n_images=n, height=64,
+                            width=80, seed=seed, empty_fraction=0)
+    out = str(root / 'run')
+    train.main(_data_flags(root) + [
+        '--arch', 'fpn-tiny', '--loaders', '0', '--iteration', '2',
+        '--snapshot', '2', '--validation', '100', '--out', out])
+    return root
+
+
+def _data_flags(root, train_json=None, val_json=None):
+    return ['--dataset', 'coco-json',
+            '--train-json', str(train_json or root / 'train' /
+                                'annotations.json'),
+            '--train-images', str(root / 'train' / 'images'),
+            '--val-json', str(val_json or root / 'val' / 'annotations.json'),
+            '--val-images', str(root / 'val' / 'images')]
+
+
+def _flags(root, out, *extra, **json_paths):
+    return _data_flags(root, **json_paths) + [
+        '--arch', 'fpn-tiny', '--loaders', '0', '--iteration', '4',
+        '--validation', '100', '--out', str(out)] + list(extra)
+
+
+def _bad_snapshots(data, tmp_path):
+    """name -> (file, words the error must hold)."""
+    marker = tmp_path / 'PWNED'
+    snapshot = data / 'run' / 'snapshot_iter_2'
+    files = {}
+    files['pickle'] = tmp_path / 'evil.pkl'
+    files['pickle'].write_bytes(pickle.dumps(_Payload(marker)))
+    with numpy.load(str(snapshot)) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays['updater/iteration'] = numpy.array([_Payload(marker)], object)
+    files['object array'] = tmp_path / 'evil.npz'
+    numpy.savez(str(files['object array']), **arrays)
+    files['truncated'] = tmp_path / 'truncated'
+    files['truncated'].write_bytes(snapshot.read_bytes()[:4000])
+    files['npy'] = tmp_path / 'one.npy'
+    numpy.save(str(files['npy']), numpy.zeros(3))
+    files['empty'] = tmp_path / 'empty.npz'
+    files['empty'].write_bytes(b'')
+    files['model'] = data / 'run' / 'model_final.npz'
+    return marker, files
+
+
+def test_resume_never_runs_code_and_refuses_bad_files(data, tmp_path):
+    marker, files = _bad_snapshots(data, tmp_path)
+    words = {'pickle': 'never loaded', 'object array': 'object array',
+             'truncated': 'not a readable', 'npy': 'single .npy',
+             'empty': 'not a readable', 'model': '--pretrained'}
+    for name, path in files.items():
+        before = _sha(str(path))
+        out = tmp_path / ('out-' + name)
+        proc = _train(*_flags(data, out, '--resume', str(path)))
+        _assert_one_line_error(proc, str(path), words[name])
+        assert _sha(str(path)) == before, name
+        assert not marker.exists(), name
+        assert not (out / 'model_final.npz').exists(), name
+
+
+def _replace(flags, flag, value):
+    flags = list(flags)
+    flags[flags.index(flag) + 1] = str(value)
+    return flags
+
+
+def test_resume_of_another_dataset_or_a_missing_file(data, tmp_path):
+    # The snapshot is of 6 training images; train on the 3 of val instead.
+    snapshot = str(data / 'run' / 'snapshot_iter_2')
+    flags = _flags(data, tmp_path / 'o', '--resume', snapshot)
+    flags = _replace(flags, '--train-json',
+                     data / 'val' / 'annotations.json')
+    flags = _replace(flags, '--train-images', data / 'val' / 'images')
+    _assert_one_line_error(_train(*flags), snapshot,
+                           'training set of 6 images, this one has 3')
+    proc = _train(*_flags(data, tmp_path / 'o', '--resume',
+                          str(tmp_path / 'missing')))
+    _assert_one_line_error(proc, 'not found', str(tmp_path / 'missing'))
+
+
+@pytest.mark.parametrize('flag', ['--batchsize', '--iteration', '--snapshot',
+                                  '--validation', '--scales'])
+def test_meaningless_numbers_are_refused(flag, tmp_path):
+    proc = _train(flag, '0', '--out', str(tmp_path / 'o'), timeout=60)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert flag in last and "expected a positive integer, got '0'" in last
+    assert not os.path.exists(str(tmp_path / 'o'))
+
+
+def test_output_folder_that_is_a_file(data, tmp_path):
+    a_file = tmp_path / 'file'
+    a_file.write_text('keep me')
+    for out in (a_file, a_file / 'below'):
+        proc = _train(*_flags(data, out))
+        _assert_one_line_error(proc, '--out', str(out))
+    assert a_file.read_text() == 'keep me'
+
+
+def test_gpu_without_cupy_is_one_line(tmp_path):
+    import importlib.util
+    if importlib.util.find_spec('cupy') is not None:
+        pytest.skip('CuPy is installed here')
+    for flags in (['--gpu', '0'], ['--gpus', '0,1']):
+        proc = _train(*flags, '--out', str(tmp_path / 'o'), timeout=60)
+        _assert_one_line_error(proc, flags[0], 'needs CuPy')
+
+
+def _rewrite(src, dst, change):
+    data = json.load(open(str(src)))
+    change(data)
+    json.dump(data, open(str(dst), 'w'))
+    return dst
+
+
+def test_training_set_without_usable_instance(data, tmp_path):
+    def all_crowd(d):
+        for a in d['annotations']:
+            a['iscrowd'] = 1
+    bad = _rewrite(data / 'train' / 'annotations.json',
+                   tmp_path / 'crowd.json', all_crowd)
+    proc = _train(*_flags(data, tmp_path / 'o', train_json=bad))
+    _assert_one_line_error(proc, str(bad), 'no usable instance')
+
+
+def test_failing_evaluation_keeps_snapshot_and_model(data, tmp_path):
+    # A val image that cannot be decoded fails the evaluation at
+    # iteration 2, the last one: the snapshot and the model still exist.
+    val = tmp_path / 'val'
+    shutil.copytree(str(data / 'val'), str(val))
+    first = sorted((val / 'images').iterdir())[0]
+    first.write_bytes(b'not an image')
+    out = tmp_path / 'o'
+    flags = _flags(data, out, '--iteration', '2', '--snapshot', '2',
+                   '--validation', '2')
+    proc = _train(*_replace(flags, '--val-images', val / 'images'))
+    _assert_one_line_error(proc, 'evaluation at iteration 2 failed',
+                           'snapshot_iter_2', 'model_final.npz')
+    assert (out / 'snapshot_iter_2').is_file()
+    assert (out / 'model_final.npz').is_file()
+
+
+def test_interrupted_snapshot_folders_are_removed(data, tmp_path):
+    out = tmp_path / 'o'
+    (out / 'tmpsnapshot_iter_250abc').mkdir(parents=True)
+    (out / 'tmpsnapshot_iter_250abc' / 'snapshot_iter_250').write_bytes(b'x')
+    (out / 'keep').write_text('not ours')
+    proc = _train(*_flags(data, out, '--iteration', '1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (out / 'tmpsnapshot_iter_250abc').exists()
+    assert (out / 'keep').read_text() == 'not ours'
