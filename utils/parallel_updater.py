@@ -30,7 +30,7 @@ import numpy
 from chainer import reporter as reporter_module
 
 from utils.updater import (SubdivisionUpdater, accumulate_gradients,
-                           check_divisible)
+                           check_divisible, loss_scale_of)
 
 
 class MultiDeviceUpdater(SubdivisionUpdater):
@@ -82,7 +82,7 @@ class MultiDeviceUpdater(SubdivisionUpdater):
             share = batch[d::n_devices]
             accumulate_gradients(model, self.converter, device,
                                  [share[i::s] for i in range(s)],
-                                 len(batch), totals)
+                                 len(batch), totals, loss_scale_of(optimizer))
         self.sum_gradients(self.models)
         chainer.report(totals)
         optimizer.update()

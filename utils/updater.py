@@ -28,8 +28,20 @@ def check_divisible(batch_size, devices, subdivisions):
             'subdivisions'.format(batch_size, devices, subdivisions))
 
 
+def loss_scale_of(optimizer):
+    """The loss scale of ``optimizer.loss_scaling()`` (None without it).
+
+    ``Optimizer.update(lossfun)`` passes it to ``backward`` itself; an
+    updater that calls ``backward`` must do the same, or float16 gradients
+    are never scaled (small ones underflow) while the dynamic scale keeps
+    doubling. chainer keeps it in ``_loss_scale`` only; ChainerMN's
+    optimizer forwards the attribute to the one it wraps.
+    """
+    return getattr(optimizer, '_loss_scale', None)
+
+
 def accumulate_gradients(target, converter, device, pieces, n_images,
-                         totals):
+                         totals, loss_scale=None):
     """Forward and backward each piece, adding gradients into ``target``.
 
     Args:
@@ -42,6 +54,9 @@ def accumulate_gradients(target, converter, device, pieces, n_images,
             weighted by ``len(piece) / n_images``.
         totals (dict): reported name -> float; each piece adds its
             reported values with the same weight.
+        loss_scale (float): ``loss_scale_of(optimizer)``: gradients are
+            computed for ``loss * loss_scale`` and each parameter records
+            the scale, so its update rule divides it out.
     """
     for piece in pieces:
         if not piece:
@@ -51,7 +66,7 @@ def accumulate_gradients(target, converter, device, pieces, n_images,
         with _using(device):
             with reporter_module.report_scope(observation):
                 loss = target(*converter(piece, device))
-            (loss * weight).backward()
+            (loss * weight).backward(loss_scale=loss_scale)
         del loss
         for key, value in observation.items():
             value = float(chainer.backend.CpuDevice().send(
@@ -90,7 +105,7 @@ class SubdivisionUpdater(StandardUpdater):
         s = self.subdivisions
         accumulate_gradients(optimizer.target, self.converter, self.device,
                              [batch[i::s] for i in range(s)], len(batch),
-                             totals)
+                             totals, loss_scale_of(optimizer))
         chainer.report(totals)
         optimizer.update()
 
