@@ -164,7 +164,13 @@ class MaskRCNN(chainer.Chain):
         masks     list of (D, H, W) bool      pasted at ``mask_thresh``
         ========  ==========================  ==============================
 
-        Outputs are NumPy arrays whatever the model's device.
+        Outputs are NumPy arrays whatever the model's device. An image
+        without proposals or detections gives D = 0 (bbox (0, 4), mask
+        (0, H, W)).
+
+        Raises:
+            utils.image.ImageError: an image too thin to resize (its short
+                side would scale to 0 pixels).
         """
         bboxes, labels, scores, masks = [], [], [], []
         for img in imgs:
@@ -183,8 +189,13 @@ class MaskRCNN(chainer.Chain):
                 chainer.no_backprop_mode():
             features = self.extractor(self.xp.asarray(x[None]))
             rois = self.propose(features, size, scale)
-            bbox, label, score = self.detect_boxes(features, rois, scale,
-                                                   orig_size)
+            if len(rois):
+                bbox, label, score = self.detect_boxes(features, rois, scale,
+                                                       orig_size)
+            else:
+                # The heads cannot take 0 rois (non-finite weights or an
+                # RPN that keeps nothing): no proposal is no detection.
+                bbox, label, score = no_detections(self.xp)
             if len(bbox):
                 probs = self.detect_masks(features, bbox, label, scale)
             else:
@@ -196,3 +207,9 @@ class MaskRCNN(chainer.Chain):
                  else paste_masks)
         mask = paste(probs, bbox, orig_size, self.mask_thresh)
         return bbox, label, score, mask
+
+
+def no_detections(xp):
+    """bbox (0, 4) float32, label (0,) int32, score (0,) float32."""
+    return (xp.zeros((0, 4), numpy.float32), xp.zeros(0, numpy.int32),
+            xp.zeros(0, numpy.float32))

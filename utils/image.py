@@ -2,10 +2,12 @@
 
 ``read_image`` returns RGB CHW float32 0-255 (what ``predict`` takes);
 ``prepare`` turns it into the network input: BGR (or RGB), minus the pixel
-means and divided by the pixel std (Detectron: its means, std 1), resized so the shorter side is ``min_size`` unless the longer side
-would exceed ``max_size`` (Detectron's ``prep_im_for_blob``: means are
-subtracted before the bilinear resize), zero-padded bottom/right to a
-multiple of ``stride``.
+means and divided by the pixel std (Detectron: its means, std 1), resized
+so the shorter side is ``min_size`` unless the longer side would exceed
+``max_size`` (Detectron's ``prep_im_for_blob``: means are subtracted before
+the bilinear resize), zero-padded bottom/right to a multiple of ``stride``.
+An image so thin that a resized side would be 0 pixels is an
+``ImageError``.
 """
 import os
 
@@ -17,7 +19,8 @@ PIXEL_MEANS_BGR = numpy.array([102.9801, 115.9465, 122.7717], numpy.float32)
 
 
 class ImageError(ValueError):
-    """An image file that is missing or cannot be decoded."""
+    """An image file that is missing or cannot be decoded, or an image too
+    small to resize."""
 
 
 def read_image(path):
@@ -58,9 +61,24 @@ def prepare(img, min_size=800, max_size=1333, stride=1,
         ``(x - mean) / std`` in ``channel_order``, padded to a multiple of
         ``stride``; the scale; and (H, W) of the resized image before
         padding.
+
+    Raises:
+        ImageError: the image is empty, or so thin that a side of the
+            resized image would round to 0 pixels (1 x 5000 with the
+            defaults: the long side caps the scale at 1333 / 5000).
     """
     _, h, w = img.shape
+    if min(h, w) < 1:
+        raise ImageError('empty image of {}x{} pixels (width x height)'
+                         .format(w, h))
     scale = target_scale(h, w, min_size, max_size)
+    # cv2.resize rounds each side of the result to the nearest pixel.
+    if round(min(h, w) * scale) < 1:
+        raise ImageError(
+            'image of {}x{} pixels (width x height) is too thin: scaled by '
+            '{:.3g} to keep its long side within {} pixels, its short side '
+            'would be 0 pixels; expected a short side of at least {} '
+            'pixels'.format(w, h, scale, max_size, int(0.5 / scale) + 1))
     chw = img[::-1] if channel_order == 'BGR' else img
     hwc = ((chw.transpose(1, 2, 0) - numpy.asarray(pixel_mean, numpy.float32))
            / numpy.asarray(pixel_std, numpy.float32))

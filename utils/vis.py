@@ -1,15 +1,29 @@
 """Drawing detections with matplotlib (no display needed: Agg backend)."""
+import os
+
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy  # noqa: E402
 from matplotlib import patches  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 
 COLORS = numpy.array([
     (0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17),
     (0.84, 0.15, 0.16), (0.58, 0.4, 0.74), (0.55, 0.34, 0.29),
     (0.89, 0.47, 0.76), (0.5, 0.5, 0.5), (0.74, 0.74, 0.13),
     (0.09, 0.75, 0.81)])
+
+
+def save_formats():
+    """File extensions (lower case, no dot) ``draw_detections`` can write."""
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
+def file_format(path):
+    """The format ``draw_detections`` writes ``path`` in: its extension, or
+    PNG when it has none."""
+    return os.path.splitext(path)[1][1:].lower() or 'png'
 
 
 def mask_contours(mask):
@@ -30,6 +44,8 @@ def draw_detections(img, bbox, label, score, mask, names, out_path,
         bbox (numpy.ndarray): (D, 4) (x1, y1, x2, y2); label (D,) in 1..K;
             score (D,); mask (D, H, W) bool.
         names (sequence of str): names of labels 1..K (index label - 1).
+        out_path (str): written exactly there, in the format of its
+            extension (``file_format``).
     """
     rgb = img.transpose(1, 2, 0).astype(numpy.float32) / 255.
     for i, m in enumerate(mask):
@@ -54,5 +70,7 @@ def draw_detections(img, bbox, label, score, mask, names, out_path,
         ax.text(x1, y1, '{}: {:.2f}'.format(name, sc), fontsize=8,
                 color='white', va='bottom',
                 bbox=dict(facecolor=color, alpha=0.7, pad=1, linewidth=0))
-    fig.savefig(out_path, dpi=100)
+    # An explicit format: without one matplotlib would append '.png' to an
+    # extensionless path and could write onto a file nobody checked.
+    fig.savefig(out_path, dpi=100, format=file_format(out_path))
     plt.close(fig)

@@ -6,7 +6,7 @@ import numpy
 import pytest
 
 from models.presets import build_mask_rcnn, get_preset
-from utils.image import read_image
+from utils.image import ImageError, read_image
 from utils.model_io import ModelFileError, load_model, save_model
 
 # Small images and few proposals keep CPU runs short.
@@ -72,6 +72,36 @@ def test_zero_detections_is_a_result(model, photo):
                           'limit': 30})
     assert bboxes[0].shape == (0, 4) and masks[0].shape == (0,) + \
         photo.shape[1:]
+
+
+def _assert_no_detections(result, shape):
+    bbox, label, score, mask = (a[0] for a in result)
+    assert bbox.shape == (0, 4) and bbox.dtype == numpy.float32
+    assert label.shape == (0,) and label.dtype == numpy.int32
+    assert score.shape == (0,) and score.dtype == numpy.float32
+    assert mask.shape == (0,) + shape and mask.dtype == bool
+
+
+def test_no_proposals_is_a_result(model, photo, monkeypatch):
+    # An RPN that keeps nothing: the heads never see 0 rois.
+    monkeypatch.setattr(model, 'propose', lambda *args: model.xp.zeros(
+        (0, 4), numpy.float32))
+    _assert_no_detections(model.predict([photo]), photo.shape[1:])
+
+
+def test_non_finite_weights_give_no_detections(photo):
+    # A diverged training run: NaN objectness leaves no valid proposal.
+    numpy.random.seed(0)
+    m = build_mask_rcnn(get_preset('fpn-tiny', n_fg_class=2))
+    for param in m.params():
+        param.array[...] = numpy.nan
+    _assert_no_detections(m.predict([photo]), photo.shape[1:])
+
+
+def test_too_thin_image_is_an_image_error(model):
+    # SMALL: max_size 256 caps the scale at 256 / 5000, 1 px -> 0.05 px.
+    with pytest.raises(ImageError, match='5000x1 pixels'):
+        model.predict([numpy.zeros((3, 1, 5000), numpy.float32)])
 
 
 def test_presets():

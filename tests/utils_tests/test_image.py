@@ -27,6 +27,18 @@ def test_resize_sizes(h, w, size, padded):
     assert scale == pytest.approx(target_scale(h, w))
 
 
+def test_too_thin_and_empty_images_are_image_errors():
+    # 1 x 5000: scale 1333 / 5000 = 0.2666 (the long side caps it), the
+    # short side 0.27 rounds to 0; 2 pixels (0.53) is the least that works.
+    with pytest.raises(ImageError, match=r'5000x1 pixels .* too thin.* at '
+                                         r'least 2 pixels'):
+        prepare(numpy.zeros((3, 1, 5000), numpy.float32))
+    x, _, size = prepare(numpy.zeros((3, 2, 5000), numpy.float32))
+    assert size == (1, 1333) and x.shape == (3, 1, 1333)
+    with pytest.raises(ImageError, match='empty image of 10x0 pixels'):
+        prepare(numpy.zeros((3, 0, 10), numpy.float32))
+
+
 def test_bgr_means_and_zero_padding():
     # A constant RGB colour becomes BGR minus Detectron's means everywhere
     # inside the resized image; the padding is exactly 0.
