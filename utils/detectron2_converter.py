@@ -51,10 +51,9 @@ def detect(state):
     if depth is None:
         raise ConversionError('res4 has {} blocks: neither ResNet-50 (6) '
                               'nor ResNet-101 (23)'.format(n_res4))
+    from utils.detectron_parser import count_classes
     key = 'roi_heads.box_predictor.cls_score.weight'
-    if key not in state:
-        raise ConversionError('{} missing: not a detection model'.format(key))
-    return arch, depth, state[key].shape[0] - 1
+    return arch, depth, count_classes(state, key) - 1
 
 
 def convert_d2(data, arch='auto'):
@@ -66,23 +65,21 @@ def convert_d2(data, arch='auto'):
     """
     from models.presets import build_mask_rcnn, get_preset
     from utils.detectron_parser import (check_names_and_shapes,
-                                        coco_classes, fill)
+                                        coco_classes, fill, finite_float32)
     state = _arrays(data['model'])
     found, depth, n_fg_class = detect(state)
     if arch not in ('auto', found):
         raise ConversionError('the checkpoint holds a {} model, not {}'
                               .format(found, arch))
     arch = found
-    conventions = DETECTRON2
-    if 'pixel_mean' in state and 'pixel_std' in state:
-        conventions = dataclasses.replace(
-            conventions, pixel_mean=tuple(state['pixel_mean'].ravel()),
-            pixel_std=tuple(state['pixel_std'].ravel()))
+    conventions = dataclasses.replace(DETECTRON2, **pixel_statistics(state))
     ignored = sorted(n for n in state if IGNORED.match(n) or
                      n in ('pixel_mean', 'pixel_std'))
     params = {n: v for n, v in state.items() if n not in ignored}
     check_names_and_shapes(params, d2_shapes(arch, depth, n_fg_class), arch,
                            'tensor')
+    params = finite_float32(params, 'tensor')
+    check_variances(params)
     overrides = D2_PRESET[arch]
     model = build_mask_rcnn(get_preset(
         arch, depth=depth, n_fg_class=n_fg_class, conventions=conventions,
@@ -91,20 +88,7 @@ def convert_d2(data, arch='auto'):
     rows_used = {n for rows in table.values() for _, names, _ in rows
                  for n in names}
     assert rows_used == set(params), 'tensor left unused'
-    pairs, counts = [], {'fold': 0, 'pad': 0}
-    for rows in table.values():
-        for kind, names, path in rows:
-            values = [params[n] for n in names]
-            if kind == 'fold':
-                scale, bias = fold_frozen_bn(*values)
-                pairs += [(path + '/scale', scale), (path + '/bias', bias)]
-                counts['fold'] += 1
-            elif kind.startswith('pad_bg'):
-                pairs.append((path, pad_background(values[0],
-                                                   int(kind[-1]))))
-                counts['pad'] += 1
-            else:
-                pairs.append((path, values[0]))
+    pairs, counts = surgery(table, params)
     fill(model, pairs)
     report = ['architecture: {} (ResNet-{}), {} classes + background '
               '(detectron2 checkpoint)'.format(arch, depth, n_fg_class)]
@@ -128,6 +112,70 @@ def convert_d2(data, arch='auto'):
     return model, meta, report
 
 
+def pixel_statistics(state):
+    """{'pixel_mean': 3 floats, 'pixel_std': 3 positive floats} from the
+    checkpoint's buffers, for those it has."""
+    out = {}
+    for name in ('pixel_mean', 'pixel_std'):
+        if name not in state:
+            continue
+        value = state[name].astype(numpy.float64).ravel()
+        if value.size != 3 or not numpy.isfinite(value).all() or (
+                name == 'pixel_std' and (value <= 0).any()):
+            raise ConversionError('tensor {} is {}, expected 3 finite{} '
+                                  'values (B, G, R)'.format(
+                                      name, _few(value),
+                                      ' positive' if name == 'pixel_std'
+                                      else ''))
+        out[name] = tuple(float(v) for v in value)
+    return out
+
+
+def _few(value):
+    text = numpy.array2string(value[:6], precision=4, separator=', ')
+    return text[:-1] + ', ...]' if value.size > 6 else text
+
+
+def surgery(table, params):
+    """(model path, array) pairs of ``table``'s rows (FrozenBN folded,
+    background rows added) and the count of each surgery."""
+    pairs, counts = [], {'fold': 0, 'pad': 0}
+    for rows in table.values():
+        for kind, names, path in rows:
+            values = [params[n] for n in names]
+            if kind == 'fold':
+                pairs += zip((path + '/scale', path + '/bias'),
+                             fold_checked(names, values))
+                counts['fold'] += 1
+            elif kind.startswith('pad_bg'):
+                pairs.append((path, pad_background(values[0],
+                                                   int(kind[-1]))))
+                counts['pad'] += 1
+            else:
+                pairs.append((path, values[0]))
+    return pairs, counts
+
+
+def check_variances(params):
+    """FrozenBN variances are >= 0: folding takes their square root."""
+    for name, value in params.items():
+        if name.endswith('.running_var') and (value < 0).any():
+            raise ConversionError('tensor {} has negative values (min {:g}),'
+                                  ' expected variances >= 0'.format(
+                                      name, float(value.min())))
+
+
+def fold_checked(names, values):
+    """``fold_frozen_bn`` of the tensors ``names``, refusing a result that
+    overflows float32 (a variance near 0 under a large weight)."""
+    with numpy.errstate(over='ignore'):
+        folded = fold_frozen_bn(*values)
+    if not all(numpy.isfinite(v).all() for v in folded):
+        raise ConversionError('folding FrozenBN {} gives infinite values'
+                              .format(names[0].rsplit('.', 1)[0]))
+    return folded
+
+
 def fold_frozen_bn(weight, bias, running_mean, running_var, eps=BN_EPS):
     """detectron2's ``FrozenBatchNorm2d`` as ``y = scale * x + shift``."""
     scale = weight / numpy.sqrt(running_var + eps)
@@ -143,12 +191,9 @@ def pad_background(w, group):
 
 
 def _arrays(state):
-    out = {}
+    """The checkpoint's tensors, each a named array of numbers (dtypes as
+    stored: cast once the names and shapes are checked)."""
+    from utils.detectron_parser import check_array
     for name, value in state.items():
-        if not isinstance(value, numpy.ndarray):
-            raise ConversionError('tensor {!r} is a {}, expected an ndarray '
-                                  '(a detectron2 model-zoo .pkl)'.format(
-                                      name, type(value).__name__))
-        out[str(name)] = value.astype(numpy.float32)
-    return out
-
+        check_array(name, value, 'tensor')
+    return dict(state)

@@ -32,9 +32,10 @@ import numpy  # noqa: E402
 
 from utils.coco_names import COCO_CATEGORY_IDS, COCO_NAMES  # noqa: E402
 from utils.detectron_names import blob_shapes, rename_table  # noqa: E402
-from utils.model_io import DEFAULT_CONVENTIONS  # noqa: E402
+from utils.model_io import DEFAULT_CONVENTIONS, ModelFileError  # noqa: E402
 from utils.detectron2_converter import convert_d2, is_detectron2  # noqa
-from utils.safe_pickle import ConversionError, load_pickle  # noqa: E402
+from utils.safe_pickle import (ConversionError, RefusedArray,  # noqa: E402
+                               load_pickle, short_repr)
 
 # Blobs Detectron saves beside the parameters that no model uses:
 # momentum of every trainable parameter, and "preserved" leftovers of the
@@ -44,28 +45,80 @@ PRESERVED = re.compile(r'^(conv1_b|fc1000_[wb]|res\d+_\d+_branch(1|2[abc])_b)$')
 
 
 def load_blobs(path):
-    """The parameter blobs of a Detectron pickle: {name: float32 ndarray}."""
-    return blobs_of(load_pickle(path), path)
+    """The parameter blobs of a Detectron pickle: {name: ndarray}."""
+    data = load_pickle(path)
+    try:
+        return blobs_of(data)
+    except ConversionError as e:
+        raise ConversionError('{}: {}'.format(path, e)) from None
 
 
-def blobs_of(data, path):
-    """{name: float32 ndarray} of a loaded Detectron pickle."""
+def blobs_of(data):
+    """{name: ndarray} of a loaded Detectron pickle, dtypes as stored: they
+    are cast only after their names and shapes are checked."""
     if not isinstance(data, dict):
-        raise ConversionError('{} holds a {}, expected a dict of blobs'.format(
-            path, type(data).__name__))
+        raise ConversionError('holds a {}, expected a dict of blobs'.format(
+            type(data).__name__))
     blobs = data.get('blobs', data)  # old files are a bare dict of blobs
     if not isinstance(blobs, dict):
-        raise ConversionError("{}: 'blobs' is not a dict".format(path))
+        raise ConversionError("'blobs' is not a dict")
     out = {}
     for name, value in blobs.items():
-        if not isinstance(value, numpy.ndarray):
-            raise ConversionError('{}: blob {!r} is a {}, expected an '
-                                  'ndarray'.format(path, name,
-                                                   type(value).__name__))
+        check_array(name, value, 'blob')
         if name.startswith('__preserve__/'):
             name = name[len('__preserve__/'):]
-        out[str(name)] = value.astype(numpy.float32)
+        if name in out:
+            raise ConversionError('blob {} appears twice (with and without '
+                                  '__preserve__/)'.format(name))
+        out[name] = value
     return out
+
+
+def check_array(name, value, noun):
+    """A named array of a file: a str name and an array of numbers."""
+    if not isinstance(name, str):
+        raise ConversionError('{} name {} is not a str but a {}'.format(
+            noun, short_repr(name), type(name).__name__))
+    dtype = getattr(value, 'dtype', None)
+    if isinstance(value, RefusedArray) or (
+            isinstance(value, numpy.ndarray) and dtype.kind not in 'biuf'):
+        raise ConversionError(
+            '{} {} has dtype {}, expected numbers (bool, int, uint or '
+            'float)'.format(noun, name, dtype))
+    if not isinstance(value, numpy.ndarray):
+        raise ConversionError('{} {!r} is a {}, expected an ndarray'.format(
+            noun, name, type(value).__name__))
+
+
+def finite_float32(params, noun):
+    """``params`` as float32, each value finite (a NaN or Inf weight, or a
+    float64 beyond float32's range, would silently poison every output).
+    Called after the shape checks so that only expected arrays are cast."""
+    out = {}
+    with numpy.errstate(over='ignore', invalid='ignore'):
+        for name, value in params.items():
+            value = value.astype(numpy.float32)
+            bad = value.size - numpy.count_nonzero(numpy.isfinite(value))
+            if bad:
+                raise ConversionError(
+                    '{} {} holds {} NaN or infinite value(s) (as float32)'
+                    .format(noun, name, bad))
+            out[name] = value
+    return out
+
+
+def count_classes(params, name):
+    """Rows of the classifier weight ``name``: the classes, background
+    included, that the model is built for."""
+    w = params.get(name)
+    if w is None:
+        raise ConversionError('{} missing: cannot tell the number of '
+                              'classes (not a detection model?)'.format(name))
+    if w.ndim != 2 or w.shape[0] < 2:
+        raise ConversionError('{} has shape {}, expected (classes incl. '
+                              'background >= 2, channels)'.format(name,
+                                                                  w.shape))
+    return w.shape[0]
 
 
 def detect_arch(blobs):
@@ -136,8 +189,10 @@ def convert(blobs, arch='auto'):
         raise ConversionError('the pickle holds a {} model, not {}'.format(
             found_arch, arch))
     arch = found_arch
-    n_class = params['cls_score_w'].shape[0] if arch != 'backbone' else 0
+    n_class = count_classes(params, 'cls_score_w') if arch != 'backbone' \
+        else 0
     check_blobs(params, arch, depth, n_class)
+    params = finite_float32(params, 'blob')
     target = _target(arch, depth, n_class)
     table = rename_table(arch, depth)
     pairs = [p for group in table.values() for p in group]
@@ -216,48 +271,93 @@ def sha256(path):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='Convert Detectron / detectron2 Mask R-CNN weights or a '
-                    'Detectron ImageNet R-50/R-101.pkl to npz.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    'Detectron ImageNet R-50/R-101.pkl to npz.')
     p.add_argument('pkl', nargs='?', default='modelfiles/model_final.pkl',
                    help='Detectron model_final.pkl or R-50.pkl / R-101.pkl, '
-                        'or detectron2 model_final_*.pkl')
+                        'or detectron2 model_final_*.pkl (default: '
+                        'modelfiles/model_final.pkl)')
     p.add_argument('-o', '--out', default=None,
-                   help='output npz (default: beside the input, '
+                   help='output npz (default: beside the input, named '
                         '<name>_<arch>.npz)')
     p.add_argument('--arch', choices=('auto', 'c4', 'fpn', 'backbone'),
                    default='auto',
-                   help='expected architecture (backbone: an ImageNet '
-                        'R-*.pkl); auto detects it from the names')
+                   help='expected architecture, backbone for an ImageNet '
+                        'R-*.pkl (default: auto, detected from the names)')
     return p.parse_args(argv)
+
+
+def check_output(pkl, out):
+    """Refuse an output that would replace the input or cannot be written
+    (``out`` None: the default, beside the input) before any work."""
+    where = 'output {}'.format(out) if out else 'output beside {}'.format(pkl)
+    if out is not None and os.path.isdir(out):
+        raise ConversionError('{} is a directory, expected the path of the '
+                              '.npz to write'.format(where))
+    if (out is not None and os.path.exists(out) and os.path.exists(pkl)
+            and os.path.samefile(out, pkl)):
+        raise ConversionError('{} is the input file {}; refusing to '
+                              'overwrite it'.format(where, pkl))
+    # The output's folder, or the nearest ancestor it will be made in.
+    existing = os.path.dirname(os.path.abspath(out or pkl))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConversionError('{}: {} is not a folder'.format(where,
+                                                              existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConversionError('{}: folder {} is not writable (pass -o)'
+                              .format(where, existing))
+
+
+def convert_file(data, arch, path):
+    """(model, meta, report) of a loaded pickle; errors name ``path``."""
+    try:
+        if not is_detectron2(data):
+            model, meta, report = convert(blobs_of(data), arch)
+            meta['source'] = {'format': 'detectron'}
+        elif arch == 'backbone':
+            raise ConversionError('a detectron2 detection checkpoint, not '
+                                  'an ImageNet backbone')
+        else:
+            model, meta, report = convert_d2(data, arch)
+            meta['source'] = {'format': 'detectron2'}
+    except ConversionError as e:
+        raise ConversionError('{}: {}'.format(path, e)) from None
+    return model, meta, report
 
 
 def main(argv=None):
     from utils.model_io import save_model
     args = parse_args(argv)
-    data = load_pickle(args.pkl)
-    if is_detectron2(data):
-        if args.arch == 'backbone':
-            raise ConversionError('{} is a detectron2 detection checkpoint, '
-                                  'not an ImageNet backbone'.format(args.pkl))
-        model, meta, report = convert_d2(data, args.arch)
-        fmt = 'detectron2'
-    else:
-        model, meta, report = convert(blobs_of(data, args.pkl), args.arch)
-        fmt = 'detectron'
-    del data
-    meta['source'] = {'file': os.path.basename(args.pkl),
-                      'sha256': sha256(args.pkl), 'format': fmt}
+    check_output(args.pkl, args.out)
+    model, meta, report = convert_file(load_pickle(args.pkl), args.arch,
+                                       args.pkl)
+    meta['source'].update(file=os.path.basename(args.pkl),
+                          sha256=sha256(args.pkl))
     out = args.out or '{}_{}.npz'.format(os.path.splitext(args.pkl)[0],
                                          meta.get('arch', 'backbone'))
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    save_model(out, model, meta)
+    check_output(args.pkl, out)  # the default name is known only now
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        save_model(out, model, meta)
+    except ModelFileError as e:  # it names ``out``
+        raise ConversionError(str(e)) from None
+    except OSError as e:
+        raise ConversionError('cannot write {}: {}'.format(
+            out, e.strerror or e)) from None
     print('\n'.join(report))
     print('wrote {}'.format(out))
     return out
+
+
+def one_line(text):
+    """``text`` as one printable line: names from a file may hold line
+    breaks or terminal escapes."""
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 if __name__ == '__main__':
     try:
         main()
     except ConversionError as e:
-        sys.exit('detectron_parser.py: error: {}'.format(e))
+        sys.exit('detectron_parser.py: error: {}'.format(one_line(str(e))))
