@@ -25,7 +25,7 @@ import numpy  # noqa: E402
 from chainer.training import extensions  # noqa: E402
 
 from models.presets import (  # noqa: E402
-    ARCHS, build_mask_rcnn, get_preset, preset_overrides)
+    ARCHS, build_mask_rcnn, check_c4_roi_sizes, get_preset, preset_overrides)
 from models.train_chain import MaskRCNNTrainChain  # noqa: E402
 from utils.backend import DeviceError, require_gpus  # noqa: E402
 from utils.batching import CarryReadErrors, TrainBatcher  # noqa: E402
@@ -114,8 +114,9 @@ def parse_args(argv=None):
     a('--gamma', type=float, default=1.,
       help='weight of the mask loss (default: 1)')
     a('--roi-size', type=_positive, default=None,
-      help="box head ROIAlign output size (default: the preset's, C4 14 "
-           "with res5 stride roi-size // 7, FPN 7)")
+      help="box head ROIAlign output size (default: the preset's, C4 14, "
+           "FPN 7); for c4 a multiple of 7 that the mask head pools at too, "
+           "as both run res5 (stride roi-size // 7)")
     a('--scales', type=_positive, nargs='+', default=None,
       help="training shorter sides, picked at random per image (default: "
            "the preset's)")
@@ -205,11 +206,24 @@ def starting_point(args, log=print):
     return path, fields
 
 
+def check_roi_size(arch, roi_size):
+    if arch == 'c4' and roi_size:
+        try:
+            check_c4_roi_sizes(roi_size, roi_size)
+        except ValueError:
+            raise SetupError('--roi-size {} with --arch c4: expected a '
+                             'multiple of 7 (the box and mask heads share '
+                             'res5, which pools to 7 x 7)'.format(
+                                 roi_size)) from None
+
+
 def build_model(args, n_fg_class, path, fields, log=print):
     preset = get_preset(args.arch, n_fg_class=n_fg_class, **fields)
     args.depth = preset.depth
     if args.roi_size:
         preset = dataclasses.replace(preset, box_roi_size=args.roi_size)
+        if args.arch == 'c4':  # one res5 for both heads: both poolers
+            preset = dataclasses.replace(preset, mask_roi_size=args.roi_size)
     if args.scales:
         preset = dataclasses.replace(preset, min_size=max(args.scales))
     numpy.random.seed(args.seed)  # chainer's initialisers draw from it
@@ -395,6 +409,7 @@ def main(argv=None):
     if args.evaluate:
         return evaluate(args)
     args = resolve_defaults(args, comm.size if comm else 1)
+    check_roi_size(args.arch, args.roi_size)
     root = comm is None or comm.rank == 0
     log = print if root else (lambda line: None)
     if args.resume:

@@ -24,6 +24,10 @@ anchors            'detectron': centre     'detectron2': centre at the
 paste              'detectron': resize     'detectron2': ``grid_sample``
                    to the expanded box,    at pixel centres, ``>= 0.5``
                    ``> 0.5``               (``utils/masks.py``)
+proposal_bounds    'padded': test-time     'image': the resized image
+                   proposals are clipped   before padding
+                   to the padded blob
+                   (``im_info``)
 =================  ======================  ================================
 
 ``background_index`` only says where ``cls_score`` keeps the background
@@ -37,6 +41,7 @@ import dataclasses
 CHANNEL_ORDERS = ('BGR', 'RGB')
 ANCHOR_STYLES = ('detectron', 'detectron2')
 PASTE_RULES = ('detectron', 'detectron2')
+PROPOSAL_BOUNDS = ('padded', 'image')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +54,7 @@ class Conventions:
     background_index: int = 0
     anchors: str = 'detectron'
     paste: str = 'detectron'
+    proposal_bounds: str = 'padded'
 
     def __post_init__(self):
         if self.channel_order not in CHANNEL_ORDERS:
@@ -72,6 +78,9 @@ class Conventions:
         if self.paste not in PASTE_RULES:
             raise ValueError('paste must be one of {}, got {!r}'.format(
                 PASTE_RULES, self.paste))
+        if self.proposal_bounds not in PROPOSAL_BOUNDS:
+            raise ValueError('proposal_bounds must be one of {}, got {!r}'
+                             .format(PROPOSAL_BOUNDS, self.proposal_bounds))
         if min(self.pixel_std) <= 0:
             raise ValueError('pixel_std must be positive, got {}'.format(
                 self.pixel_std))
@@ -83,11 +92,15 @@ class Conventions:
 
     @classmethod
     def from_dict(cls, d):
-        """Conventions from npz metadata; missing keys take Detectron's."""
+        """Conventions from npz metadata; missing keys take Detectron's,
+        except ``proposal_bounds`` of a detectron2 model written before
+        that option existed (its anchors say which it is)."""
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError('unknown convention(s): {}'.format(
                 ', '.join(unknown)))
+        if 'proposal_bounds' not in d and d.get('anchors') == 'detectron2':
+            d = dict(d, proposal_bounds='image')
         return cls(**d)
 
 
@@ -97,4 +110,5 @@ DETECTRON = Conventions()
 # the configuration of its mask_rcnn_R_50_{C4,FPN}_{1x,3x} model-zoo files.
 DETECTRON2 = Conventions(pixel_mean=(103.530, 116.280, 123.675),
                          aligned=True, box_offset=0, background_index=-1,
-                         anchors='detectron2', paste='detectron2')
+                         anchors='detectron2', paste='detectron2',
+                         proposal_bounds='image')

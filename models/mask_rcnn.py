@@ -116,8 +116,10 @@ class MaskRCNN(chainer.Chain):
         """RPN proposals of image 0: (R, 4) rois in resized pixels."""
         rpn_features = features[self.rpn_levels]
         logits, deltas = self.rpn(rpn_features)
-        scores = [F.sigmoid(l).array[0] for l in logits]
-        deltas = [d.array[0] for d in deltas]
+        # float32 before any box arithmetic: float16 (mixed16) is 1 px
+        # apart above 1024, and its sigmoid scores would tie.
+        scores = [F.sigmoid(_f32(s)).array[0] for s in logits]
+        deltas = [_f32(d).array[0] for d in deltas]
         rois, _ = self.proposal_generator(
             scores, deltas, self.anchors(rpn_features), size, scale,
             train=chainer.config.train)
@@ -133,9 +135,9 @@ class MaskRCNN(chainer.Chain):
         roi_indices = self.xp.zeros(len(rois), numpy.int32)
         cls_score, bbox_pred = self.box_head(features[self.head_levels],
                                              rois, roi_indices)
-        prob = F.softmax(cls_score).array
+        prob = F.softmax(_f32(cls_score)).array
         offset = self.conventions.box_offset
-        boxes = decode_boxes(rois / scale, bbox_pred.array,
+        boxes = decode_boxes(rois / scale, _f32(bbox_pred).array,
                              self.bbox_reg_weights, offset=offset)
         boxes = clip_boxes(boxes, orig_size, offset=offset)
         return suppress(boxes, prob, self.score_thresh, self.nms_thresh,
@@ -143,10 +145,11 @@ class MaskRCNN(chainer.Chain):
 
     def detect_masks(self, features, bbox, label, scale):
         """(D, M, M) mask probabilities of each detection's class."""
-        rois = (bbox * scale).astype(numpy.float32)
+        # Detectron scales the float64 boxes, then casts.
+        rois = (bbox.astype(numpy.float64) * scale).astype(numpy.float32)
         roi_indices = self.xp.zeros(len(rois), numpy.int32)
-        logits = self.mask_head(features[self.head_levels], rois,
-                                roi_indices)
+        logits = _f32(self.mask_head(features[self.head_levels], rois,
+                                     roi_indices))
         # (D, K+1, M, M) -> (D, M, M): the channel of each detection's label.
         logits = logits.array[self.xp.arange(len(label)), label]
         return F.sigmoid(logits).array
@@ -185,9 +188,17 @@ class MaskRCNN(chainer.Chain):
         orig_size = img.shape[1:]
         x, scale, size = prepare(img, self.min_size, self.max_size,
                                  self.pad_stride, **self.normalization)
-        with chainer.using_config('train', False), \
+        if self.conventions.proposal_bounds == 'padded':
+            # Detectron's im_info holds the padded blob's size ("for exact
+            # reproducibility"): its test-time proposals are clipped and
+            # filtered against it. Training uses the image's own size.
+            size = x.shape[1:]
+        # The model's device, whichever is current (--gpu N, N != 0).
+        with chainer.using_device(self.device), \
+                chainer.using_config('train', False), \
                 chainer.no_backprop_mode():
-            features = self.extractor(self.xp.asarray(x[None]))
+            x = self.xp.asarray(x[None]).astype(self.dtype, copy=False)
+            features = self.extractor(x)
             rois = self.propose(features, size, scale)
             if len(rois):
                 bbox, label, score = self.detect_boxes(features, rois, scale,
@@ -207,6 +218,16 @@ class MaskRCNN(chainer.Chain):
                  else paste_masks)
         mask = paste(probs, bbox, orig_size, self.mask_thresh)
         return bbox, label, score, mask
+
+    @property
+    def dtype(self):
+        """The weights' dtype: float16 under ``--dtype mixed16``."""
+        return next(self.params()).dtype
+
+
+def _f32(v):
+    """A head output as float32 (a no-op unless the model runs float16)."""
+    return F.cast(v, numpy.float32) if v.dtype != numpy.float32 else v
 
 
 def no_detections(xp):

@@ -142,12 +142,24 @@ class C4Extractor(chainer.Chain):
         return self.body(x)[-1:]
 
 
+def check_c4_roi_sizes(box_roi_size, mask_roi_size):
+    """C4's box and mask heads run the same res5 (stride ``size // 7`` to
+    7 x 7, which the mask head upsamples to its 14 x 14 resolution), so
+    both pool at one size, a multiple of 7 (Detectron asserts the same)."""
+    if box_roi_size != mask_roi_size or box_roi_size % 7:
+        raise ValueError(
+            'c4 pools boxes and masks for one shared res5: their ROIAlign '
+            'sizes must be equal multiples of 7, got {} and {}'.format(
+                box_roi_size, mask_roi_size))
+
+
 def build_mask_rcnn(p, preset='evaluate'):
     """Build the inference model described by preset ``p``."""
     n_class = p.n_fg_class + 1
     bg = p.conventions.background_index
     n_anchors = len(p.aspect_ratios) * len(p.rpn_sizes[0])
     if p.arch == 'c4':
+        check_c4_roi_sizes(p.box_roi_size, p.mask_roi_size)
         extractor = C4Extractor(ResNetBody(p.depth, 4, p.norm))
         rpn = RPNHead(1024, 1024, n_anchors)
         box_pooler = _pooler(p, p.box_roi_size, (1. / 16,),

@@ -80,8 +80,10 @@ def prepare(img, min_size=800, max_size=1333, stride=1,
             'would be 0 pixels; expected a short side of at least {} '
             'pixels'.format(w, h, scale, max_size, int(0.5 / scale) + 1))
     chw = img[::-1] if channel_order == 'BGR' else img
-    hwc = ((chw.transpose(1, 2, 0) - numpy.asarray(pixel_mean, numpy.float32))
-           / numpy.asarray(pixel_std, numpy.float32))
+    # In float64, then cast: Detectron subtracts its float64 means in place
+    # from the float32 image.
+    hwc = ((chw.transpose(1, 2, 0) - numpy.asarray(pixel_mean, numpy.float64))
+           / numpy.asarray(pixel_std, numpy.float64)).astype(numpy.float32)
     hwc = cv2.resize(hwc, None, fx=scale, fy=scale,
                      interpolation=cv2.INTER_LINEAR)
     rh, rw = hwc.shape[:2]

@@ -168,6 +168,7 @@ def test_cli_round_trip_and_metadata(tmp_path):
     assert meta['conventions'] == {
         'channel_order': 'BGR', 'aligned': False, 'box_offset': 1,
         'background_index': 0, 'anchors': 'detectron', 'paste': 'detectron',
+        'proposal_bounds': 'padded',
         'pixel_mean': [102.9801, 115.9465, 122.7717],
         'pixel_std': [1., 1., 1.]}
     assert meta['source']['sha256'] == dp.sha256(str(pkl))

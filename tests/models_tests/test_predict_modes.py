@@ -1,0 +1,105 @@
+"""predict in the modes the README documents: float16 weights
+(``--dtype mixed16``), Detectron's padded ``im_info`` for test-time
+proposals, and Detectron's float64 steps (mean subtraction, mask ROIs)."""
+import chainer
+import numpy
+import pytest
+
+from models.conventions import DETECTRON, DETECTRON2
+from models.presets import build_mask_rcnn, get_preset
+from utils.image import prepare
+from utils.model_io import model_arrays
+
+# 60 x 70 at min_size 64: scale 64 / 60, resized 64 x 75 (75 is not a
+# multiple of 32), padded to 64 x 96.
+TINY = dict(n_fg_class=2, min_size=64, max_size=96)
+
+
+def _image(seed=0, size=(60, 70)):
+    return numpy.random.RandomState(seed).uniform(
+        0, 255, (3,) + size).astype(numpy.float32)
+
+
+def _model(conventions=DETECTRON):
+    numpy.random.seed(0)
+    model = build_mask_rcnn(get_preset('fpn-tiny', conventions=conventions,
+                                       **TINY))
+    model.use_preset({'score_thresh': 0., 'nms_thresh': 0.5, 'limit': 20})
+    return model
+
+
+class _Recorder:
+    """Wraps the proposal generator and records the ``size`` it gets."""
+
+    def __init__(self, generator):
+        self.generator, self.sizes = generator, []
+
+    def __call__(self, scores, deltas, anchors, size, scale, train=False):
+        self.sizes.append(tuple(size))
+        return self.generator(scores, deltas, anchors, size, scale, train)
+
+
+@pytest.mark.parametrize('conventions, size', [(DETECTRON, (64, 96)),
+                                               (DETECTRON2, (64, 75))])
+def test_test_time_proposals_use_detectrons_padded_size(conventions, size):
+    model = _model(conventions)
+    model.proposal_generator = _Recorder(model.proposal_generator)
+    model.predict([_image()])
+    assert model.proposal_generator.sizes == [size]
+
+
+def test_mixed16_weights_predict_in_float32():
+    reference = _model()
+    with chainer.using_config('dtype', chainer.mixed16):
+        model = _model()
+        for name, array in model_arrays(model).items():
+            array[...] = model_arrays(reference)[name]
+        assert model.dtype == numpy.float16
+        bboxes, labels, scores, masks = model.predict([_image()])
+    assert bboxes[0].dtype == numpy.float32 and len(bboxes[0]) > 0
+    assert scores[0].dtype == numpy.float32
+    assert masks[0].shape[1:] == (60, 70)
+    # Proposals come from float32 scores and deltas: the same boxes as
+    # the float32 model up to float16 rounding of the features.
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        x = prepare(_image(), 64, 96, 32, **reference.normalization)[0]
+        ref = reference.propose(reference.extractor(x[None]), (64, 96), 1.)
+        with chainer.using_config('dtype', chainer.mixed16):
+            half = model.propose(model.extractor(
+                x[None].astype(numpy.float16)), (64, 96), 1.)
+    assert half.dtype == numpy.float32
+    top = min(len(ref), len(half), 5)
+    numpy.testing.assert_allclose(half[:top], ref[:top], atol=0.5)
+
+
+def test_mean_is_subtracted_in_float64():
+    # At scale 1 the resize copies pixels, so the input is the subtraction.
+    img = numpy.random.RandomState(1).uniform(0, 255, (3, 32, 32)).astype(
+        numpy.float32)
+    x, scale, _ = prepare(img, 32, 32, 1, DETECTRON.pixel_mean)
+    assert scale == 1
+    expected = (img[::-1].astype(numpy.float64) -
+                numpy.array(DETECTRON.pixel_mean)[:, None, None]).astype(
+                    numpy.float32)
+    numpy.testing.assert_array_equal(x, expected)
+    single = img[::-1] - numpy.array(DETECTRON.pixel_mean,
+                                     numpy.float32)[:, None, None]
+    assert (single != expected).any()  # the case tells the two apart
+
+
+def test_mask_rois_are_scaled_in_float64():
+    model = _model()
+    seen = []
+
+    def mask_head(features, rois, roi_indices):
+        seen.append(rois)
+        return chainer.Variable(numpy.zeros((len(rois), 3, 28, 28),
+                                            numpy.float32))
+    model.mask_head = mask_head
+    bbox = numpy.random.RandomState(2).uniform(0, 60, (50, 4)).astype(
+        numpy.float32)
+    scale = 64. / 60.
+    model.detect_masks([None] * 6, bbox, numpy.ones(50, numpy.int32), scale)
+    expected = (bbox.astype(numpy.float64) * scale).astype(numpy.float32)
+    numpy.testing.assert_array_equal(seen[0], expected)
+    assert (bbox * numpy.float32(scale) != expected).any()
