@@ -24,7 +24,6 @@ images. Any other problem stops it with status 1 and one line
 """
 import argparse
 import collections
-import importlib.util
 import json
 import os
 import sys
@@ -34,11 +33,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import compat  # noqa: F401,E402  (before chainer)
 import numpy  # noqa: E402
 
-from utils.backend import gpu_available  # noqa: E402
-from utils.coco_eval import coco_results  # noqa: E402
-from utils.coco_names import COCO_CATEGORY_IDS, COCO_NAMES  # noqa: E402
-from utils.image import ImageError, read_image  # noqa: E402
-from utils.model_io import ModelFileError, load_model  # noqa: E402
+from models.presets import build_mask_rcnn, get_preset  # noqa: E402
+from utils.backend import DeviceError, require_gpus  # noqa: E402
+from utils.data.coco_eval import coco_results  # noqa: E402
+from utils.data.coco_names import COCO_CATEGORY_IDS, COCO_NAMES  # noqa: E402
+from utils.ops.image import ImageError, read_image  # noqa: E402
+from utils.weights.model_io import ModelFileError, load_model  # noqa: E402
 from utils.vis import draw_detections, file_format, save_formats  # noqa: E402
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -205,26 +205,10 @@ def prepare_outputs(args, images):
     return drawings
 
 
-def check_gpu(gpu):
-    """Refuse ``--gpu`` before the slow model build when CuPy cannot run."""
-    if importlib.util.find_spec('cupy') is None:
-        raise UsageError('--gpu {} needs CuPy (bash setup.sh --gpu 13, or '
-                         '--gpu 12 for CUDA 12)'.format(gpu))
-    if not gpu_available():
-        raise UsageError('--gpu {}: CuPy finds no usable CUDA device'.format(
-            gpu))
-    import cupy
-    count = cupy.cuda.runtime.getDeviceCount()
-    if gpu >= count:
-        raise UsageError('--gpu {}: expected a device id below {}'.format(
-            gpu, count))
-
-
 def build(args):
     if args.modelfile:
         model, meta = load_model(args.modelfile, args.arch)
     else:
-        from models.presets import build_mask_rcnn, get_preset
         print('demo: no --modelfile given: using RANDOM weights, expect '
               'no meaningful detections', file=sys.stderr)
         numpy.random.seed(0)
@@ -309,7 +293,7 @@ def main(argv=None):
     images = list_images(args.image)
     drawings = prepare_outputs(args, images)
     if args.gpu >= 0:
-        check_gpu(args.gpu)
+        require_gpus([args.gpu], '--gpu {}'.format(args.gpu))
     model, meta = build(args)
     labels = class_labels(meta, args.modelfile)
     results, failed = detect_all(model, images, drawings, labels,
@@ -325,5 +309,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (ImageError, ModelFileError, UsageError) as e:
+    except (DeviceError, ImageError, ModelFileError, UsageError) as e:
         sys.exit('demo.py: error: {}'.format(e))

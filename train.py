@@ -28,25 +28,29 @@ from models.presets import (  # noqa: E402
     ARCHS, build_mask_rcnn, check_c4_roi_sizes, get_preset, preset_overrides)
 from models.train_chain import MaskRCNNTrainChain  # noqa: E402
 from utils.backend import DeviceError, require_gpus  # noqa: E402
-from utils.batching import CarryReadErrors, TrainBatcher  # noqa: E402
-from utils.coco_dataset import COCODataset  # noqa: E402
-from utils.coco_json import DatasetError  # noqa: E402
-from utils.coco_names import COCO_CATEGORY_IDS  # noqa: E402
-from utils.distributed import COMMUNICATORS  # noqa: E402
-from utils.coco_eval import COCOEvaluator  # noqa: E402
-from utils.extensions import WarmupStepLR  # noqa: E402
-from utils.image import ImageError  # noqa: E402
-from utils.model_io import ModelFileError, load_model, save_model  # noqa
-from utils.order_sampler import SeededShuffleOrderSampler  # noqa: E402
-from utils.pretrained import (  # noqa: E402
+from utils.data.batching import CarryReadErrors, TrainBatcher  # noqa: E402
+from utils.data.coco_dataset import COCODataset  # noqa: E402
+from utils.data.coco_json import DatasetError  # noqa: E402
+from utils.data.coco_names import COCO_CATEGORY_IDS  # noqa: E402
+from utils.training.distributed import (  # noqa: E402
+    COMMUNICATORS, RankStates, SerializableRandomState, abort_other_ranks,
+    average_observations, create_communicator, scatter_datasets)
+from utils.training.errors import SetupError  # noqa: E402
+from utils.data.coco_eval import COCOEvaluator  # noqa: E402
+from utils.training.lr_schedule import WarmupStepLR  # noqa: E402
+from utils.ops.image import ImageError  # noqa: E402
+from utils.weights.model_io import ModelFileError, load_model, save_model  # noqa
+from utils.data.order_sampler import SeededShuffleOrderSampler  # noqa: E402
+from utils.training.pretrained import (  # noqa: E402
     PretrainedError, freeze, load_pretrained, pretrained_fields, resolve)
-from utils.snapshots import (  # noqa: E402
+from utils.training.snapshots import (  # noqa: E402
     EvaluationFailed, HoldFailure, NonFiniteLossGuard, SnapshotError,
     check_snapshot,
     SoundSnapshot, TrainingDiverged, latest_snapshot, load_snapshot,
     remove_partial_snapshots)
-from utils.training_setup import (  # noqa: E402
-    SetupError, build_updater, dataset_paths, setup_communicator, write_demo)
+from utils.training.setup import (  # noqa: E402
+    build_updater, check_layout, check_paths, coco2017_paths, synthetic_paths,
+    write_demo)
 
 
 def parse_args(argv=None):
@@ -202,8 +206,21 @@ def starting_point(args, log=print):
     fields = pretrained_fields(path, args.arch) if path else {}
     if args.depth is not None:
         fields['depth'] = args.depth
-    args.box_offset = get_preset(args.arch, **fields).conventions.box_offset
     return path, fields
+
+
+def data_paths(args):
+    """{'train': (json, images), 'val': (json, images)} of --dataset,
+    checked to exist (synthetic data is generated first)."""
+    if args.dataset == 'synthetic':
+        paths = synthetic_paths(args.synthetic_root, *args.synthetic_images,
+                                args.seed)
+    elif args.dataset == 'coco2017':
+        paths = coco2017_paths(args.coco_root)
+    else:
+        paths = {'train': (args.train_json, args.train_images),
+                 'val': (args.val_json, args.val_images)}
+    return check_paths(paths)
 
 
 def check_roi_size(arch, roi_size):
@@ -263,7 +280,8 @@ def build_trainer(args, model, preset, train, val, val_json, meta,
                            preset.max_size, preset.pad_stride, True, seed,
                            model.normalization,
                            model.conventions.box_offset)
-    updater = build_updater(args, chain, optimizer, it, batcher, comm)
+    updater = build_updater(chain, optimizer, it, batcher, args.subdivisions,
+                            args.gpu, args.gpus, comm)
     trainer = chainer.training.Trainer(updater, (args.iteration,
                                                  'iteration'), args.out)
     trainer.extend(NonFiniteLossGuard())
@@ -272,8 +290,6 @@ def build_trainer(args, model, preset, train, val, val_json, meta,
     keys = ['main/loss', 'main/rpn_loc', 'main/rpn_cls', 'main/roi_loc',
             'main/roi_cls', 'main/mask']
     if comm is not None:
-        from utils.distributed import (RankStates, SerializableRandomState,
-                                       average_observations)
         average_observations(trainer, comm, keys)
         trainer.extend(RankStates(comm, {
             'iterator': it, 'batcher': batcher,
@@ -314,19 +330,20 @@ def extend_writers(trainer, args, keys, model, val, val_json, class_ids):
     trainer.extend(evaluation.raise_held, name='evaluation_failure')
 
 
-def load_data(args, paths):
+def load_data(args, paths, box_offset):
     """(train, val, val json path, model metadata). The training set's
     categories are the model's classes; the validation set is read in
-    them, matched by category id."""
+    them, matched by category id. ``box_offset`` is the model's: it
+    decides how COCO boxes are read."""
     train = COCODataset(*paths['train'], keep_empty=not args.drop_empty,
-                        box_offset=args.box_offset)
+                        box_offset=box_offset)
     if train.n_instances == 0:
         skipped = ', '.join('{} {}'.format(n, reason) for reason, n in
                             train.skipped.items() if n)
         raise SetupError('{} has no usable instance to train on ({})'.format(
             paths['train'][0], 'skipped: ' + skipped if skipped else
             'no annotations'))
-    val = COCODataset(*paths['val'], box_offset=args.box_offset,
+    val = COCODataset(*paths['val'], box_offset=box_offset,
                       class_ids=train.class_ids)
     meta = {'arch': args.arch, 'depth': args.depth,
             'n_fg_class': len(train.class_ids),
@@ -388,7 +405,7 @@ def evaluate(args):
         raise SetupError('{} has no class_ids metadata: which dataset '
                          'categories its {} classes are is unknown'.format(
                              path, meta['n_fg_class']))
-    val_json, val_images = dataset_paths(args)['val']
+    val_json, val_images = data_paths(args)['val']
     val = COCODataset(val_json, val_images,
                       box_offset=model.conventions.box_offset,
                       class_ids=class_ids)
@@ -404,7 +421,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.dtype == 'mixed16':
         chainer.global_config.dtype = chainer.mixed16
-    comm = setup_communicator(args)
+    check_layout(args.batchsize, args.subdivisions, args.gpu, args.gpus,
+                 args.communicator, args.evaluate)
+    comm = create_communicator(args.communicator) if args.communicator \
+        else None
     check_devices(args)
     if args.evaluate:
         return evaluate(args)
@@ -417,13 +437,13 @@ def main(argv=None):
     if root:
         prepare_out(args.out)
     path, fields = starting_point(args, log)
-    paths = dataset_paths(args) if root else None
+    paths = data_paths(args) if root else None
+    box_offset = get_preset(args.arch, **fields).conventions.box_offset
     if comm is None:
-        train, val, val_json, meta = load_data(args, paths)
+        train, val, val_json, meta = load_data(args, paths, box_offset)
     else:
-        from utils.distributed import scatter_datasets
         train, val, val_json, meta = scatter_datasets(
-            comm, lambda: load_data(args, paths), args.seed)
+            comm, lambda: load_data(args, paths, box_offset), args.seed)
     model, preset = build_model(args, meta['n_fg_class'], path, fields, log)
     meta.update(depth=preset.depth,
                 conventions=preset.conventions.to_dict(),
@@ -452,7 +472,8 @@ def finish(model, meta, val, out):
     save_model(path, model, meta)
     print('model: {}'.format(path))
     try:
-        print('demo: {}'.format(write_demo(model, val, out, meta)))
+        print('demo: {}'.format(write_demo(model, val, out,
+                                           meta['class_names'])))
     except (ImageError, DatasetError) as e:  # the model is safe already
         print('demo image not written: {}'.format(e), file=sys.stderr)
     return path
@@ -464,7 +485,6 @@ if __name__ == '__main__':
     except (SetupError, DatasetError, ImageError, ModelFileError,
             PretrainedError, TrainingDiverged, SnapshotError, DeviceError,
             EvaluationFailed) as e:
-        from utils.distributed import abort_other_ranks
         print('train.py: error: {}'.format(e), file=sys.stderr)
         abort_other_ranks()
         sys.exit(1)

@@ -25,8 +25,8 @@ import numpy  # noqa: E402
 
 from models.presets import build_mask_rcnn, get_preset  # noqa: E402
 from utils.backend import gpu_available  # noqa: E402
-from utils.image import prepare  # noqa: E402
-from utils.masks import paste_masks  # noqa: E402
+from utils.ops.image import prepare  # noqa: E402
+from utils.ops.masks import paste_masks  # noqa: E402
 
 STAGES = ('prepare', 'backbone', 'rpn', 'box head', 'mask head', 'paste')
 

@@ -4,7 +4,7 @@
                           [--size 800 1216] [--gpu 0] [--json OUT]
 
 Each batch size runs with the matching ``--subdivisions`` (gradient
-accumulation, ``utils/updater.py``), on synthetic images with two boxes
+accumulation, ``utils/training/subdivision_updater.py``), on synthetic images with two boxes
 and their rectangular masks, the same problem ``bench/torchvision_ref.py
 train`` gives torchvision. Reported: images per second (median step of
 ``--repeat`` after one warm-up) and peak memory (CuPy's pool high-water
@@ -26,8 +26,8 @@ import numpy  # noqa: E402
 
 from models.presets import build_mask_rcnn, get_preset  # noqa: E402
 from models.train_chain import MaskRCNNTrainChain  # noqa: E402
-from utils.batching import TrainBatcher  # noqa: E402
-from utils.updater import SubdivisionUpdater  # noqa: E402
+from utils.data.batching import TrainBatcher  # noqa: E402
+from utils.training.subdivision_updater import SubdivisionUpdater  # noqa: E402
 
 
 def examples(n, size):

@@ -72,4 +72,3 @@ def non_overlapping_deconvolution_2d(x, W, b=None):
                     (0, 1, 4, 2, 5, 3))
     y = F.reshape(y, (n, co, h * kh, w * kw))
     return F.bias(y, b) if b is not None else y
-

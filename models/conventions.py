@@ -2,7 +2,7 @@
 
 One model serves both: these options change how it reads its input and
 its own outputs, never its layers. A converted npz carries them in its
-metadata (``utils/model_io.py``), so weights always run with the semantics
+metadata (``utils/weights/model_io.py``), so weights always run with the semantics
 they were trained under. ``docs/conventions.md`` explains each one.
 
 =================  ======================  ================================
@@ -23,7 +23,7 @@ anchors            'detectron': centre     'detectron2': centre at the
                    ratio-major order
 paste              'detectron': resize     'detectron2': ``grid_sample``
                    to the expanded box,    at pixel centres, ``>= 0.5``
-                   ``> 0.5``               (``utils/masks.py``)
+                   ``> 0.5``               (``utils/ops/masks.py``)
 proposal_bounds    'padded': test-time     'image': the resized image
                    proposals are clipped   before padding
                    to the padded blob

@@ -24,10 +24,10 @@ import numpy
 
 from models.anchors import shifted_anchors
 from models.conventions import DETECTRON
-from utils.boxes import clip_boxes, decode_boxes
-from utils.detections import suppress
-from utils.image import prepare
-from utils.masks import paste_masks, paste_masks_d2
+from utils.ops.boxes import clip_boxes, decode_boxes
+from utils.ops.detections import suppress
+from utils.ops.image import prepare
+from utils.ops.masks import paste_masks, paste_masks_d2
 
 PRESETS = {
     # Detectron TEST.SCORE_THRESH / TEST.NMS / TEST.DETECTIONS_PER_IM
@@ -86,7 +86,7 @@ class MaskRCNN(chainer.Chain):
 
     @property
     def normalization(self):
-        """Keyword arguments of ``utils.image.prepare`` for this model."""
+        """Keyword arguments of ``utils.ops.image.prepare`` for this model."""
         c = self.conventions
         return {'pixel_mean': c.pixel_mean, 'pixel_std': c.pixel_std,
                 'channel_order': c.channel_order}
@@ -172,7 +172,7 @@ class MaskRCNN(chainer.Chain):
         (0, H, W)).
 
         Raises:
-            utils.image.ImageError: an image too thin to resize (its short
+            utils.ops.image.ImageError: an image too thin to resize (its short
                 side would scale to 0 pixels).
         """
         bboxes, labels, scores, masks = [], [], [], []

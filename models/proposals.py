@@ -16,8 +16,8 @@ its issue #459, which we do not reproduce).
 import numpy
 from chainer.backend import get_array_module
 
-from utils.boxes import clip_boxes, decode_boxes
-from utils.nms import non_maximum_suppression
+from utils.ops.boxes import clip_boxes, decode_boxes
+from utils.ops.nms import non_maximum_suppression
 
 
 class ProposalGenerator:

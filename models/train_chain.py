@@ -1,7 +1,7 @@
 """Training chain: runs the Mask R-CNN model on a batch, builds Detectron's
 targets and combines the head losses, reporting each by name.
 
-Batch layout (what ``utils.transforms.batch_converter`` gives):
+Batch layout (what ``utils.data.batching.TrainBatcher`` gives):
 
 ==========  =============================  ================================
 name        shape                          meaning
@@ -15,7 +15,7 @@ gt_segms    list of N lists of G_i         polygons or (H, W) bool bitmaps,
                                            in *original* pixels (flipped)
 ==========  =============================  ================================
 
-Targets are computed on the host (``utils/targets.py``); proposals and
+Targets are computed on the host (``utils/ops/targets.py``); proposals and
 ROIs cross to the host once per image for sampling and come back.
 """
 import chainer
@@ -25,8 +25,8 @@ import numpy
 from models.box_head import box_head_loss
 from models.mask_head import mask_head_loss
 from models.rpn import rpn_loss
-from utils.rng import serialize_random_state
-from utils.targets import anchor_targets, mask_targets, sample_rois
+from utils.ops.rng import serialize_random_state
+from utils.ops.targets import anchor_targets, mask_targets, sample_rois
 
 
 class MaskRCNNTrainChain(chainer.Chain):

@@ -9,8 +9,8 @@ import cv2
 import numpy
 import pytest
 
-from utils.model_io import save_model
-from utils.synthetic_detectron import write_detectron_pickle
+from utils.weights.model_io import save_model
+from tests.helpers.synthetic_weights import write_detectron_pickle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

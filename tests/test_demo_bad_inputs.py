@@ -16,7 +16,7 @@ import cv2
 import numpy
 import pytest
 
-from utils.model_io import save_model
+from utils.weights.model_io import save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -247,7 +247,7 @@ def test_gpu_without_cupy_is_one_line_before_the_model(photos, tmp_path):
     # The model file does not exist: the GPU check must come first.
     _refused(_demo('--image', photos / 'a.png', '--modelfile',
                    tmp_path / 'missing.npz', '--gpu', '0'),
-             '--gpu 0 needs CuPy (bash setup.sh --gpu 13')
+             '--gpu 0 needs CuPy, which is not installed')
 
 
 # --- item 15: class names, default output folder ---------------------------
@@ -295,7 +295,7 @@ def test_help_states_each_default_once_in_words():
         assert block.count('default') == 1, block
 
 
-# --- model files (utils/model_io.py checks them) ---------------------------
+# --- model files (utils/weights/model_io.py checks them) ---------------------------
 
 def _corrupt_crc(src, dst):
     """Copy ``src`` with one byte flipped inside its largest member's

@@ -71,10 +71,10 @@ def test_readme_convert_and_demo_commands_run(tmp_path):
     import cv2
     import numpy
     from models.presets import build_mask_rcnn, get_preset
-    from utils.model_io import save_model
-    from utils.synthetic_detectron import (write_detectron2_pickle,
-                                           write_detectron_pickle,
-                                           write_imagenet_pickle)
+    from utils.weights.model_io import save_model
+    from tests.helpers.synthetic_weights import (write_detectron2_pickle,
+                                                 write_detectron_pickle,
+                                                 write_imagenet_pickle)
     (tmp_path / 'modelfiles').mkdir()
     write_detectron_pickle(str(tmp_path / 'modelfiles' / 'model_final.pkl'),
                            'fpn', seed=7)

@@ -129,7 +129,7 @@ def test_impossible_split_is_a_one_line_error(tmp_path):
 
 
 def test_corrupt_training_image_is_one_line_error(tmp_path):
-    from utils.synthetic_coco import make_synthetic_coco
+    from utils.data.synthetic_coco import make_synthetic_coco
     for split, n in (('train', 4), ('val', 2)):
         make_synthetic_coco(str(tmp_path / split), n_images=n, height=64,
                             width=80, seed=3)

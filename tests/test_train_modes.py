@@ -10,7 +10,7 @@ import numpy
 import pytest
 
 import train
-from utils.synthetic_coco import make_synthetic_coco
+from utils.data.synthetic_coco import make_synthetic_coco
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,6 +5,8 @@ need it installed.
 """
 import functools
 
+from utils import compat  # noqa: F401  (before chainer)
+
 
 @functools.lru_cache(maxsize=None)
 def gpu_available():
@@ -13,7 +15,6 @@ def gpu_available():
         import cupy
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return False
-        from utils import compat  # noqa: F401
         from chainer.backends import cuda
         return bool(cuda.available)
     except Exception:  # ImportError, CUDARuntimeError, missing libraries

@@ -9,8 +9,8 @@ from models.conventions import DETECTRON, DETECTRON2, Conventions
 from models.poolers import ROIPooler
 from models.presets import build_mask_rcnn, get_preset
 from models.proposals import ProposalGenerator
-from utils.image import prepare
-from utils.masks import paste_masks_d2
+from utils.ops.image import prepare
+from utils.ops.masks import paste_masks_d2
 
 
 def test_round_trip_and_validation():

@@ -6,8 +6,8 @@ import numpy
 import pytest
 
 from models.presets import build_mask_rcnn, get_preset
-from utils.image import ImageError, read_image
-from utils.model_io import ModelFileError, load_model, save_model
+from utils.ops.image import ImageError, read_image
+from utils.weights.model_io import ModelFileError, load_model, save_model
 
 # Small images and few proposals keep CPU runs short.
 SMALL = dict(min_size=160, max_size=256, rpn_pre_nms_top_n=(2000, 300),

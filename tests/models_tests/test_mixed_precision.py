@@ -5,9 +5,9 @@ import chainer
 import numpy
 import pytest
 
-from tests import tiny_training as tt
-from utils.model_io import model_arrays, save_model
-from utils.updater import SubdivisionUpdater
+from tests.helpers import tiny_training as tt
+from utils.weights.model_io import model_arrays, save_model
+from utils.training.subdivision_updater import SubdivisionUpdater
 
 
 def _losses(dtype, iterations):

@@ -7,8 +7,8 @@ import pytest
 
 from models.conventions import DETECTRON, DETECTRON2
 from models.presets import build_mask_rcnn, get_preset
-from utils.image import prepare
-from utils.model_io import model_arrays
+from utils.ops.image import prepare
+from utils.weights.model_io import model_arrays
 
 # 60 x 70 at min_size 64: scale 64 / 60, resized 64 x 75 (75 is not a
 # multiple of 32), padded to 64 x 96.

@@ -1,12 +1,12 @@
 """Training: subdivision equivalence, on the tiny problem of
-``tests/tiny_training.py``."""
+``tests/helpers/tiny_training.py``."""
 
 import chainer
 import numpy
 import pytest
 
-from tests import tiny_training as tiny
-from utils.updater import SubdivisionUpdater
+from tests.helpers import tiny_training as tiny
+from utils.training.subdivision_updater import SubdivisionUpdater
 
 
 def _step(chain, batch, subdivisions):

@@ -1,0 +1,103 @@
+"""From dataset examples to the training chain's batch.
+
+Workers only decode images (``COCODataset``); the random choices (flip,
+training scale) are made here, in the main process, by one seeded and
+serialised generator, so a run is reproducible and resumes exactly.
+"""
+import chainer
+import numpy
+
+from utils.data.coco_dataset import DatasetError, flip_example
+from utils.ops.image import ImageError, batch_images, prepare
+from utils.ops.rng import serialize_random_state
+
+
+class ReadError:
+    """A failed read, carried from a loader process as a value."""
+
+    def __init__(self, message):
+        self.message = message
+
+
+class CarryReadErrors(chainer.dataset.DatasetMixin):
+    """Wrap a dataset so that a missing or corrupt image reaches the main
+    process, where ``TrainBatcher`` raises it as one ``DatasetError``.
+
+    ``MultiprocessIterator`` prints an exception raised in a loader process
+    from a thread and then fails with an unrelated ``TypeError``; a value
+    travels back like any example.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def get_example(self, i):
+        try:
+            return self.dataset[i]
+        except (DatasetError, ImageError) as e:
+            return ReadError(str(e))
+
+
+class TrainBatcher:
+    """Converter for ``MaskRCNNTrainChain``.
+
+    Args:
+        scales (tuple of int): shorter-side sizes to pick from per image
+            (Detectron ``TRAIN.SCALES``; several = multi-scale training).
+        max_size (int): longer-side cap (``TRAIN.MAX_SIZE``).
+        stride (int): pad to a multiple of this (FPN 32).
+        flip (bool): random horizontal flip with probability 0.5.
+        seed (int): seed of the generator.
+        normalization (dict): ``pixel_mean``, ``pixel_std`` and
+            ``channel_order`` for ``utils.ops.image.prepare`` (the model's
+            ``normalization``; default Detectron's).
+        box_offset (int): the model's ``conventions.box_offset`` (flips).
+
+    ``batcher(batch, device)`` returns ``(x, scales, sizes, gt_bboxes,
+    gt_labels, gt_segms)``; see ``models/train_chain.py``.
+    """
+
+    def __init__(self, scales=(800,), max_size=1333, stride=1, flip=True,
+                 seed=0, normalization=None, box_offset=1):
+        self.normalization = dict(normalization or {})
+        self.box_offset = box_offset
+        self.scales = tuple(scales)
+        self.max_size = max_size
+        self.stride = stride
+        self.flip = flip
+        self.rng = numpy.random.RandomState(seed)
+
+    def __call__(self, batch, device=None):
+        xs, scales, sizes, bboxes, labels, segms = [], [], [], [], [], []
+        for example in batch:
+            if isinstance(example, ReadError):
+                raise DatasetError(example.message)
+            img, bbox, label, segm = example
+            if self.flip and self.rng.rand() < 0.5:
+                img, bbox, segm = flip_example(img, bbox, segm,
+                                               self.box_offset)
+            min_size = self.scales[self.rng.randint(len(self.scales))]
+            x, scale, size = prepare(img, min_size, self.max_size,
+                                     self.stride, **self.normalization)
+            xs.append(x)
+            scales.append(scale)
+            sizes.append(size)
+            bboxes.append((numpy.asarray(bbox, numpy.float32) * scale)
+                          .reshape(-1, 4))
+            labels.append(numpy.asarray(label, numpy.int32))
+            segms.append(segm)
+        # chainer.config.dtype: float64 in exactness tests, float32 else.
+        x = batch_images(xs).astype(chainer.get_dtype(), copy=False)
+        if device is not None:
+            x = _device(device).send(x)
+        return x, scales, sizes, bboxes, labels, segms
+
+    def serialize(self, serializer):
+        serialize_random_state(serializer, self.rng)
+
+
+def _device(device):
+    return chainer.get_device(device)

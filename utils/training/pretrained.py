@@ -1,0 +1,161 @@
+"""Starting weights for training: a converted model, an ImageNet backbone,
+or MSRA's ImageNet caffemodel; and Detectron's frozen stages.
+
+``train.py --pretrained`` takes
+
+* an npz of a whole model (``utils/detectron_parser.py`` output, or a
+  ``model_final.npz`` of this project): every array whose name and shape
+  fit is copied, and the npz's conventions are adopted;
+* a backbone npz (``kind: 'backbone'`` in its metadata, converted from
+  Detectron's ``R-50.pkl`` / ``R-101.pkl`` or from a caffemodel): the stem
+  and res2-res5 are copied into the body (and, for C4, res5 into the box
+  head); heads keep their initialisers;
+* ``imagenet``: MSRA's ``ResNet-{50,101}-model.caffemodel`` from
+  ``CAFFEMODEL_DIR`` (where the reference implementation keeps it),
+  converted once to a cached backbone npz beside it.
+
+Backbone npz paths are the body's own, without prefix: ``conv1/conv/W``,
+``res4/5/branch2b/norm/scale``.
+"""
+import os
+
+from utils.weights.caffemodel import CaffemodelError
+from utils.weights.model_io import (META_KEY, model_arrays, open_npz,
+                                    preset_fields, read_meta)
+from utils.weights.msra import convert_caffemodel
+from utils.weights.safe_pickle import ConversionError
+
+CAFFEMODEL_DIR = os.path.join('~', '.chainer', 'dataset', 'pfnet', 'chainer',
+                              'models')
+CAFFEMODEL_NAME = 'ResNet-{}-model.caffemodel'
+
+
+class PretrainedError(ValueError):
+    """Starting weights that are missing or do not fit."""
+
+
+def resolve(pretrained, depth, caffemodel_dir=CAFFEMODEL_DIR, log=print):
+    """The npz path ``--pretrained`` names; ``imagenet`` converts MSRA's
+    caffemodel of ``depth`` on first use and returns the cached npz."""
+    if pretrained != 'imagenet':
+        if not os.path.isfile(pretrained):
+            raise PretrainedError('pretrained weights not found: {}'.format(
+                pretrained))
+        return pretrained
+    folder = os.path.expanduser(caffemodel_dir)
+    caffemodel = os.path.join(folder, CAFFEMODEL_NAME.format(depth))
+    cached = os.path.splitext(caffemodel)[0] + '.npz'
+    if os.path.isfile(cached):
+        return cached
+    if not os.path.isfile(caffemodel):
+        raise PretrainedError(
+            '--pretrained imagenet needs MSRA\'s {} in {} (from '
+            'https://github.com/KaimingHe/deep-residual-networks); or '
+            'convert Detectron\'s R-{}.pkl with utils/detectron_parser.py '
+            'and pass that npz'.format(CAFFEMODEL_NAME.format(depth),
+                                       folder, depth))
+    log('converting {} once to {}'.format(caffemodel, cached))
+    try:
+        report = convert_caffemodel(caffemodel, cached, depth)
+    except (CaffemodelError, ConversionError) as e:
+        raise PretrainedError(str(e)) from None
+    log('\n'.join(report))
+    return cached
+
+
+def pretrained_fields(path, arch):
+    """Preset fields fixed by the npz: the depth, and for a whole model its
+    conventions (so detectron2 weights keep detectron2's semantics) and,
+    when it is of the same ``arch``, its preset overrides."""
+    meta = read_meta(path)
+    if meta.get('kind') == 'backbone':
+        return {'depth': meta.get('depth', 50)}
+    if not meta:
+        return {}
+    fields = preset_fields(meta, path)
+    if meta.get('arch') != arch:
+        fields = {k: fields[k] for k in ('depth', 'conventions')}
+    fields.pop('n_fg_class', None)  # the classes come from the dataset
+    return fields
+
+
+def load_pretrained(model, path):
+    """Copy the arrays of ``path`` into ``model``; returns a report line.
+
+    A backbone npz must fill the whole ResNet (every array, every shape);
+    a model npz fills what fits, and must fit somewhere.
+    """
+    meta = read_meta(path)
+    arrays = model_arrays(model)
+    with open_npz(path, 'weights file', PretrainedError) as npz:
+        stored = {n: npz[n] for n in npz.files if n != META_KEY}
+    if meta.get('kind') == 'backbone':
+        stored = _backbone_paths(stored, arrays, path, meta.get('depth'))
+    loaded, mismatched = 0, []
+    for name, value in stored.items():
+        if name in arrays:
+            if value.shape != arrays[name].shape:
+                mismatched.append(name)
+                continue
+            arrays[name][...] = value
+            loaded += 1
+    if loaded == 0:
+        raise PretrainedError('{} holds no array of this model'.format(path))
+    return 'pretrained: {} of {} arrays from {}{}'.format(
+        loaded, len(arrays), path,
+        ' ({} with another shape kept their initialisation, e.g. {})'.format(
+            len(mismatched), mismatched[0]) if mismatched else '')
+
+
+def _backbone_paths(stored, arrays, path, depth):
+    """Backbone paths -> model paths; every backbone array must land."""
+    out = {}
+    for name, value in stored.items():
+        targets = ['extractor/body/' + name, 'box_head/' + name]
+        target = next((t for t in targets if t in arrays), None)
+        if target is None:
+            raise PretrainedError(
+                '{}: backbone array {} has no place in this model (a '
+                'ResNet-{} backbone for c4 or fpn was expected)'.format(
+                    path, name, depth))
+        if arrays[target].shape != value.shape:
+            raise PretrainedError('{}: {} is {}, the model has {}'.format(
+                path, name, value.shape, arrays[target].shape))
+        out[target] = value
+    resnet = [n for n in arrays if n.startswith(('extractor/body/',
+                                                 'box_head/res5/'))]
+    missing = sorted(set(resnet) - set(out))
+    if missing:
+        raise PretrainedError(
+            '{}: a ResNet-{} backbone leaves {} array(s) of this model\'s '
+            'ResNet empty, e.g. {}'.format(path, depth, len(missing),
+                                           missing[0]))
+    return out
+
+
+def freeze(model, freeze_at):
+    """Detectron's ``TRAIN.FREEZE_AT`` (detectron2's ``BACKBONE.FREEZE_AT``):
+    1 freezes the stem, k >= 2 also res2..res_k (C4's res5 lives in the box
+    head). Affine norms are never trained (``models/norm.py``).
+
+    Call it after ``optimizer.setup``: chainer's ``disable_update`` only
+    switches off update rules that exist, and ``setup`` makes new ones.
+
+    Returns:
+        list of str: the frozen stages.
+    """
+    if not 0 <= freeze_at <= 5:
+        raise PretrainedError('--freeze-at must be 0..5, got {}'.format(
+            freeze_at))
+    stages = ['conv1'] + ['res{}'.format(k) for k in range(2, freeze_at + 1)]
+    stages = stages[:freeze_at]
+    if any(p.update_rule is None for p in model.params()):
+        raise RuntimeError('freeze() before optimizer.setup() freezes '
+                           'nothing')
+    body = model.extractor.body
+    for name in stages:
+        link = getattr(body, name, None)
+        if link is None and name == 'res5':
+            link = model.box_head.res5
+        link.disable_update()
+    return stages
