@@ -67,11 +67,13 @@ class MultiDeviceUpdater(SubdivisionUpdater):
         self.devices = devices
         self.models = [target] + replicas
         self.sum_gradients = make_gradient_sum(devices)
+        self._replicas_stale = False
 
     def update_core(self):
         batch = self._iterators['main'].next()
         optimizer = self._optimizers['main']
-        main = optimizer.target
+        if self._replicas_stale:  # --resume loaded the main model only
+            self._copy_to_replicas()
         reporter = reporter_module.get_current_reporter()
         for replica in self.models[1:]:
             # Replicas report under the main model's name ('main/loss').
@@ -87,8 +89,17 @@ class MultiDeviceUpdater(SubdivisionUpdater):
         self.sum_gradients(self.models)
         chainer.report(totals)
         optimizer.update()
+        self._copy_to_replicas()
+
+    def _copy_to_replicas(self):
         for replica in self.models[1:]:
-            replica.copyparams(main)
+            replica.copyparams(self.models[0])
+        self._replicas_stale = False
+
+    def serialize(self, serializer):
+        super().serialize(serializer)
+        if isinstance(serializer, chainer.serializer.Deserializer):
+            self._replicas_stale = True
 
 
 def _shared_generators(target):

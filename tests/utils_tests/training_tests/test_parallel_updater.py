@@ -64,6 +64,29 @@ def test_two_host_devices_equal_one_device(subdivisions):
     _assert_same_step(ref, ref_obs, updater.models, obs)
 
 
+def test_replicas_take_resumed_parameters_before_the_first_step():
+    # Updater B starts from other weights (seed 1), then loads the state
+    # of a fresh seed-0 updater, as --resume does: its first step must be
+    # the seed-0 step, replicas included.
+    batch = tiny.examples(4)
+    with chainer.using_config('dtype', numpy.float64):
+        ref, ref_obs = _single(batch)
+        state = {}
+        fresh = tiny.chain(**tiny.ALL_SAMPLES)
+        chainer.serializers.DictionarySerializer(state).save(
+            SubdivisionUpdater(tiny.OneBatch(batch), _optimizer(fresh),
+                               tiny.batcher()))
+        other = tiny.chain(seed=1, **tiny.ALL_SAMPLES)
+        updater = MultiDeviceUpdater(tiny.OneBatch(batch),
+                                     _optimizer(other), tiny.batcher(),
+                                     ['@numpy', '@numpy'], 1)
+        # strict=False: a fresh optimizer has no momentum to save yet.
+        chainer.serializers.NpzDeserializer(state, strict=False).load(
+            updater)
+        obs = tiny.update_once(updater, other)
+    _assert_same_step(ref, ref_obs, updater.models, obs)
+
+
 def test_replicas_share_the_sampling_generator():
     chain = tiny.chain()
     updater = MultiDeviceUpdater(tiny.OneBatch(tiny.examples(2)),
