@@ -108,22 +108,38 @@ class MaskRCNN(chainer.Chain):
                 for a, s, f in zip(self.cell_anchors, self.rpn_strides,
                                    features)]
 
-    def anchors(self, features):
-        """Anchors of each RPN level, (H_l*W_l*A, 4) on the model's device."""
-        return [self.xp.asarray(a) for a in self.host_anchors(features)]
+    def rpn_outputs(self, features):
+        """The RPN on a batch's features.
 
-    def propose(self, features, size, scale):
-        """RPN proposals of image 0: (R, 4) rois in resized pixels."""
+        Returns:
+            (list, list, list): per RPN level, logits (N, H_l*W_l*A) and
+            deltas (N, H_l*W_l*A, 4) as float32 Variables (float16 is 1 px
+            apart above 1024 and its sigmoid scores would tie), and the
+            anchors (H_l*W_l*A, 4) as NumPy arrays.
+        """
         rpn_features = features[self.rpn_levels]
         logits, deltas = self.rpn(rpn_features)
-        # float32 before any box arithmetic: float16 (mixed16) is 1 px
-        # apart above 1024, and its sigmoid scores would tie.
-        scores = [F.sigmoid(_f32(s)).array[0] for s in logits]
-        deltas = [_f32(d).array[0] for d in deltas]
-        rois, _ = self.proposal_generator(
-            scores, deltas, self.anchors(rpn_features), size, scale,
-            train=chainer.config.train)
-        return rois
+        return ([as_float32(v) for v in logits],
+                [as_float32(v) for v in deltas],
+                self.host_anchors(rpn_features))
+
+    def proposals_of(self, i, logits, deltas, anchors, size, scale,
+                     train=False):
+        """Proposals of image ``i`` of ``rpn_outputs``: (R, 4) float32
+        rois in its resized pixels, best first. ``anchors`` are on the
+        model's device; ``train`` picks the proposal numbers."""
+        return self.proposal_generator(
+            [F.sigmoid(v[i]).array for v in logits],
+            [v.array[i] for v in deltas], anchors, size, scale,
+            train=train)[0]
+
+    def propose(self, features, size, scale):
+        """RPN proposals of image 0 (inference): (R, 4) rois in resized
+        pixels."""
+        logits, deltas, anchors = self.rpn_outputs(features)
+        anchors = [self.xp.asarray(a) for a in anchors]
+        return self.proposals_of(0, logits, deltas, anchors, size, scale,
+                                 chainer.config.train)
 
     def detect_boxes(self, features, rois, scale, orig_size):
         """Final detections of image 0 in original-image pixels.
@@ -135,9 +151,9 @@ class MaskRCNN(chainer.Chain):
         roi_indices = self.xp.zeros(len(rois), numpy.int32)
         cls_score, bbox_pred = self.box_head(features[self.head_levels],
                                              rois, roi_indices)
-        prob = F.softmax(_f32(cls_score)).array
+        prob = F.softmax(as_float32(cls_score)).array
         offset = self.conventions.box_offset
-        boxes = decode_boxes(rois / scale, _f32(bbox_pred).array,
+        boxes = decode_boxes(rois / scale, as_float32(bbox_pred).array,
                              self.bbox_reg_weights, offset=offset)
         boxes = clip_boxes(boxes, orig_size, offset=offset)
         return suppress(boxes, prob, self.score_thresh, self.nms_thresh,
@@ -148,8 +164,8 @@ class MaskRCNN(chainer.Chain):
         # Detectron scales the float64 boxes, then casts.
         rois = (bbox.astype(numpy.float64) * scale).astype(numpy.float32)
         roi_indices = self.xp.zeros(len(rois), numpy.int32)
-        logits = _f32(self.mask_head(features[self.head_levels], rois,
-                                     roi_indices))
+        logits = as_float32(self.mask_head(features[self.head_levels],
+                                           rois, roi_indices))
         # (D, K+1, M, M) -> (D, M, M): the channel of each detection's label.
         logits = logits.array[self.xp.arange(len(label)), label]
         return F.sigmoid(logits).array
@@ -225,9 +241,10 @@ class MaskRCNN(chainer.Chain):
         return next(self.params()).dtype
 
 
-def _f32(v):
-    """A head output as float32 (a no-op unless the model runs float16)."""
-    return F.cast(v, numpy.float32) if v.dtype != numpy.float32 else v
+def as_float32(v):
+    """A head output as float32 for boxes, scores and losses (a no-op
+    unless the model runs float16 under ``--dtype mixed16``)."""
+    return F.cast(v, numpy.float32) if v.dtype == numpy.float16 else v
 
 
 def no_detections(xp):

@@ -24,6 +24,7 @@ import numpy
 
 from models.box_head import box_head_loss
 from models.mask_head import mask_head_loss
+from models.mask_rcnn import as_float32
 from models.rpn import rpn_loss
 from utils.ops.rng import serialize_random_state
 from utils.ops.targets import anchor_targets, mask_targets, sample_rois
@@ -62,65 +63,15 @@ class MaskRCNNTrainChain(chainer.Chain):
         serialize_random_state(serializer['rng'], self.rng)
 
     def forward(self, x, scales, sizes, gt_bboxes, gt_labels, gt_segms):
-        model = self.model
-        n = len(scales)
-        features = model.extractor(x)
-        rpn_features = features[model.rpn_levels]
-        logits, deltas = (_loss_dtype(o) for o in model.rpn(rpn_features))
-        # Built on the host for the targets, sent once to the device for
-        # the proposals (not sent there and brought back).
-        host_anchors = model.host_anchors(rpn_features)
-        anchors = [model.xp.asarray(a) for a in host_anchors]
-        anchors_host = numpy.concatenate(host_anchors)
-
-        rpn_label, rpn_loc, samples = [], [], []
-        for i in range(n):
-            label, loc = anchor_targets(
-                anchors_host, gt_bboxes[i], sizes[i], self.rng,
-                self.rpn_batch_size, self.rpn_fg_fraction,
-                offset=model.conventions.box_offset)
-            rpn_label.append(label)
-            rpn_loc.append(loc)
-            rois = model.proposal_generator(
-                [F.sigmoid(l[i]).array for l in logits],
-                [d.array[i] for d in deltas], anchors, sizes[i], scales[i],
-                train=True)[0]
-            samples.append(sample_rois(
-                _host(rois), gt_bboxes[i], gt_labels[i], self.rng,
-                self.roi_batch_size, self.roi_fg_fraction,
-                weights=model.bbox_reg_weights,
-                offset=model.conventions.box_offset))
-        xp = model.xp
-        rpn_loc_loss, rpn_cls_loss = rpn_loss(
-            F.concat(logits, axis=1), F.concat(deltas, axis=1),
-            xp.asarray(numpy.stack(rpn_label)),
-            xp.asarray(numpy.stack(rpn_loc)))
-
-        head_features = features[model.head_levels]
-        rois = numpy.concatenate([s['rois'] for s in samples])
-        roi_indices = numpy.concatenate(
-            [numpy.full(len(s['rois']), i, numpy.int32)
-             for i, s in enumerate(samples)])
-        label = numpy.concatenate([s['label'] for s in samples])
-        cls_score, bbox_pred = _loss_dtype(model.box_head(
-            head_features, xp.asarray(rois), xp.asarray(roi_indices)))
-        roi_loc_loss, roi_cls_loss = box_head_loss(
-            cls_score, bbox_pred, xp.asarray(label),
-            xp.asarray(numpy.concatenate([s['loc'] for s in samples])),
-            xp.asarray(roi_indices), n)
-
-        fg = numpy.where(label > 0)[0]
-        targets = numpy.concatenate(
-            [mask_targets(gt_segms[i], s['rois'][s['label'] > 0] / scales[i],
-                          s['gt_index'][s['label'] > 0],
-                          self.mask_resolution)
-             for i, s in enumerate(samples)])
-        mask_logits, = _loss_dtype([model.mask_head(
-            head_features, xp.asarray(rois[fg]), xp.asarray(roi_indices[fg]))])
-        mask_loss = mask_head_loss(mask_logits, xp.asarray(label[fg]),
-                                   xp.asarray(targets),
-                                   xp.asarray(roi_indices[fg]), n)
-
+        features = self.model.extractor(x)
+        (rpn_loc_loss, rpn_cls_loss), samples = self._rpn_losses(
+            features, scales, sizes, gt_bboxes, gt_labels)
+        rois = _batch(samples)
+        head_features = features[self.model.head_levels]
+        roi_loc_loss, roi_cls_loss = self._box_losses(head_features, rois,
+                                                      len(scales))
+        mask_loss = self._mask_loss(head_features, rois, samples, scales,
+                                    gt_segms)
         loss = (rpn_loc_loss + rpn_cls_loss + roi_loc_loss + roi_cls_loss +
                 self.mask_loss_weight * mask_loss)
         chainer.report({'loss': loss, 'rpn_loc': rpn_loc_loss,
@@ -128,15 +79,82 @@ class MaskRCNNTrainChain(chainer.Chain):
                         'roi_cls': roi_cls_loss, 'mask': mask_loss}, self)
         return loss
 
+    def _rpn_losses(self, features, scales, sizes, gt_bboxes, gt_labels):
+        """RPN losses, and per image the ROIs sampled from its proposals
+        (``sample_rois`` dicts, host arrays)."""
+        model = self.model
+        offset = model.conventions.box_offset
+        logits, deltas, host_anchors = model.rpn_outputs(features)
+        # Built on the host for the targets, sent once to the device for
+        # the proposals (not sent there and brought back).
+        anchors = [model.xp.asarray(a) for a in host_anchors]
+        anchors_host = numpy.concatenate(host_anchors)
+        rpn_label, rpn_loc, samples = [], [], []
+        for i in range(len(scales)):
+            label, loc = anchor_targets(
+                anchors_host, gt_bboxes[i], sizes[i], self.rng,
+                self.rpn_batch_size, self.rpn_fg_fraction, offset=offset)
+            rpn_label.append(label)
+            rpn_loc.append(loc)
+            rois = model.proposals_of(i, logits, deltas, anchors, sizes[i],
+                                      scales[i], train=True)
+            samples.append(sample_rois(
+                _host(rois), gt_bboxes[i], gt_labels[i], self.rng,
+                self.roi_batch_size, self.roi_fg_fraction,
+                weights=model.bbox_reg_weights, offset=offset))
+        xp = model.xp
+        losses = rpn_loss(F.concat(logits, axis=1), F.concat(deltas, axis=1),
+                          xp.asarray(numpy.stack(rpn_label)),
+                          xp.asarray(numpy.stack(rpn_loc)))
+        return losses, samples
+
+    def _box_losses(self, head_features, rois, n):
+        """(loc, cls) losses of the box head on the sampled ROIs."""
+        xp = self.model.xp
+        cls_score, bbox_pred = (as_float32(v) for v in self.model.box_head(
+            head_features, xp.asarray(rois.rois),
+            xp.asarray(rois.roi_indices)))
+        return box_head_loss(cls_score, bbox_pred, xp.asarray(rois.label),
+                             xp.asarray(rois.loc),
+                             xp.asarray(rois.roi_indices), n)
+
+    def _mask_loss(self, head_features, rois, samples, scales, gt_segms):
+        """Mask loss on the foreground ROIs, against targets rasterised
+        from each image's polygons in original pixels."""
+        xp = self.model.xp
+        fg = numpy.where(rois.label > 0)[0]
+        targets = numpy.concatenate(
+            [mask_targets(gt_segms[i], s['rois'][s['label'] > 0] / scales[i],
+                          s['gt_index'][s['label'] > 0],
+                          self.mask_resolution)
+             for i, s in enumerate(samples)])
+        logits = as_float32(self.model.mask_head(
+            head_features, xp.asarray(rois.rois[fg]),
+            xp.asarray(rois.roi_indices[fg])))
+        return mask_head_loss(logits, xp.asarray(rois.label[fg]),
+                              xp.asarray(targets),
+                              xp.asarray(rois.roi_indices[fg]), len(scales))
+
+
+class _SampledROIs:
+    """The batch's sampled ROIs, flat: ``rois`` (R', 4), ``roi_indices``
+    (R',) int32, ``label`` (R',) int32, ``loc`` (R', 4) targets."""
+
+    def __init__(self, rois, roi_indices, label, loc):
+        self.rois, self.roi_indices = rois, roi_indices
+        self.label, self.loc = label, loc
+
+
+def _batch(samples):
+    """Per-image ``sample_rois`` dicts -> one ``_SampledROIs``."""
+    return _SampledROIs(
+        numpy.concatenate([s['rois'] for s in samples]),
+        numpy.concatenate([numpy.full(len(s['rois']), i, numpy.int32)
+                           for i, s in enumerate(samples)]),
+        numpy.concatenate([s['label'] for s in samples]),
+        numpy.concatenate([s['loc'] for s in samples]))
+
 
 def _host(a):
     # Sampling runs on the host: proposals and anchors cross here.
     return chainer.backend.CpuDevice().send(a)
-
-
-def _loss_dtype(outputs):
-    """Head outputs for the losses and proposals: float16 (mixed16
-    training) is cast to float32, where sums of thousands of terms and
-    exp/log stay accurate; other dtypes pass unchanged."""
-    return [F.cast(o, numpy.float32) if o.dtype == numpy.float16 else o
-            for o in outputs]
