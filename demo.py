@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import compat  # noqa: F401,E402  (before chainer)
 import numpy  # noqa: E402
 
+from models.mask_rcnn import PRESETS  # noqa: E402
 from models.presets import build_mask_rcnn, get_preset  # noqa: E402
 from utils.backend import DeviceError, require_gpus  # noqa: E402
 from utils.data.coco_eval import coco_results  # noqa: E402
@@ -42,6 +43,7 @@ from utils.weights.model_io import ModelFileError, load_model  # noqa: E402
 from utils.vis import draw_detections, file_format, save_formats  # noqa: E402
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+VISUALIZE = PRESETS['visualize']  # Detectron's visualisation thresholds
 
 
 class UsageError(ValueError):
@@ -67,10 +69,14 @@ def parse_args(argv=None):
     p.add_argument('--contour', action='store_true',
                    help='also outline each mask (default: filled masks '
                         'only)')
-    p.add_argument('--score-thresh', type=float, default=0.7,
-                   help='minimum class probability to show (default: 0.7)')
-    p.add_argument('--nms-thresh', type=float, default=0.3,
-                   help='per-class NMS IoU threshold (default: 0.3)')
+    p.add_argument('--score-thresh', type=float,
+                   default=VISUALIZE['score_thresh'],
+                   help='minimum class probability to show (default: '
+                        '{})'.format(VISUALIZE['score_thresh']))
+    p.add_argument('--nms-thresh', type=float,
+                   default=VISUALIZE['nms_thresh'],
+                   help='per-class NMS IoU threshold (default: {})'.format(
+                       VISUALIZE['nms_thresh']))
     p.add_argument('--out', default=None,
                    help='the drawing of one image, or a folder of '
                         'drawings of several: STEM.png each, NAME.EXT.png '
@@ -214,8 +220,8 @@ def build(args):
         numpy.random.seed(0)
         model = build_mask_rcnn(get_preset(args.arch or 'c4'))
         meta = {}
-    model.use_preset({'score_thresh': args.score_thresh,
-                      'nms_thresh': args.nms_thresh, 'limit': 100})
+    model.use_preset(dict(VISUALIZE, score_thresh=args.score_thresh,
+                          nms_thresh=args.nms_thresh))
     if args.gpu >= 0:
         import chainer
         chainer.backends.cuda.get_device_from_id(args.gpu).use()

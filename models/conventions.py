@@ -38,6 +38,8 @@ background row on conversion; it is never read.
 """
 import dataclasses
 
+from utils.ops.image import DETECTRON_PIXEL_MEANS
+
 CHANNEL_ORDERS = ('BGR', 'RGB')
 ANCHOR_STYLES = ('detectron', 'detectron2')
 PASTE_RULES = ('detectron', 'detectron2')
@@ -47,7 +49,7 @@ PROPOSAL_BOUNDS = ('padded', 'image')
 @dataclasses.dataclass(frozen=True)
 class Conventions:
     channel_order: str = 'BGR'
-    pixel_mean: tuple = (102.9801, 115.9465, 122.7717)
+    pixel_mean: tuple = DETECTRON_PIXEL_MEANS
     pixel_std: tuple = (1., 1., 1.)
     aligned: bool = False
     box_offset: int = 1

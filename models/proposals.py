@@ -17,7 +17,7 @@ import numpy
 from chainer.backend import get_array_module
 
 from utils.ops.boxes import clip_boxes, decode_boxes
-from utils.ops.nms import non_maximum_suppression
+from utils.ops.nms import argsort_desc, non_maximum_suppression
 
 
 class ProposalGenerator:
@@ -69,12 +69,12 @@ class ProposalGenerator:
         rois = xp.concatenate(rois)
         roi_scores = xp.concatenate(roi_scores)
         if self.collect_top_n is not None:
-            order = _argsort_desc(roi_scores)[:self.collect_top_n[i]]
+            order = argsort_desc(roi_scores)[:self.collect_top_n[i]]
             rois, roi_scores = rois[order], roi_scores[order]
         return rois, roi_scores
 
     def _one_level(self, score, delta, anchor, size, scale, pre_n, post_n):
-        order = _argsort_desc(score)
+        order = argsort_desc(score)
         if pre_n > 0:
             order = order[:pre_n]
         score, delta, anchor = score[order], delta[order], anchor[order]
@@ -92,13 +92,6 @@ class ProposalGenerator:
                 keep = keep[:post_n]
             roi, score = roi[keep], score[keep]
         return roi.astype(numpy.float32), score
-
-
-def _argsort_desc(score):
-    xp = get_array_module(score)
-    if xp is numpy:
-        return numpy.argsort(-score, kind='stable')
-    return xp.argsort(-score)
 
 
 def _valid(roi, min_size, size, scale):

@@ -221,27 +221,6 @@ def expand_boxes(boxes, scale):
                     axis=1)
 
 
-def filter_small_boxes(boxes, min_size, offset=1):
-    """Indices of boxes whose both sides are at least ``min_size``.
-
-    ``w = x2 - x1 + offset >= min_size`` and the same for ``h``. This is the
-    ``>=`` of Detectron's RPN ``_filter_boxes``; Detectron's
-    ``boxes.filter_small_boxes`` (used on precomputed proposals) has ``>``.
-
-    Args:
-        boxes (array): (R, 4) float ``(x1, y1, x2, y2)``.
-        min_size (float): minimum side in the boxes' pixels.
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
-
-    Returns:
-        array: (R',) int indices into ``boxes``, ascending.
-    """
-    xp = get_array_module(boxes)
-    w = boxes[:, 2] - boxes[:, 0] + offset
-    h = boxes[:, 3] - boxes[:, 1] + offset
-    return xp.where((w >= min_size) & (h >= min_size))[0]
-
-
 def _area(bbox, offset):
     """(R,) ``(x2 - x1 + offset) * (y2 - y1 + offset)``, negative for boxes
     with ``x2 < x1 - offset`` (Detectron does not clamp areas)."""

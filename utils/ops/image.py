@@ -15,7 +15,8 @@ import cv2
 import numpy
 
 # Detectron's PIXEL_MEANS, BGR order.
-PIXEL_MEANS_BGR = numpy.array([102.9801, 115.9465, 122.7717], numpy.float32)
+# Detectron's PIXEL_MEANS (BGR), the default of models.conventions too.
+DETECTRON_PIXEL_MEANS = (102.9801, 115.9465, 122.7717)
 
 
 class ImageError(ValueError):
@@ -48,7 +49,7 @@ def target_scale(height, width, min_size=800, max_size=1333):
 
 
 def prepare(img, min_size=800, max_size=1333, stride=1,
-            pixel_mean=PIXEL_MEANS_BGR, pixel_std=(1., 1., 1.),
+            pixel_mean=DETECTRON_PIXEL_MEANS, pixel_std=(1., 1., 1.),
             channel_order='BGR'):
     """Network input of one RGB CHW image.
 

@@ -61,7 +61,7 @@ def batched_nms(bbox, score, label, thresh, limit=None, offset=1):
         keep = concat([idx[non_maximum_suppression(bbox[idx], thresh,
                                                    score[idx], None, offset)]
                        for l in unique(label) for idx in [where(label == l)]])
-        keep = keep[stable_argsort(-score[keep])][:limit]
+        keep = keep[argsort_desc(score[keep])][:limit]
 
     It is one greedy walk over all boxes, best first, whose IoU is zeroed
     for pairs of different labels (the CUDA mask kernel compares labels).
@@ -83,6 +83,14 @@ def batched_nms(bbox, score, label, thresh, limit=None, offset=1):
     return _nms(bbox, thresh, score, label, limit, offset)
 
 
+def argsort_desc(score):
+    """Indices of ``score`` from highest to lowest; ties keep index order
+    (the stable sort Detectron's NumPy code gets)."""
+    if get_array_module(score) is numpy:
+        return numpy.argsort(-score, kind='stable')
+    return get_array_module(score).argsort(-score)  # CuPy's is stable
+
+
 def _nms(bbox, thresh, score, label, limit, offset):
     xp = get_array_module(bbox)
     n = len(bbox)
@@ -92,12 +100,7 @@ def _nms(bbox, thresh, score, label, limit, offset):
         n_max = n
     if n_max <= 0:
         return xp.zeros((0,), dtype=numpy.int32)
-    if score is None:
-        order = xp.arange(n)
-    elif xp is numpy:
-        order = numpy.argsort(-score, kind='stable')
-    else:
-        order = xp.argsort(-score)  # CuPy's argsort is always stable
+    order = xp.arange(n) if score is None else argsort_desc(score)
     bbox = bbox[order].astype(numpy.float32)
     if label is not None:
         label = label[order]

@@ -5,6 +5,7 @@ import os
 
 import chainer
 
+from models.mask_rcnn import PRESETS
 from utils.data.synthetic_coco import ensure_synthetic_coco
 from utils.training.distributed import multi_node_optimizer
 from utils.training.errors import SetupError
@@ -13,6 +14,7 @@ from utils.training.subdivision_updater import (SubdivisionUpdater,
                                                 check_divisible)
 from utils.vis import draw_detections
 
+VISUALIZE = PRESETS['visualize']
 # The synthetic quickstart's image size.
 SYNTHETIC_SIZE = (192, 256)
 
@@ -58,8 +60,7 @@ def write_demo(model, dataset, out, class_names, thresh=0.5):
     index = next((i for i in range(len(dataset))
                   if len(dataset.get_example(i)[1])), 0)
     img = dataset.get_example(index)[0]
-    model.use_preset({'score_thresh': thresh, 'nms_thresh': 0.3,
-                      'limit': 100})
+    model.use_preset(dict(VISUALIZE, score_thresh=thresh))
     with chainer.using_config('train', False):
         bbox, label, score, mask = (a[0] for a in model.predict([img]))
     path = os.path.join(out, 'demo.png')

@@ -10,8 +10,8 @@ import numpy
 import pytest
 from chainer.backends.cuda import to_cpu
 
-from utils.ops.boxes import (BBOX_XFORM_CLIP, bbox_iou, clip_boxes, decode_boxes,
-                             encode_boxes, expand_boxes, filter_small_boxes,
+from utils.ops.boxes import (BBOX_XFORM_CLIP, bbox_iou, clip_boxes,
+                             decode_boxes, encode_boxes, expand_boxes,
                              xywh_to_xyxy, xyxy_to_xywh)
 
 
@@ -184,12 +184,3 @@ def test_expand_boxes(xp):
     numpy.testing.assert_allclose(
         out, [[14.5 - 13.5 * 30 / 28, 14.5 - 13.5 * 30 / 28,
                14.5 + 13.5 * 30 / 28, 14.5 + 13.5 * 30 / 28]], rtol=1e-12)
-
-
-@pytest.mark.parametrize('offset, expected', [(1, [0, 3]), (0, [3])])
-def test_filter_small_boxes(xp, offset, expected):
-    # "+1" widths: 10, 9, 10 (height 9), 11; min_size 10 keeps w >= 10.
-    boxes = xp.asarray([[0., 0., 9., 9.], [0., 0., 8., 9.],
-                        [0., 0., 9., 8.], [0., 0., 10., 10.]])
-    keep = filter_small_boxes(boxes, 10, offset)
-    numpy.testing.assert_array_equal(to_cpu(keep), expected)

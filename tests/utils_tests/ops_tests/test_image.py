@@ -5,8 +5,8 @@ import os
 import numpy
 import pytest
 
-from utils.ops.image import (ImageError, PIXEL_MEANS_BGR, prepare, read_image,
-                             target_scale)
+from utils.ops.image import (DETECTRON_PIXEL_MEANS, ImageError, prepare,
+                             read_image, target_scale)
 
 
 @pytest.mark.parametrize('h, w, size, padded', [
@@ -46,7 +46,7 @@ def test_bgr_means_and_zero_padding():
     img[0], img[1], img[2] = 10., 20., 30.
     x, scale, (rh, rw) = prepare(img, 40, 1000, stride=32)
     assert (rh, rw) == (40, 67)
-    expected = numpy.array([30., 20., 10.]) - PIXEL_MEANS_BGR
+    expected = numpy.array([30., 20., 10.]) - DETECTRON_PIXEL_MEANS
     numpy.testing.assert_allclose(x[:, :rh, :rw],
                                   expected[:, None, None] *
                                   numpy.ones((1, rh, rw)), rtol=1e-5)
