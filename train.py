@@ -10,6 +10,10 @@
 With no arguments it generates a small synthetic COCO-format dataset, trains
 the light 'fpn-tiny' model on the CPU, evaluates it with the COCO metric,
 and writes loss/AP plots, the model and a demo image into --out.
+
+This script holds every flag with its help text and the wiring between
+them, which makes it longer than the project's ~300-line guide; the
+machinery it wires is in ``utils/training/``.
 """
 import argparse
 import dataclasses
@@ -22,7 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import compat  # noqa: F401,E402  (before chainer)
 import chainer  # noqa: E402
 import numpy  # noqa: E402
-from chainer.training import extensions  # noqa: E402
 
 from models.presets import (  # noqa: E402
     ARCHS, build_mask_rcnn, check_c4_roi_sizes, get_preset, preset_overrides)
@@ -30,38 +33,70 @@ from models.train_chain import MaskRCNNTrainChain  # noqa: E402
 from utils.backend import DeviceError, require_gpus  # noqa: E402
 from utils.data.batching import CarryReadErrors, TrainBatcher  # noqa: E402
 from utils.data.coco_dataset import COCODataset  # noqa: E402
+from utils.data.coco_eval import COCOEvaluator  # noqa: E402
 from utils.data.coco_json import DatasetError  # noqa: E402
 from utils.data.coco_names import COCO_CATEGORY_IDS  # noqa: E402
-from utils.training.distributed import (  # noqa: E402
-    COMMUNICATORS, RankStates, SerializableRandomState, abort_other_ranks,
-    average_observations, create_communicator, scatter_datasets)
-from utils.training.errors import SetupError  # noqa: E402
-from utils.data.coco_eval import COCOEvaluator  # noqa: E402
-from utils.training.lr_schedule import WarmupStepLR  # noqa: E402
-from utils.ops.image import ImageError  # noqa: E402
-from utils.weights.model_io import ModelFileError, load_model, save_model  # noqa
 from utils.data.order_sampler import SeededShuffleOrderSampler  # noqa: E402
+from utils.ops.image import ImageError  # noqa: E402
+from utils.training.distributed import (  # noqa: E402
+    COMMUNICATORS, abort_other_ranks, create_communicator, scatter_datasets)
+from utils.training.errors import SetupError  # noqa: E402
 from utils.training.pretrained import (  # noqa: E402
     PretrainedError, freeze, load_pretrained, pretrained_fields, resolve)
-from utils.training.snapshots import (  # noqa: E402
-    EvaluationFailed, HoldFailure, NonFiniteLossGuard, SnapshotError,
-    check_snapshot,
-    SoundSnapshot, TrainingDiverged, latest_snapshot, load_snapshot,
-    remove_partial_snapshots)
 from utils.training.setup import (  # noqa: E402
-    build_updater, check_layout, check_paths, coco2017_paths, synthetic_paths,
-    write_demo)
+    build_updater, check_layout, check_paths, coco2017_paths, prepare_out,
+    synthetic_paths, write_demo)
+from utils.training.snapshots import (  # noqa: E402
+    EvaluationFailed, SnapshotError, TrainingDiverged, check_snapshot,
+    latest_snapshot, load_snapshot)
+from utils.training.trainer import (  # noqa: E402
+    Schedule, extend_writers, make_trainer)
+from utils.weights.model_io import (  # noqa: E402
+    ModelFileError, load_model, save_model)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='Train Mask R-CNN (Detectron semantics) on COCO-format '
                     'data.')
-    a = p.add_argument
+    _model_flags(p.add_argument_group('model').add_argument)
+    _data_flags(p.add_argument_group('data').add_argument)
+    _devices_flags(p.add_argument_group('devices and batch').add_argument)
+    _schedule_flags(p.add_argument_group('optimisation').add_argument)
+    _run_flags(p.add_argument_group('snapshots, evaluation and output').add_argument)
+    return p.parse_args(argv)
+
+
+def _model_flags(a):
     a('--arch', choices=ARCHS, default=None,
       help='model preset (default: fpn-tiny for synthetic data, else fpn)')
     a('--depth', type=int, choices=(50, 101), default=None,
       help="ResNet depth of c4 and fpn (default: --pretrained's, else 50)")
+    a('--pretrained', default=None,
+      help='npz to start from (a converted model or an ImageNet backbone '
+           'from utils/detectron_parser.py), or "imagenet" for MSRA\'s '
+           'caffemodel in ~/.chainer/dataset/pfnet/chainer/models/ '
+           '(default: random initialisation)')
+    a('--freeze-at', type=int, default=None, choices=range(6),
+      metavar='{0..5}',
+      help="Detectron's TRAIN.FREEZE_AT: 1 freezes the stem, k also "
+           "res2..resk (default: 2 with --pretrained, else 0)")
+    a('--roi-size', type=_positive, default=None,
+      help="box head ROIAlign output size (default: the preset's, C4 14, "
+           "FPN 7); for c4 a multiple of 7 that the mask head pools at too, "
+           "as both run res5 (stride roi-size // 7)")
+    a('--scales', type=_positive, nargs='+', default=None,
+      help="training shorter sides, picked at random per image (default: "
+           "the preset's)")
+    a('--gamma', type=float, default=1.,
+      help='weight of the mask loss (default: 1)')
+    a('--dtype', choices=('float32', 'mixed16'), default='float32',
+      help='float32 (default), or mixed16: float16 activations and weights '
+           'with float32 master weights, dynamic loss scaling and float32 '
+           'losses (for GPUs; NumPy has no fast float16)')
+
+
+def _data_flags(a):
     a('--dataset', choices=('synthetic', 'coco2017', 'coco-json'),
       default='synthetic', help='data source (default: synthetic, a '
       'generated dataset of coloured shapes)')
@@ -78,6 +113,13 @@ def parse_args(argv=None):
     a('--synthetic-images', type=_positive, nargs=2, default=(240, 40),
       metavar=('TRAIN', 'VAL'),
       help='synthetic training and validation images (default: 240 40)')
+    a('--drop-empty', action='store_true',
+      help='drop training images without annotations')
+    a('--loaders', type=int, default=2,
+      help='image-loading processes, 0 to load in this one (default: 2)')
+
+
+def _devices_flags(a):
     a('--gpu', type=int, default=-1,
       help='GPU id (default: -1, the CPU); with --communicator, the first '
            'GPU of each node (process r of a node uses GPU --gpu + r)')
@@ -93,6 +135,9 @@ def parse_args(argv=None):
     a('--subdivisions', type=_positive, default=1,
       help='split each batch into this many sequential pieces (gradient '
            'accumulation; default: 1)')
+
+
+def _schedule_flags(a):
     a('--lr', type=float, default=None,
       help='base learning rate (default: 0.02 x batch / 16; 0.01 for '
            'synthetic data)')
@@ -106,26 +151,10 @@ def parse_args(argv=None):
            '100 synthetic)')
     a('--weight-decay', type=float, default=1e-4,
       help='L2 weight decay (default: 1e-4)')
-    a('--freeze-at', type=int, default=None, choices=range(6),
-      metavar='{0..5}',
-      help="Detectron's TRAIN.FREEZE_AT: 1 freezes the stem, k also "
-           "res2..resk (default: 2 with --pretrained, else 0)")
-    a('--pretrained', default=None,
-      help='npz to start from (a converted model or an ImageNet backbone '
-           'from utils/detectron_parser.py), or "imagenet" for MSRA\'s '
-           'caffemodel in ~/.chainer/dataset/pfnet/chainer/models/ '
-           '(default: random initialisation)')
-    a('--gamma', type=float, default=1.,
-      help='weight of the mask loss (default: 1)')
-    a('--roi-size', type=_positive, default=None,
-      help="box head ROIAlign output size (default: the preset's, C4 14, "
-           "FPN 7); for c4 a multiple of 7 that the mask head pools at too, "
-           "as both run res5 (stride roi-size // 7)")
-    a('--scales', type=_positive, nargs='+', default=None,
-      help="training shorter sides, picked at random per image (default: "
-           "the preset's)")
-    a('--drop-empty', action='store_true',
-      help='drop training images without annotations')
+    a('--seed', type=int, default=0, help='random seed (default: 0)')
+
+
+def _run_flags(a):
     a('--snapshot', type=_positive, default=None,
       help='trainer snapshot interval in iterations (default: 5000, '
            'synthetic 250)')
@@ -133,19 +162,11 @@ def parse_args(argv=None):
       help='COCO evaluation interval (default: 10000, synthetic 250)')
     a('--log-interval', type=_positive, default=20,
       help='log every N iterations (default: 20)')
-    a('--loaders', type=int, default=2,
-      help='image-loading processes, 0 to load in this one (default: 2)')
     a('--out', '-o', default='result',
       help='output folder (default: result)')
-    a('--seed', type=int, default=0, help='random seed (default: 0)')
-    a('--dtype', choices=('float32', 'mixed16'), default='float32',
-      help='float32 (default), or mixed16: float16 activations and weights '
-           'with float32 master weights, dynamic loss scaling and float32 '
-           'losses (for GPUs; NumPy has no fast float16)')
     a('--resume', default=None, help='trainer snapshot to resume from')
     a('--evaluate', action='store_true',
       help='evaluate --pretrained on the validation set and exit')
-    return p.parse_args(argv)
 
 
 def _positive(text):
@@ -282,52 +303,15 @@ def build_trainer(args, model, preset, train, val, val_json, meta,
                            model.conventions.box_offset)
     updater = build_updater(chain, optimizer, it, batcher, args.subdivisions,
                             args.gpu, args.gpus, comm)
-    trainer = chainer.training.Trainer(updater, (args.iteration,
-                                                 'iteration'), args.out)
-    trainer.extend(NonFiniteLossGuard())
-    trainer.extend(WarmupStepLR(args.lr, args.lr_steps,
-                                warmup_iters=args.warmup))
-    keys = ['main/loss', 'main/rpn_loc', 'main/rpn_cls', 'main/roi_loc',
-            'main/roi_cls', 'main/mask']
-    if comm is not None:
-        average_observations(trainer, comm, keys)
-        trainer.extend(RankStates(comm, {
-            'iterator': it, 'batcher': batcher,
-            'sampling': SerializableRandomState(chain.rng)}),
-            trigger=(args.snapshot, 'iteration'))
+    schedule = Schedule(args.iteration, args.lr, tuple(args.lr_steps),
+                        args.warmup, args.snapshot, args.validation,
+                        args.log_interval)
+    trainer = make_trainer(updater, schedule, args.out, comm, {
+        'iterator': it, 'batcher': batcher, 'sampling': chain.rng})
     if comm is None or comm.rank == 0:
-        extend_writers(trainer, args, keys, model, val, val_json,
-                       meta['class_ids'])
+        extend_writers(trainer, schedule, model, COCOEvaluator(
+            val, model, val_json, args.out, class_ids=meta['class_ids']))
     return trainer
-
-
-def extend_writers(trainer, args, keys, model, val, val_json, class_ids):
-    """Logs, plots, progress, snapshots and the COCO evaluation."""
-    log = (args.log_interval, 'iteration')
-    trainer.extend(extensions.LogReport(trigger=log))
-    trainer.extend(extensions.observe_lr(), trigger=log)
-    trainer.extend(extensions.PrintReport(
-        ['iteration', 'lr'] + keys + ['validation/main/bbox/AP',
-                                      'validation/main/segm/AP',
-                                      'elapsed_time']), trigger=log)
-    trainer.extend(extensions.PlotReport(keys, 'iteration', log,
-                                         filename='loss.png'))
-    trainer.extend(extensions.PlotReport(
-        ['validation/main/bbox/AP', 'validation/main/segm/AP'], 'iteration',
-        (args.validation, 'iteration'), filename='ap.png'))
-    trainer.extend(extensions.ProgressBar(update_interval=10))
-    trainer.extend(SoundSnapshot(model), name='snapshot',
-                   trigger=(args.snapshot, 'iteration'))
-    evaluation = HoldFailure(COCOEvaluator(val, model, val_json, args.out,
-                                           class_ids=class_ids))
-    trainer.extend(evaluation, name='validation',
-                   trigger=chainer.training.triggers.ManualScheduleTrigger(
-                       sorted(set(list(range(args.validation, args.iteration,
-                                             args.validation)) +
-                                  [args.iteration])), 'iteration'))
-    # After the snapshot (-100): an evaluation error stops training only
-    # once the snapshot of its iteration is written.
-    trainer.extend(evaluation.raise_held, name='evaluation_failure')
 
 
 def load_data(args, paths, box_offset):
@@ -360,23 +344,6 @@ def check_devices(args):
             ','.join(map(str, args.gpus))))
     elif args.gpu >= 0:
         require_gpus([args.gpu], '--gpu {}'.format(args.gpu))
-
-
-def prepare_out(out):
-    """Create ``--out`` (or check it) before any work, and remove the
-    temporary folders of a snapshot write a kill interrupted."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise SetupError('--out {} is a file, expected a folder'.format(out))
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise SetupError('--out {}: cannot create the folder ({})'.format(
-            out, e.strerror or e)) from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise SetupError('--out {} is not writable'.format(out))
-    for name in remove_partial_snapshots(out):
-        print('removed {} (a snapshot write that was interrupted)'.format(
-            os.path.join(out, name)))
 
 
 def write_config(args, preset):

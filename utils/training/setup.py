@@ -10,6 +10,7 @@ from utils.data.synthetic_coco import ensure_synthetic_coco
 from utils.training.distributed import multi_node_optimizer
 from utils.training.errors import SetupError
 from utils.training.multi_device_updater import MultiDeviceUpdater
+from utils.training.snapshots import remove_partial_snapshots
 from utils.training.subdivision_updater import (SubdivisionUpdater,
                                                 check_divisible)
 from utils.vis import draw_detections
@@ -108,3 +109,20 @@ def build_updater(chain, optimizer, iterator, batcher, subdivisions=1,
         optimizer = multi_node_optimizer(comm, optimizer)
     return SubdivisionUpdater(iterator, optimizer, batcher, device,
                               subdivisions)
+
+
+def prepare_out(out):
+    """Create ``--out`` (or check it) before any work, and remove the
+    temporary folders of a snapshot write a kill interrupted."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SetupError('--out {} is a file, expected a folder'.format(out))
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise SetupError('--out {}: cannot create the folder ({})'.format(
+            out, e.strerror or e)) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise SetupError('--out {} is not writable'.format(out))
+    for name in remove_partial_snapshots(out):
+        print('removed {} (a snapshot write that was interrupted)'.format(
+            os.path.join(out, name)))
