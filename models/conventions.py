@@ -28,6 +28,10 @@ proposal_bounds    'padded': test-time     'image': the resized image
                    proposals are clipped   before padding
                    to the padded blob
                    (``im_info``)
+resize             'detectron': OpenCV     'detectron2': Pillow bilinear
+                   bilinear on mean-       on the uint8 image, sides
+                   subtracted floats, one  ``int(x + 0.5)``, a scale per
+                   scale                   axis (``predict`` only)
 =================  ======================  ================================
 
 ``background_index`` only says where ``cls_score`` keeps the background
@@ -44,6 +48,7 @@ CHANNEL_ORDERS = ('BGR', 'RGB')
 ANCHOR_STYLES = ('detectron', 'detectron2')
 PASTE_RULES = ('detectron', 'detectron2')
 PROPOSAL_BOUNDS = ('padded', 'image')
+RESIZES = ('detectron', 'detectron2')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Conventions:
     anchors: str = 'detectron'
     paste: str = 'detectron'
     proposal_bounds: str = 'padded'
+    resize: str = 'detectron'
 
     def __post_init__(self):
         if self.channel_order not in CHANNEL_ORDERS:
@@ -83,6 +89,9 @@ class Conventions:
         if self.proposal_bounds not in PROPOSAL_BOUNDS:
             raise ValueError('proposal_bounds must be one of {}, got {!r}'
                              .format(PROPOSAL_BOUNDS, self.proposal_bounds))
+        if self.resize not in RESIZES:
+            raise ValueError('resize must be one of {}, got {!r}'.format(
+                RESIZES, self.resize))
         if min(self.pixel_std) <= 0:
             raise ValueError('pixel_std must be positive, got {}'.format(
                 self.pixel_std))
@@ -95,14 +104,16 @@ class Conventions:
     @classmethod
     def from_dict(cls, d):
         """Conventions from npz metadata; missing keys take Detectron's,
-        except ``proposal_bounds`` of a detectron2 model written before
-        that option existed (its anchors say which it is)."""
+        except ``proposal_bounds`` and ``resize`` of a detectron2 model
+        written before those options existed (its anchors say which it
+        is)."""
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError('unknown convention(s): {}'.format(
                 ', '.join(unknown)))
-        if 'proposal_bounds' not in d and d.get('anchors') == 'detectron2':
-            d = dict(d, proposal_bounds='image')
+        if d.get('anchors') == 'detectron2':
+            d = dict({'proposal_bounds': 'image', 'resize': 'detectron2'},
+                     **d)
         return cls(**d)
 
 
@@ -113,4 +124,4 @@ DETECTRON = Conventions()
 DETECTRON2 = Conventions(pixel_mean=(103.530, 116.280, 123.675),
                          aligned=True, box_offset=0, background_index=-1,
                          anchors='detectron2', paste='detectron2',
-                         proposal_bounds='image')
+                         proposal_bounds='image', resize='detectron2')

@@ -26,7 +26,7 @@ from models.anchors import shifted_anchors
 from models.conventions import DETECTRON
 from utils.ops.boxes import clip_boxes, decode_boxes
 from utils.ops.detections import suppress
-from utils.ops.image import prepare
+from utils.ops.image import prepare, prepare_d2
 from utils.ops.masks import paste_masks, paste_masks_d2
 
 PRESETS = {
@@ -153,7 +153,8 @@ class MaskRCNN(chainer.Chain):
                                              rois, roi_indices)
         prob = F.softmax(as_float32(cls_score)).array
         offset = self.conventions.box_offset
-        boxes = decode_boxes(rois / scale, as_float32(bbox_pred).array,
+        boxes = decode_boxes(rois / self._on_device(scale, numpy.float32),
+                             as_float32(bbox_pred).array,
                              self.bbox_reg_weights, offset=offset)
         boxes = clip_boxes(boxes, orig_size, offset=offset)
         return suppress(boxes, prob, self.score_thresh, self.nms_thresh,
@@ -162,7 +163,8 @@ class MaskRCNN(chainer.Chain):
     def detect_masks(self, features, bbox, label, scale):
         """(D, M, M) mask probabilities of each detection's class."""
         # Detectron scales the float64 boxes, then casts.
-        rois = (bbox.astype(numpy.float64) * scale).astype(numpy.float32)
+        rois = (bbox.astype(numpy.float64) *
+                self._on_device(scale, numpy.float64)).astype(numpy.float32)
         roi_indices = self.xp.zeros(len(rois), numpy.int32)
         logits = as_float32(self.mask_head(features[self.head_levels],
                                            rois, roi_indices))
@@ -202,8 +204,10 @@ class MaskRCNN(chainer.Chain):
 
     def _predict_one(self, img):
         orig_size = img.shape[1:]
-        x, scale, size = prepare(img, self.min_size, self.max_size,
-                                 self.pad_stride, **self.normalization)
+        resize = (prepare_d2 if self.conventions.resize == 'detectron2'
+                  else prepare)
+        x, scale, size = resize(img, self.min_size, self.max_size,
+                                self.pad_stride, **self.normalization)
         if self.conventions.proposal_bounds == 'padded':
             # Detectron's im_info holds the padded blob's size ("for exact
             # reproducibility"): its test-time proposals are clipped and
@@ -234,6 +238,13 @@ class MaskRCNN(chainer.Chain):
                  else paste_masks)
         mask = paste(probs, bbox, orig_size, self.mask_thresh)
         return bbox, label, score, mask
+
+    def _on_device(self, scale, dtype):
+        """A float scale as it is; a per-coordinate (4,) scale
+        (detectron2's resize) as an array of the model's device."""
+        if numpy.ndim(scale) == 0:
+            return scale
+        return self.xp.asarray(scale, dtype)
 
     @property
     def dtype(self):

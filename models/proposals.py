@@ -101,8 +101,10 @@ def _valid(roi, min_size, size, scale):
     min_size = max(min_size, 1.)
     ws = roi[:, 2] - roi[:, 0] + 1
     hs = roi[:, 3] - roi[:, 1] + 1
-    ws_orig = (roi[:, 2] - roi[:, 0]) / scale + 1
-    hs_orig = (roi[:, 3] - roi[:, 1]) / scale + 1
+    # One scale, or detectron2's per coordinate (sx, sy, sx, sy).
+    sx, sy = (scale[0], scale[1]) if numpy.ndim(scale) else (scale, scale)
+    ws_orig = (roi[:, 2] - roi[:, 0]) / sx + 1
+    hs_orig = (roi[:, 3] - roi[:, 1]) / sy + 1
     x_ctr = roi[:, 0] + ws / 2.
     y_ctr = roi[:, 1] + hs / 2.
     return xp.where((ws_orig >= min_size) & (hs_orig >= min_size) &

@@ -7,7 +7,7 @@ import pytest
 
 from models.conventions import DETECTRON, DETECTRON2
 from models.presets import build_mask_rcnn, get_preset
-from utils.ops.image import prepare
+from utils.ops.image import prepare, prepare_d2
 from utils.weights.model_io import model_arrays
 
 # 60 x 70 at min_size 64: scale 64 / 60, resized 64 x 75 (75 is not a
@@ -103,3 +103,24 @@ def test_mask_rois_are_scaled_in_float64():
     expected = (bbox.astype(numpy.float64) * scale).astype(numpy.float32)
     numpy.testing.assert_array_equal(seen[0], expected)
     assert (bbox * numpy.float32(scale) != expected).any()
+
+
+@pytest.mark.parametrize('conventions, resize', [(DETECTRON, prepare),
+                                                 (DETECTRON2, prepare_d2)])
+def test_each_convention_resizes_its_own_way(conventions, resize):
+    model = _model(conventions)
+    seen = []
+    extractor = model.extractor
+
+    def spy(x):
+        seen.append(chainer.backend.CpuDevice().send(x))
+        return extractor(x)
+    model.extractor = spy
+    img = numpy.round(_image())  # a decoded image: whole grey levels
+    bboxes, _, _, masks = model.predict([img])
+    x = resize(img, 64, 96, 32, **model.normalization)[0]
+    numpy.testing.assert_array_equal(seen[0][0], x)
+    assert masks[0].shape[1:] == (60, 70)
+    b = bboxes[0]
+    assert (b[:, :2] >= 0).all() and (b[:, 2] <= 70).all() and (
+        b[:, 3] <= 60).all()

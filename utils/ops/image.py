@@ -8,13 +8,18 @@ so the shorter side is ``min_size`` unless the longer side would exceed
 the bilinear resize), zero-padded bottom/right to a multiple of ``stride``.
 An image so thin that a resized side would be 0 pixels is an
 ``ImageError``.
+
+``prepare_d2`` is detectron2's test-time path instead
+(``ResizeShortestEdge``): the uint8 image is resized by Pillow's bilinear
+filter to ``int(side * scale + 0.5)`` pixels, then normalised in float32;
+its scale is per axis, ``(new W / W, new H / H)``.
 """
 import os
 
 import cv2
 import numpy
+from PIL import Image
 
-# Detectron's PIXEL_MEANS, BGR order.
 # Detectron's PIXEL_MEANS (BGR), the default of models.conventions too.
 DETECTRON_PIXEL_MEANS = (102.9801, 115.9465, 122.7717)
 
@@ -93,6 +98,53 @@ def prepare(img, min_size=800, max_size=1333, stride=1,
     out = numpy.zeros((3, ph, pw), numpy.float32)
     out[:, :rh, :rw] = hwc.transpose(2, 0, 1)
     return out, scale, (rh, rw)
+
+
+def prepare_d2(img, min_size=800, max_size=1333, stride=1,
+               pixel_mean=DETECTRON_PIXEL_MEANS, pixel_std=(1., 1., 1.),
+               channel_order='BGR'):
+    """detectron2's network input of one RGB CHW image (module docstring).
+
+    Returns:
+        (numpy.ndarray, numpy.ndarray, (int, int)): (3, H', W') float32
+        ``(x - mean) / std`` in ``channel_order``, padded to a multiple of
+        ``stride``; the scale per box coordinate ``(sx, sy, sx, sy)``
+        (float64), resized / original; and (H, W) of the resized image.
+    """
+    _, h, w = img.shape
+    new_h, new_w = _d2_size(h, w, min_size, max_size)
+    chw = img[::-1] if channel_order == 'BGR' else img
+    hwc = numpy.clip(numpy.round(chw.transpose(1, 2, 0)), 0, 255).astype(
+        numpy.uint8)  # detectron2 resizes the decoded uint8 image
+    hwc = numpy.asarray(Image.fromarray(hwc).resize((new_w, new_h),
+                                                    Image.BILINEAR))
+    hwc = ((hwc.astype(numpy.float32) - numpy.asarray(pixel_mean,
+                                                      numpy.float32))
+           / numpy.asarray(pixel_std, numpy.float32))
+    ph = int(numpy.ceil(new_h / stride) * stride)
+    pw = int(numpy.ceil(new_w / stride) * stride)
+    out = numpy.zeros((3, ph, pw), numpy.float32)
+    out[:, :new_h, :new_w] = hwc.transpose(2, 0, 1)
+    sx, sy = new_w / w, new_h / h
+    return out, numpy.array([sx, sy, sx, sy]), (new_h, new_w)
+
+
+def _d2_size(h, w, min_size, max_size):
+    """``ResizeShortestEdge.get_transform``'s (new H, new W)."""
+    if min(h, w) < 1:
+        raise ImageError('empty image of {}x{} pixels (width x height)'
+                         .format(w, h))
+    scale = min_size / min(h, w)
+    new_h, new_w = (min_size, scale * w) if h < w else (scale * h, min_size)
+    if max(new_h, new_w) > max_size:
+        scale = max_size / max(new_h, new_w)
+        new_h, new_w = new_h * scale, new_w * scale
+    new_h, new_w = int(new_h + 0.5), int(new_w + 0.5)
+    if min(new_h, new_w) < 1:
+        raise ImageError('image of {}x{} pixels (width x height) is too '
+                         'thin: a resized side would be 0 pixels'.format(
+                             w, h))
+    return new_h, new_w
 
 
 def batch_images(imgs):

@@ -90,6 +90,7 @@ def convert_d2(data, arch='auto'):
     assert rows_used == set(params), 'tensor left unused'
     pairs, counts = surgery(table, params)
     fill(model, pairs)
+    check_cell_anchors(state, model.cell_anchors)
     report = ['architecture: {} (ResNet-{}), {} classes + background '
               '(detectron2 checkpoint)'.format(arch, depth, n_fg_class)]
     for group, rows in table.items():
@@ -110,6 +111,27 @@ def convert_d2(data, arch='auto'):
             'conventions': conventions.to_dict(), 'preset': overrides}
     meta.update(coco_classes(n_fg_class))
     return model, meta, report
+
+
+def check_cell_anchors(state, cell_anchors):
+    """The checkpoint's stored cell anchors (``anchor_generator.
+    cell_anchors.{level}``, when it has them) must be the ones this model
+    regenerates: other anchor sizes or ratios would silently shift every
+    proposal."""
+    prefix = 'proposal_generator.anchor_generator.cell_anchors.'
+    for name in sorted(n for n in state if n.startswith(prefix)):
+        level = name[len(prefix):]
+        stored = numpy.asarray(state[name], numpy.float64)
+        if not level.isdigit() or int(level) >= len(cell_anchors):
+            raise ConversionError('{}: no anchor level {} in this model'
+                                  .format(name, level))
+        ours = numpy.asarray(cell_anchors[int(level)], numpy.float64)
+        if stored.shape != ours.shape or not numpy.allclose(
+                stored, ours, rtol=0, atol=1e-3):
+            raise ConversionError(
+                '{} differs from the anchors of RPN sizes and aspect ratios '
+                'this converter assumes (stored {}, expected {})'.format(
+                    name, _few(stored.ravel()), _few(ours.ravel())))
 
 
 def pixel_statistics(state):

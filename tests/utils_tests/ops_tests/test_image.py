@@ -6,7 +6,7 @@ import numpy
 import pytest
 
 from utils.ops.image import (DETECTRON_PIXEL_MEANS, ImageError, prepare,
-                             read_image, target_scale)
+                             prepare_d2, read_image, target_scale)
 
 
 @pytest.mark.parametrize('h, w, size, padded', [
@@ -71,3 +71,31 @@ def test_read_image_is_rgb_chw(tmp_path):
     img = read_image(path)
     assert img.shape == (3, 4, 5)
     assert (img[2] == 255).all() and (img[:2] == 0).all()
+
+
+@pytest.mark.parametrize('h, w, size', [
+    (480, 640, (800, 1067)),     # 640 * 800 / 480 = 1066.7 -> int(+0.5)
+    (100, 1000, (133, 1333)),    # capped: 800 * 1333 / 8000 = 133.3
+    (601, 400, (1202, 800)),     # 601 * 2 = 1202 (tall image)
+])
+def test_detectron2_resize_sizes_by_hand(h, w, size):
+    img = numpy.zeros((3, h, w), numpy.float32)
+    x, scale, resized = prepare_d2(img, 800, 1333, 32)
+    assert resized == size
+    assert x.shape[1:] == (-(-size[0] // 32) * 32, -(-size[1] // 32) * 32)
+    numpy.testing.assert_allclose(scale, [size[1] / w, size[0] / h] * 2)
+
+
+def test_detectron2_resize_is_pillow_on_uint8_then_float32_means():
+    rng = numpy.random.RandomState(3)
+    img = rng.randint(0, 256, (3, 30, 40)).astype(numpy.float32)
+    mean = (103.53, 116.28, 123.675)
+    x, _, (h, w) = prepare_d2(img, 45, 1000, 1, mean)
+    assert (h, w) == (45, 60)
+    # BGR uint8, Pillow's bilinear, then (x - mean) in float32.
+    from PIL import Image
+    bgr = img[::-1].transpose(1, 2, 0).astype(numpy.uint8)
+    resized = numpy.asarray(Image.fromarray(bgr).resize((60, 45),
+                                                        Image.BILINEAR))
+    expected = resized.astype(numpy.float32) - numpy.float32(mean)
+    numpy.testing.assert_array_equal(x, expected.transpose(2, 0, 1))

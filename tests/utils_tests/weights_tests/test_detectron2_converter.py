@@ -130,7 +130,7 @@ def test_buffers_and_pixel_statistics(fpn_state):
     state['pixel_mean'] = numpy.array([1., 2., 3.]).reshape(3, 1, 1)
     state['pixel_std'] = numpy.array([4., 5., 6.]).reshape(3, 1, 1)
     state['proposal_generator.anchor_generator.cell_anchors.0'] = \
-        numpy.zeros((3, 4))
+        _d2_cell_anchors(32)
     state['backbone.bottom_up.stem.conv1.norm.num_batches_tracked'] = \
         numpy.zeros(())
     model, meta, report = convert_d2({'model': state})
@@ -179,3 +179,25 @@ def test_r101_fpn():
     numpy.testing.assert_array_equal(
         model.extractor.body.res4[22].branch2a.conv.W.array,
         state['backbone.bottom_up.res4.22.conv1.weight'])
+
+
+def _d2_cell_anchors(size, ratios=(0.5, 1., 2.)):
+    """detectron2's ``generate_cell_anchors`` for one size, by its formula:
+    w = sqrt(size^2 / ratio), h = ratio * w, centred at 0."""
+    out = []
+    for ratio in ratios:
+        w = numpy.sqrt(size * size / ratio)
+        h = ratio * w
+        out.append([-w / 2, -h / 2, w / 2, h / 2])
+    return numpy.array(out, numpy.float32)
+
+
+def test_stored_cell_anchors_are_checked(fpn_state):
+    prefix = 'proposal_generator.anchor_generator.cell_anchors.'
+    state = dict(fpn_state)
+    for level, size in enumerate((32, 64, 128, 256, 512)):
+        state[prefix + str(level)] = _d2_cell_anchors(size)
+    convert_d2({'model': state})  # detectron2's own anchors: accepted
+    state[prefix + '2'] = _d2_cell_anchors(128, ratios=(0.25, 1., 4.))
+    with pytest.raises(ConversionError, match=prefix + '2 differs'):
+        convert_d2({'model': state})
