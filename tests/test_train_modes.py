@@ -1,6 +1,9 @@
 """Documented train.py modes end to end on tiny data, each checked by its
 output: --evaluate (the npz decides the classes; mixed16), c4 with
---roi-size."""
+--roi-size, R-50 FPN and C4 (with subdivisions) through to a prediction
+of the saved model. Mixed16 training is checked on the tiny problem
+(tests/models_tests/test_mixed_precision.py): NumPy's float16 makes a
+train.py run of it take minutes."""
 import json
 import os
 import subprocess
@@ -11,6 +14,8 @@ import pytest
 
 import train
 from utils.data.synthetic_coco import make_synthetic_coco
+from utils.ops.image import read_image
+from utils.weights.model_io import load_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -126,3 +131,27 @@ def test_c4_roi_size_7_trains_and_predicts(data, tmp_path):
     assert numpy.isfinite(log[-1]['main/loss'])
     assert 0 <= log[-1]['validation/main/segm/AP'] <= 1
     assert (out / 'model_final.npz').is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('arch, extra', [('fpn', []),
+                                         ('c4', ['--subdivisions', '2'])])
+def test_resnet_archs_train_evaluate_and_predict(data, tmp_path, arch,
+                                                 extra):
+    # R-50 from scratch at 64 px: two steps, an evaluation, then the saved
+    # model predicts through load_model with its own classes.
+    out = tmp_path / arch
+    train.main(_data_flags(data) + [
+        '--arch', arch, '--scales', '64', '--loaders', '0', '--iteration',
+        '2', '--validation', '2', '--log-interval', '1', '--out',
+        str(out)] + extra)
+    log = json.load(open(str(out / 'log')))
+    assert all(numpy.isfinite(e['main/loss']) for e in log)
+    assert 0 <= log[-1]['validation/main/bbox/AP'] <= 1
+    model, meta = load_model(str(out / 'model_final.npz'))
+    assert meta['arch'] == arch and meta['class_ids'] == [1, 3, 7]
+    image = sorted((data / 'val' / 'images').iterdir())[0]
+    bboxes, labels, scores, masks = model.predict([read_image(str(image))])
+    assert bboxes[0].shape == (len(labels[0]), 4)
+    assert masks[0].shape == (len(labels[0]), 64, 80)
+    assert ((labels[0] >= 1) & (labels[0] <= 3)).all()
