@@ -124,3 +124,18 @@ def test_each_convention_resizes_its_own_way(conventions, resize):
     b = bboxes[0]
     assert (b[:, :2] >= 0).all() and (b[:, 2] <= 70).all() and (
         b[:, 3] <= 60).all()
+
+
+@pytest.mark.gpu
+def test_predict_runs_on_the_models_device_whichever_is_current():
+    import cupy
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip('needs two CUDA devices')
+    reference = _model()
+    expected = reference.predict([_image()])
+    model = _model()
+    model.to_gpu(1)
+    with cupy.cuda.Device(0):  # --evaluate --gpu 1 leaves 0 current
+        got = model.predict([_image()])
+    for e, g in zip(expected, got):
+        numpy.testing.assert_allclose(g[0], e[0], rtol=1e-4, atol=1e-3)
