@@ -176,7 +176,7 @@ def test_cli_round_trip_and_metadata(tmp_path):
     assert meta['conventions'] == {
         'channel_order': 'BGR', 'aligned': False, 'box_offset': 1,
         'background_index': 0, 'anchors': 'detectron', 'paste': 'detectron',
-        'proposal_bounds': 'padded',
+        'proposal_bounds': 'padded', 'resize': 'detectron',
         'pixel_mean': [102.9801, 115.9465, 122.7717],
         'pixel_std': [1., 1., 1.]}
     assert meta['source']['sha256'] == checks.sha256(str(pkl))
