@@ -1,4 +1,4 @@
-"""Normalisation layers selectable by name: frozen affine, BN or GroupNorm.
+"""Normalisation layers selectable by name: frozen affine or GroupNorm.
 
 Detectron's model-zoo weights carry batch norm already folded into a
 per-channel affine transform, ``y = scale * x + bias`` (its
@@ -35,15 +35,14 @@ class AffineChannel2D(chainer.Link):
         return x * scale + bias
 
 
-NORMS = ('affine', 'bn', 'gn')
+NORMS = ('affine', 'gn')
 
 
 def make_norm(kind, channels):
-    """Build the normalisation ``kind`` ('affine', 'bn' or 'gn') for C channels."""
+    """Build the normalisation ``kind`` ('affine' or 'gn') for C
+    channels."""
     if kind == 'affine':
         return AffineChannel2D(channels)
-    if kind == 'bn':
-        return L.BatchNormalization(channels, eps=1e-5)
     if kind == 'gn':
         # 32 groups (Wu and He), fewer for the narrow quickstart layers.
         return L.GroupNormalization(math.gcd(32, channels), channels,

@@ -106,7 +106,7 @@ class ResNetBody(chainer.Chain):
     Args:
         depth (int): 50 or 101.
         last_stage (int): 4 for C4 (res5 lives in the box head), 5 for FPN.
-        norm (str): 'affine' (frozen, Detectron weights), 'bn' or 'gn'.
+        norm (str): 'affine' (frozen, Detectron weights) or 'gn'.
         width (int): stem channels (64); a smaller value gives a light
             network for quick experiments.
         blocks (tuple of int): blocks of res2..res5 (default: ``depth``'s).
