@@ -347,7 +347,6 @@ def check_devices(args):
 
 
 def write_config(args, preset):
-    os.makedirs(args.out, exist_ok=True)
     config = dict(vars(args), preset=str(preset))
     print('configuration:\n' + json.dumps(config, indent=1, sort_keys=True))
     with open(os.path.join(args.out, 'config.json'), 'w') as f:
