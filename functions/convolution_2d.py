@@ -12,6 +12,15 @@ the weights on the left, both copies disappear::
     gW      = sum_n gy[n] @ col[n].T
     gcol[n] = W.reshape(C_out, C*kh*kw).T @ gy[n];  gx = col2im(gcol)
 
+Every product is a 2-D GEMM. A stacked ``matmul`` would broadcast ``W``
+over N (CuPy then copies it N times, and turns float16 operands into
+float32 copies), and in the heads N is the number of ROIs with small
+P*Q: hundreds of tiny GEMMs. So when P*Q is small (``FOLD_BELOW``), the
+images of a chunk are folded into the GEMM's columns,
+``(K, N, P*Q) -> (K, N*P*Q)``, at the price of one copy of the chunk;
+when P*Q is large (the backbone, N = 1 or 2) each image is one GEMM
+already large enough, with no copy.
+
 A 1x1 kernel without padding needs no im2col at all: ``col`` is the
 (strided) input itself. ``col`` is recomputed in the backward pass rather
 than kept, as chainer does, so training memory does not grow.
@@ -55,6 +64,60 @@ def _col2im(gcol, x_shape, kh, kw, sy, sx, ph, pw, pq):
     return conv.col2im_gpu(gcol, sy, sx, ph, pw, h, w)
 
 
+# Below this many output pixels per image, images are folded into one GEMM.
+FOLD_BELOW = 1024
+# Bytes of one folded chunk of ``col`` (bounds the extra copy).
+CHUNK_BYTES = 64 << 20
+
+
+def _chunks(n, per_image_bytes):
+    step = max(1, CHUNK_BYTES // max(1, per_image_bytes))
+    return [slice(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+def _fold(a):
+    """(N, R, L) -> (R, N*L), a copy unless N == 1."""
+    n, r, length = a.shape
+    return a.transpose(1, 0, 2).reshape(r, n * length)
+
+
+def left_matmul(w, b):
+    """``w @ b[n]`` for every n through 2-D GEMMs: w (M, K), b (N, K, L) ->
+    (N, M, L) contiguous."""
+    xp = get_array_module(b)
+    n, k, length = b.shape
+    if n == 1:
+        return (w @ b[0])[None]
+    out = xp.empty((n, w.shape[0], length), numpy.result_type(w, b))
+    if length >= FOLD_BELOW:
+        for i in range(n):
+            out[i] = w @ b[i]
+        return out
+    for s in _chunks(n, k * length * b.itemsize):
+        m = s.stop - s.start
+        # (M, m*L) -> (M, m, L) -> (m, M, L)
+        out[s] = (w @ _fold(b[s])).reshape(-1, m, length).transpose(1, 0, 2)
+    return out
+
+
+def sum_matmul_t(a, b):
+    """``sum_n a[n] @ b[n].T`` through 2-D GEMMs: a (N, M, L), b (N, K, L)
+    -> (M, K)."""
+    n, k, length = b.shape
+    if n == 1:
+        return a[0] @ b[0].T
+    if length >= FOLD_BELOW:
+        out = a[0] @ b[0].T
+        for i in range(1, n):
+            out += a[i] @ b[i].T
+        return out
+    out = None
+    for s in _chunks(n, k * length * b.itemsize):
+        part = _fold(a[s]) @ _fold(b[s]).T
+        out = part if out is None else out + part
+    return out
+
+
 class Convolution2DGEMM(function_node.FunctionNode):
     """y = conv(x, W) + b with stride and zero padding (no dilation, no
     groups, no ``cover_all``)."""
@@ -79,11 +142,10 @@ class Convolution2DGEMM(function_node.FunctionNode):
     def forward(self, inputs):
         self.retain_inputs((0, 1))
         x, W = inputs[:2]
-        xp = get_array_module(x)
         o, _, kh, kw = W.shape
         col, (p, q) = _im2col(x, kh, kw, self.sy, self.sx, self.ph, self.pw)
         # (O, K) @ (N, K, P*Q) -> (N, O, P*Q): already NCHW.
-        y = xp.matmul(W.reshape(o, -1), col)
+        y = left_matmul(W.reshape(o, -1), col)
         if len(inputs) == 3:
             y += inputs[2][:, None]
         return y.reshape(len(x), o, p, q),
@@ -105,16 +167,13 @@ class Convolution2DGEMMGrad(function_node.FunctionNode):
 
     def forward(self, inputs):
         x, W, gy = inputs
-        xp = get_array_module(x)
         o, _, kh, kw = W.shape
         n, _, p, q = gy.shape
         gy = gy.reshape(n, o, p * q)
         w2 = W.reshape(o, -1)
         col, pq = _im2col(x, kh, kw, self.sy, self.sx, self.ph, self.pw)
-        gw = xp.zeros_like(w2)
-        for i in range(n):  # N is the images of one piece: 1 or 2
-            gw += gy[i] @ col[i].T
-        gcol = xp.matmul(w2.T, gy)
+        gw = sum_matmul_t(gy, col)
+        gcol = left_matmul(w2.T, gy)
         gx = _col2im(gcol, x.shape, kh, kw, self.sy, self.sx, self.ph,
                      self.pw, pq)
         out = (gx, gw.reshape(W.shape))

@@ -12,9 +12,11 @@ The mask head's 2x2, stride 2 deconvolution has non-overlapping outputs:
 each input pixel writes its own kh x kw block, so it is one GEMM and a
 pixel shuffle instead of chainer's tensordot + col2im::
 
-    cols = W.reshape(C_in, C_out*kh*kw).T @ x[n].reshape(C_in, H*W)
-    y[n] = cols.reshape(C_out, kh, kw, H, W) -> (C_out, H, kh, W, kw)
-                                             -> (C_out, H*kh, W*kw)
+    cols = W.reshape(C_in, C_out*kh*kw).T @ x.reshape(C_in, N*H*W)
+    y    = cols.reshape(C_out, kh, kw, N, H, W) -> (N, C_out, H, kh, W, kw)
+                                                -> (N, C_out, H*kh, W*kw)
+
+(x is first brought to (C_in, N, H, W), a copy of the small side.)
 """
 import chainer.functions as F
 import chainer.links as L
@@ -61,14 +63,15 @@ def non_overlapping_deconvolution_2d(x, W, b=None):
     n, ci, h, w = x.shape
     _, co, kh, kw = W.shape
     w2 = F.reshape(W, (ci, co * kh * kw))
-    x3 = F.reshape(x, (n, ci, h * w))
-    if n == 1:
-        cols = F.expand_dims(F.matmul(w2, x3[0], transa=True), 0)
-    else:
-        cols = F.matmul(F.broadcast_to(w2, (n, ci, co * kh * kw)), x3,
-                        transa=True)
-    # (N, Co*kh*kw, H*W) -> (N, Co, kh, kw, H, W) -> (N, Co, H, kh, W, kw)
-    y = F.transpose(F.reshape(cols, (n, co, kh, kw, h, w)),
-                    (0, 1, 4, 2, 5, 3))
+    # One 2-D GEMM over all N (ROIs in the mask head): a stacked matmul
+    # would broadcast W into N copies, and CuPy's float16 matmul of 3-D
+    # operands runs in float32 copies.
+    # (N, Ci, H, W) -> (Ci, N, H*W) -> (Ci, N*H*W)
+    x2 = F.reshape(F.transpose(F.reshape(x, (n, ci, h * w)), (1, 0, 2)),
+                   (ci, n * h * w))
+    cols = F.matmul(w2, x2, transa=True)           # (Co*kh*kw, N*H*W)
+    # (Co, kh, kw, N, H, W) -> (N, Co, H, kh, W, kw)
+    y = F.transpose(F.reshape(cols, (co, kh, kw, n, h, w)),
+                    (3, 0, 4, 1, 5, 2))
     y = F.reshape(y, (n, co, h * kh, w * kw))
     return F.bias(y, b) if b is not None else y

@@ -44,6 +44,36 @@ def test_equals_chainer_convolution(xp, x_shape, w_shape, stride, pad,
         xp.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-11)
 
 
+@pytest.mark.parametrize('fold_below,chunk_bytes', [
+    (1, 1 << 30),        # every image its own GEMM
+    (1 << 30, 1 << 30),  # all images folded into one GEMM
+    (1 << 30, 1),        # folded, one image per chunk
+    (1 << 30, 3000),     # folded, chunks of 2 images and a remainder
+])
+def test_gemm_layouts_agree(xp, monkeypatch, fold_below, chunk_bytes):
+    # The heads (many images, few pixels) fold images into one GEMM, the
+    # backbone (few images, many pixels) runs one GEMM per image; both, and
+    # every chunking, give chainer's numbers.
+    import functions.convolution_2d as conv2d
+    monkeypatch.setattr(conv2d, 'FOLD_BELOW', fold_below)
+    monkeypatch.setattr(conv2d, 'CHUNK_BYTES', chunk_bytes)
+    rng = numpy.random.RandomState(5)
+    x = xp.asarray(rng.randn(5, 3, 6, 7))
+    W = xp.asarray(rng.randn(4, 3, 3, 3))
+    b = xp.asarray(rng.randn(4))
+    gy = xp.asarray(rng.randn(5, 4, 6, 7))
+    outs = []
+    for f in (convolution_2d, F.convolution_2d):
+        xv, Wv, bv = (chainer.Variable(a) for a in (x, W, b))
+        y = f(xv, Wv, bv, 1, 1)
+        y.grad = gy
+        y.backward()
+        outs.append([y.array, xv.grad, Wv.grad, bv.grad])
+    assert outs[0][0].flags.c_contiguous and outs[0][2].flags.c_contiguous
+    for a, e in zip(*outs):
+        xp.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-11)
+
+
 def test_hand_case():
     # 3x3 ones kernel on a 3x3 arange with pad 1: the centre output is the
     # sum 0 + ... + 8 = 36, the corner 0 + 1 + 3 + 4 = 8.
