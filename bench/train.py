@@ -4,8 +4,8 @@
                           [--size 800 1216] [--gpu 0] [--json OUT]
 
 Each batch size runs with the matching ``--subdivisions`` (gradient
-accumulation, ``utils/training/subdivision_updater.py``), on synthetic images with two boxes
-and their rectangular masks, the same problem ``bench/torchvision_ref.py
+accumulation, ``utils/training/subdivision_updater.py``), on synthetic
+images with two boxes and their rectangular masks, the same problem ``bench/torchvision_ref.py
 train`` gives torchvision. Reported: images per second (median step of
 ``--repeat`` after one warm-up) and peak memory (CuPy's pool high-water
 mark on the GPU, the process's peak RSS on the CPU).
@@ -27,6 +27,7 @@ import numpy  # noqa: E402
 from models.presets import build_mask_rcnn, get_preset  # noqa: E402
 from models.train_chain import MaskRCNNTrainChain  # noqa: E402
 from utils.data.batching import TrainBatcher  # noqa: E402
+from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.training.subdivision_updater import SubdivisionUpdater  # noqa: E402
 
 
@@ -116,15 +117,19 @@ def main():
                    help='image height and width')
     p.add_argument('--repeat', type=int, default=2)
     p.add_argument('--gpu', type=int, default=-1)
+    p.add_argument('--threads', type=int, default=default_threads(),
+                   help='BLAS and OpenCV threads (utils/threads.py)')
     p.add_argument('--json', default=None)
     args = p.parse_args()
+    blas = set_threads(args.threads)
     if len(args.subdivisions) != len(args.batch):
         p.error('give one --subdivisions per --batch')
     print('{:<6s} {:<6s} {:>5s} {:>5s} {:>9s} {:>9s}'.format(
         'arch', 'xp', 'batch', 'subdv', 'images/s', 'peak MB'))
     rows = []
     for batch, subdivisions in zip(args.batch, args.subdivisions):
-        r = bench(args, batch, subdivisions)
+        r = dict(bench(args, batch, subdivisions), threads=args.threads,
+                 blas=blas, load_average=os.getloadavg())
         rows.append(r)
         print('{:<6s} {:<6s} {:>5d} {:>5d} {:>9.3f} {:>9.0f}'.format(
             r['arch'], r['backend'], batch, subdivisions, r['images_per_s'],
