@@ -5,10 +5,11 @@
 
 Each batch size runs with the matching ``--subdivisions`` (gradient
 accumulation, ``utils/training/subdivision_updater.py``), on synthetic
-images with two boxes and their rectangular masks, the same problem ``bench/torchvision_ref.py
-train`` gives torchvision. Reported: images per second (median step of
-``--repeat`` after one warm-up) and peak memory (CuPy's pool high-water
-mark on the GPU, the process's peak RSS on the CPU).
+images with two boxes and their rectangular masks, the same problem
+``bench/torchvision_ref.py train`` gives torchvision. Reported: images
+per second (median step of ``--repeat`` after one warm-up) and peak
+memory (CuPy's pool high-water mark on the GPU, the process's peak RSS on
+the CPU).
 """
 import argparse
 import json
