@@ -120,11 +120,12 @@ def sum_matmul_t(a, b):
 
 class Convolution2DGEMM(function_node.FunctionNode):
     """y = conv(x, W) + b with stride and zero padding (no dilation, no
-    groups, no ``cover_all``)."""
+    groups, no ``cover_all``), then ``max(y, 0)`` in place if ``relu``."""
 
-    def __init__(self, stride=1, pad=0):
+    def __init__(self, stride=1, pad=0, relu=False):
         self.sy, self.sx = _pair(stride)
         self.ph, self.pw = _pair(pad)
+        self.relu = relu
 
     def check_type_forward(self, in_types):
         n_in = in_types.size()
@@ -148,13 +149,21 @@ class Convolution2DGEMM(function_node.FunctionNode):
         y = left_matmul(W.reshape(o, -1), col)
         if len(inputs) == 3:
             y += inputs[2][:, None]
+        if self.relu:
+            # In place: no second output-sized array, as F.relu would make.
+            xp = get_array_module(y)
+            xp.maximum(y, 0, out=y)
+            self.retain_outputs((0,))
         return y.reshape(len(x), o, p, q),
 
     def backward(self, indexes, grad_outputs):
         x, W = self.get_retained_inputs()
         gy, = grad_outputs
+        inputs = (x, W, gy)
+        if self.relu:
+            inputs += self.get_retained_outputs()
         grads = Convolution2DGEMMGrad(self, len(self.inputs) == 3).apply(
-            (x, W, gy))
+            inputs)
         return tuple(grads[i] for i in indexes)
 
 
@@ -166,7 +175,9 @@ class Convolution2DGEMMGrad(function_node.FunctionNode):
         self.with_bias = with_bias
 
     def forward(self, inputs):
-        x, W, gy = inputs
+        x, W, gy = inputs[:3]
+        if len(inputs) == 4:  # through the ReLU: zero where y <= 0
+            gy = gy * (inputs[3] > 0)
         o, _, kh, kw = W.shape
         n, _, p, q = gy.shape
         gy = gy.reshape(n, o, p * q)
@@ -186,7 +197,7 @@ class Convolution2DGEMMGrad(function_node.FunctionNode):
                                   'convolution_2d is not supported')
 
 
-def convolution_2d(x, W, b=None, stride=1, pad=0):
+def convolution_2d(x, W, b=None, stride=1, pad=0, relu=False):
     """2D convolution through NCHW GEMMs (module docstring).
 
     Args:
@@ -194,13 +205,15 @@ def convolution_2d(x, W, b=None, stride=1, pad=0):
         W (Variable or array): (O, C, kh, kw), same dtype.
         b (Variable or array or None): (O,).
         stride, pad (int or (int, int)): as ``F.convolution_2d``.
+        relu (bool): apply ``F.relu`` to the result, in place.
 
     Returns:
         Variable: (N, O, P, Q) with ``P = (H + 2 ph - kh) // sy + 1``, equal
-        to ``chainer.functions.convolution_2d(x, W, b, stride, pad)``.
+        to ``chainer.functions.convolution_2d(x, W, b, stride, pad)`` (and
+        its ``F.relu`` if ``relu``).
     """
     inputs = (x, W) if b is None else (x, W, b)
-    return Convolution2DGEMM(stride, pad).apply(inputs)[0]
+    return Convolution2DGEMM(stride, pad, relu).apply(inputs)[0]
 
 
 def _pair(v):

@@ -34,6 +34,14 @@ class AffineChannel2D(chainer.Link):
         bias = self.bias.astype(x.dtype, copy=False).reshape(shape)
         return x * scale + bias
 
+    def fold(self, W):
+        """The weights and bias of ``affine(conv(x, W))`` as one convolution:
+        ``(W * scale[:, None, None, None], bias)``, for W (O, C, kh, kw) of a
+        bias-free convolution. Differentiable in W (the affine itself is
+        frozen)."""
+        scale = self.scale.astype(W.dtype, copy=False).reshape(-1, 1, 1, 1)
+        return W * scale, self.bias.astype(W.dtype, copy=False)
+
 
 NORMS = ('affine', 'gn')
 

@@ -14,8 +14,9 @@ rename: ``res3_0_branch2a_w`` is ``res3/0/branch2a/conv/W`` and
 import chainer
 import chainer.functions as F
 
+from functions.convolution_2d import convolution_2d
 from models.conv import Convolution2D
-from models.norm import make_norm
+from models.norm import AffineChannel2D, make_norm
 
 # blocks per stage res2..res5
 DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -33,12 +34,23 @@ class ConvNorm(chainer.Chain):
                                       initialW=initialW)
             self.norm = make_norm(norm, out_channels)
 
-    def forward(self, x):
-        return self.norm(self.conv(x))
+    def forward(self, x, relu=False):
+        """norm(conv(x)), and its ReLU if ``relu``."""
+        if isinstance(self.norm, AffineChannel2D):
+            # A frozen affine after a bias-free convolution is that
+            # convolution with scaled weights and a bias, which the GEMM adds
+            # in place, as it applies the ReLU: one pass over the output
+            # instead of four.
+            W, b = self.norm.fold(self.conv.W)
+            return convolution_2d(x, W, b, self.conv.stride, self.conv.pad,
+                                  relu)
+        h = self.norm(self.conv(x))
+        return F.relu(h) if relu else h
 
 
 class Bottleneck(chainer.Chain):
-    """1x1 (stride) -> 3x3 -> 1x1 residual block; shortcut projected if needed."""
+    """1x1 (stride) -> 3x3 -> 1x1 residual block; shortcut projected if
+    needed."""
 
     def __init__(self, in_channels, mid_channels, out_channels, stride,
                  norm='affine', initialW=None):
@@ -55,8 +67,8 @@ class Bottleneck(chainer.Chain):
                                         0, norm, initialW)
 
     def forward(self, x):
-        h = F.relu(self.branch2a(x))
-        h = F.relu(self.branch2b(h))
+        h = self.branch2a(x, relu=True)
+        h = self.branch2b(h, relu=True)
         h = self.branch2c(h)
         shortcut = self.branch1(x) if hasattr(self, 'branch1') else x
         return F.relu(h + shortcut)
@@ -128,7 +140,7 @@ class ResNetBody(chainer.Chain):
                         res_stage(depth, k, 2, norm, initialW, width, blocks))
 
     def forward(self, x):
-        h = F.relu(self.conv1(x))
+        h = self.conv1(x, relu=True)
         h = F.max_pooling_2d(h, 3, 2, pad=1, cover_all=False)
         outs = []
         for name in self.stages:

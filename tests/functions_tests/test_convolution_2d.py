@@ -94,6 +94,34 @@ def test_gradient_check(stride, pad, ksize):
         dtype=numpy.float64, atol=1e-7, rtol=1e-7)
 
 
+def test_relu_in_place_equals_relu_after(xp):
+    rng = numpy.random.RandomState(6)
+    x = xp.asarray(rng.randn(2, 3, 5, 6))
+    W = xp.asarray(rng.randn(4, 3, 3, 3))
+    b = xp.asarray(rng.randn(4))
+    gy = xp.asarray(rng.randn(2, 4, 5, 6))
+    outs = []
+    for f in (lambda x, W, b: convolution_2d(x, W, b, 1, 1, relu=True),
+              lambda x, W, b: F.relu(F.convolution_2d(x, W, b, 1, 1))):
+        xv, Wv, bv = (chainer.Variable(a) for a in (x, W, b))
+        y = f(xv, Wv, bv)
+        y.grad = gy
+        y.backward()
+        outs.append([y.array, xv.grad, Wv.grad, bv.grad])
+    assert (outs[1][0] == 0).mean() > 0.2   # the ReLU cuts a good part
+    for a, e in zip(*outs):
+        xp.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-11)
+
+
+def test_relu_gradient_check():
+    rng = numpy.random.RandomState(7)
+    x, W, b = rng.randn(2, 3, 5, 6), rng.randn(2, 3, 3, 3), rng.randn(2)
+    gy = rng.randn(2, 2, 5, 6)
+    gradient_check.check_backward(
+        lambda x, W, b: convolution_2d(x, W, b, 1, 1, relu=True), (x, W, b),
+        gy, dtype=numpy.float64, atol=1e-6, rtol=1e-6)
+
+
 def test_float32_and_the_link():
     rng = numpy.random.RandomState(2)
     x = rng.randn(1, 3, 6, 6).astype(numpy.float32)
