@@ -23,7 +23,6 @@ images. Any other problem stops it with status 1 and one line
 ``demo.py: error: ...`` before the model runs.
 """
 import argparse
-import collections
 import json
 import os
 import sys
@@ -33,21 +32,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import compat  # noqa: F401,E402  (before chainer)
 import numpy  # noqa: E402
 
-from models.mask_rcnn import PRESETS  # noqa: E402
+from models.mask_rcnn import THRESHOLDS  # noqa: E402
 from models.presets import build_mask_rcnn, get_preset  # noqa: E402
 from utils.backend import DeviceError, require_gpus  # noqa: E402
 from utils.data.coco_eval import coco_results  # noqa: E402
-from utils.data.coco_names import COCO_CATEGORY_IDS, COCO_NAMES  # noqa: E402
+from utils.demo_io import (  # noqa: E402
+    UsageError, list_images, prepare_outputs)
 from utils.ops.image import ImageError, read_image  # noqa: E402
-from utils.weights.model_io import ModelFileError, load_model  # noqa: E402
-from utils.vis import draw_detections, file_format, save_formats  # noqa: E402
+from utils.weights.model_io import (  # noqa: E402
+    DEFAULT_N_FG_CLASS, ModelFileError, load_model, model_classes)
+from utils.vis import draw_detections  # noqa: E402
 
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
-VISUALIZE = PRESETS['visualize']  # Detectron's visualisation thresholds
-
-
-class UsageError(ValueError):
-    """A flag that cannot work, reported before any work is done."""
+VISUALIZE = THRESHOLDS['visualize']  # Detectron's visualisation thresholds
 
 
 def parse_args(argv=None):
@@ -95,122 +91,6 @@ def sample_photo():
         return f.name
 
 
-def list_images(paths):
-    """Expand folders into their image files; keep explicit files as given,
-    which must exist (checked now, before the slow model build)."""
-    out = []
-    for path in paths:
-        if os.path.isdir(path):
-            out += sorted(os.path.join(path, f) for f in os.listdir(path)
-                          if f.lower().endswith(IMAGE_EXTS))
-        elif os.path.isfile(path):
-            out.append(path)
-        else:
-            raise ImageError('image file not found: {}'.format(path))
-    if not out:
-        raise ImageError('no images found in {}'.format(' '.join(paths)))
-    return out
-
-
-def output_names(images):
-    """File names of the drawings of ``images`` in one folder (the module
-    docstring's rule). Names are compared without case, as a
-    case-insensitive file system would."""
-    bases = [os.path.basename(image) for image in images]
-    stems = collections.Counter(os.path.splitext(b)[0].lower() for b in bases)
-    names, taken = [], set()
-    for base in bases:
-        stem = os.path.splitext(base)[0]
-        root = stem if stems[stem.lower()] == 1 else base
-        name, n = root + '.png', 1
-        while name.lower() in taken:
-            n += 1
-            name = '{}.{}.png'.format(root, n)
-        taken.add(name.lower())
-        names.append(name)
-    return names
-
-
-def output_paths(out, images):
-    """(folder to create, path of each image's drawing)."""
-    if len(images) == 1 and not (os.path.isdir(out) or
-                                 out.endswith(('/', os.sep))):
-        if file_format(out) not in save_formats():
-            raise UsageError('--out {}: cannot write .{} images, expected '
-                             'one of .{}'.format(out, file_format(out),
-                                                 ', .'.join(save_formats())))
-        return os.path.dirname(out), [out]
-    if os.path.isfile(out):
-        raise UsageError('--out {} is a file; {} images need a folder'.format(
-            out, len(images)))
-    return out, [os.path.join(out, name) for name in output_names(images)]
-
-
-def file_ids(paths):
-    """(device, inode) of each existing path: one file has one id whatever
-    its spelling, links or letter case."""
-    ids = set()
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        ids.add((st.st_dev, st.st_ino))
-    return ids
-
-
-def refuse_overwrites(out, drawings, json_path, inputs):
-    """Refuse an ``--out`` or ``--json`` that is, or would write onto, one
-    of ``inputs`` (images, their folders, the model file)."""
-    ids = file_ids(inputs)
-    if file_ids([out]) & ids:
-        raise UsageError('--out {} is an input; expected a new file or '
-                         'folder'.format(out))
-    for path in drawings:
-        if file_ids([path]) & ids:
-            raise UsageError('--out {} would overwrite the input {}; '
-                             'expected another folder'.format(out, path))
-    if json_path is None:
-        return
-    if file_ids([json_path]) & ids:
-        raise UsageError('--json {} is an input; expected a new file'.format(
-            json_path))
-    if os.path.realpath(json_path) in map(os.path.realpath, drawings):
-        raise UsageError('--json {} is also a drawing of --out; expected '
-                         'another file'.format(json_path))
-
-
-def make_folder(flag, folder):
-    """Create the folder of an output now, so that a bad path fails before
-    the slow work instead of after it."""
-    folder = folder or '.'
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise UsageError('{} needs the folder {}, which cannot be created '
-                         '({})'.format(flag, folder, e.strerror or e)) \
-            from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError('{} needs the folder {}, which is not '
-                         'writable'.format(flag, folder))
-
-
-def prepare_outputs(args, images):
-    """Check and create every output location; the drawing paths."""
-    out = args.out or ('output.png' if len(images) == 1 else 'output')
-    folder, drawings = output_paths(out, images)
-    inputs = args.image + images + ([args.modelfile] if args.modelfile
-                                    else [])
-    refuse_overwrites(out, drawings, args.json, inputs)
-    if args.json is not None and os.path.isdir(args.json):
-        raise UsageError('--json {} is a folder; expected a file name'.format(
-            args.json))
-    make_folder('--out', folder)
-    if args.json is not None:
-        make_folder('--json', os.path.dirname(args.json))
-    return drawings
-
-
 def build(args):
     if args.modelfile:
         model, meta = load_model(args.modelfile, args.arch)
@@ -220,8 +100,8 @@ def build(args):
         numpy.random.seed(0)
         model = build_mask_rcnn(get_preset(args.arch or 'c4'))
         meta = {}
-    model.use_preset(dict(VISUALIZE, score_thresh=args.score_thresh,
-                          nms_thresh=args.nms_thresh))
+    model.use_thresholds(dict(VISUALIZE, score_thresh=args.score_thresh,
+                              nms_thresh=args.nms_thresh))
     if args.gpu >= 0:
         import chainer
         chainer.backends.cuda.get_device_from_id(args.gpu).use()
@@ -229,21 +109,15 @@ def build(args):
     return model, meta
 
 
-def class_labels(meta, path):
-    """Names and dataset category ids of labels 1..K: the npz's
-    ``class_names`` and ``class_ids``; else COCO's for an 80-class model
-    and 'class k', k for any other, whose classes are not COCO's."""
-    k = meta.get('n_fg_class', len(COCO_NAMES))  # what load_model builds
-    coco = k == len(COCO_NAMES)
-    names = meta.get('class_names', COCO_NAMES if coco else [
+def class_labels(meta):
+    """Names and dataset category ids of labels 1..K: the npz's (checked
+    by ``load_model`` to have K entries), else COCO's for an 80-class
+    model (``model_classes``), else 'class k' and k."""
+    k = meta.get('n_fg_class', DEFAULT_N_FG_CLASS)  # what load_model builds
+    classes = model_classes(meta)
+    names = classes.get('class_names', [
         'class {}'.format(i) for i in range(1, k + 1)])
-    ids = meta.get('class_ids', COCO_CATEGORY_IDS if coco else list(
-        range(1, k + 1)))
-    for key, value in (('class_names', names), ('class_ids', ids)):
-        if len(value) != k:
-            raise ModelFileError('{}: metadata {!r} has {} entries, expected '
-                                 'one per class ({})'.format(
-                                     path, key, len(value), k))
+    ids = classes.get('class_ids', list(range(1, k + 1)))
     return names, ids
 
 
@@ -297,11 +171,14 @@ def main(argv=None):
     args = parse_args(argv)
     args.image = args.image or [sample_photo()]
     images = list_images(args.image)
-    drawings = prepare_outputs(args, images)
+    out = args.out or ('output.png' if len(images) == 1 else 'output')
+    inputs = args.image + images + ([args.modelfile] if args.modelfile
+                                    else [])
+    drawings = prepare_outputs(out, args.json, inputs, images)
     if args.gpu >= 0:
         require_gpus([args.gpu], '--gpu {}'.format(args.gpu))
     model, meta = build(args)
-    labels = class_labels(meta, args.modelfile)
+    labels = class_labels(meta)
     results, failed = detect_all(model, images, drawings, labels,
                                  args.contour)
     if args.json:

@@ -11,12 +11,13 @@ With no arguments it generates a small synthetic COCO-format dataset, trains
 the light 'fpn-tiny' model on the CPU, evaluates it with the COCO metric,
 and writes loss/AP plots, the model and a demo image into --out.
 
-This script holds every flag with its help text and the wiring between
-them, which makes it longer than the project's ~300-line guide; the
-machinery it wires is in ``utils/training/``.
+This script holds every flag with its help text and turns them into
+explicit values for the machinery in ``utils/training/`` (``build.py``:
+model, data and trainer; ``results.py``: final model and ``--evaluate``).
 """
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -25,34 +26,28 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from utils import compat  # noqa: F401,E402  (before chainer)
 import chainer  # noqa: E402
-import numpy  # noqa: E402
 
-from models.presets import (  # noqa: E402
-    ARCHS, build_mask_rcnn, check_c4_roi_sizes, get_preset, preset_overrides)
-from models.train_chain import MaskRCNNTrainChain  # noqa: E402
-from utils.backend import DeviceError, require_gpus  # noqa: E402
-from utils.data.batching import CarryReadErrors, TrainBatcher  # noqa: E402
-from utils.data.coco_dataset import COCODataset  # noqa: E402
-from utils.data.coco_eval import COCOEvaluator  # noqa: E402
+from models.presets import ARCHS, get_preset, preset_overrides  # noqa: E402
+from utils.backend import DeviceError  # noqa: E402
 from utils.data.coco_json import DatasetError  # noqa: E402
-from utils.data.coco_names import COCO_CATEGORY_IDS  # noqa: E402
-from utils.data.order_sampler import SeededShuffleOrderSampler  # noqa: E402
 from utils.ops.image import ImageError  # noqa: E402
+from utils.training.build import (  # noqa: E402
+    build_model, build_trainer, check_roi_size, load_data)
+from utils.training.defaults import LR_RULES, default_settings  # noqa: E402
 from utils.training.distributed import (  # noqa: E402
     COMMUNICATORS, abort_other_ranks, create_communicator, scatter_datasets)
 from utils.training.errors import SetupError  # noqa: E402
 from utils.training.pretrained import (  # noqa: E402
-    PretrainedError, freeze, load_pretrained, pretrained_fields, resolve)
+    PretrainedError, starting_point)
+from utils.training.results import (  # noqa: E402
+    evaluate_model, load_evaluated_model, save_final)
 from utils.training.setup import (  # noqa: E402
-    build_updater, check_layout, check_paths, coco2017_paths, prepare_out,
-    synthetic_paths, write_demo)
+    check_devices, check_layout, dataset_paths, prepare_out)
 from utils.training.snapshots import (  # noqa: E402
     EvaluationFailed, SnapshotError, TrainingDiverged, check_snapshot,
     latest_snapshot, load_snapshot)
-from utils.training.trainer import (  # noqa: E402
-    Schedule, extend_writers, make_trainer)
-from utils.weights.model_io import (  # noqa: E402
-    ModelFileError, load_model, save_model)
+from utils.training.trainer import Schedule  # noqa: E402
+from utils.weights.model_io import ModelFileError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -63,7 +58,8 @@ def parse_args(argv=None):
     _data_flags(p.add_argument_group('data').add_argument)
     _devices_flags(p.add_argument_group('devices and batch').add_argument)
     _schedule_flags(p.add_argument_group('optimisation').add_argument)
-    _run_flags(p.add_argument_group('snapshots, evaluation and output').add_argument)
+    _run_flags(p.add_argument_group(
+        'snapshots, evaluation and output').add_argument)
     return p.parse_args(argv)
 
 
@@ -88,8 +84,9 @@ def _model_flags(a):
     a('--scales', type=_positive, nargs='+', default=None,
       help="training shorter sides, picked at random per image (default: "
            "the preset's)")
-    a('--gamma', type=float, default=1.,
-      help='weight of the mask loss (default: 1)')
+    a('--gamma', type=float, default=None,
+      help="weight of the mask loss (default: the preset's, 1 as "
+           "Detectron's MRCNN.WEIGHT_LOSS_MASK)")
     a('--dtype', choices=('float32', 'mixed16'), default='float32',
       help='float32 (default), or mixed16: float16 activations and weights '
            'with float32 master weights, dynamic loss scaling and float32 '
@@ -188,162 +185,28 @@ def _ids(text):
 
 
 def resolve_defaults(args, n_processes=1):
+    """Fill in the flags left unset (``utils/training/defaults.py``) and
+    record the batch over all processes and the learning-rate rule."""
     synthetic = args.dataset == 'synthetic'
     args.processes = n_processes
     args.effective_batchsize = args.batchsize * n_processes
-    args.arch = args.arch or ('fpn-tiny' if synthetic else 'fpn')
-    if args.iteration is None:
-        args.iteration = 500 if synthetic else 90000
-    if args.lr is None:
-        # Detectron's linear scaling rule: 0.02 for 16 images. The light
-        # synthetic-data model (GroupNorm, from scratch) diverged at 0.02
-        # and learns well at 0.01 with batch 2.
-        args.lr = 0.01 if synthetic else 0.02 * args.effective_batchsize / 16
-        args.lr_rule = ('0.01 for the synthetic quickstart' if synthetic
-                        else 'linear scaling: 0.02 x batch / 16')
-    else:
-        args.lr_rule = 'given by --lr'
-    if args.lr_steps is None:
-        args.lr_steps = [args.iteration * 2 // 3, args.iteration * 8 // 9]
-    args.warmup = args.warmup if args.warmup is not None else (
-        100 if synthetic else 500)
-    if args.freeze_at is None:
-        args.freeze_at = 2 if args.pretrained else 0
-    if args.snapshot is None:
-        args.snapshot = 250 if synthetic else 5000
-    if args.validation is None:
-        args.validation = 250 if synthetic else 10000
+    args.lr_rule = 'given by --lr' if args.lr is not None else LR_RULES[
+        'synthetic' if synthetic else 'coco']
+    for key, value in default_settings(
+            synthetic, args.effective_batchsize, args.iteration,
+            bool(args.pretrained)).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     return args
-
-
-def starting_point(args, log=print):
-    """(npz path or None, preset fields it fixes). Weights run with the
-    semantics they were trained under: a converted detectron2 model keeps
-    detectron2's conventions (models/conventions.py), which also decide how
-    the data's boxes are read."""
-    path = None
-    if args.pretrained:
-        path = resolve(args.pretrained, args.depth or 50, log=log)
-    fields = pretrained_fields(path, args.arch) if path else {}
-    if args.depth is not None:
-        fields['depth'] = args.depth
-    return path, fields
 
 
 def data_paths(args):
     """{'train': (json, images), 'val': (json, images)} of --dataset,
     checked to exist (synthetic data is generated first)."""
-    if args.dataset == 'synthetic':
-        paths = synthetic_paths(args.synthetic_root, *args.synthetic_images,
-                                args.seed)
-    elif args.dataset == 'coco2017':
-        paths = coco2017_paths(args.coco_root)
-    else:
-        paths = {'train': (args.train_json, args.train_images),
-                 'val': (args.val_json, args.val_images)}
-    return check_paths(paths)
-
-
-def check_roi_size(arch, roi_size):
-    if arch == 'c4' and roi_size:
-        try:
-            check_c4_roi_sizes(roi_size, roi_size)
-        except ValueError:
-            raise SetupError('--roi-size {} with --arch c4: expected a '
-                             'multiple of 7 (the box and mask heads share '
-                             'res5, which pools to 7 x 7)'.format(
-                                 roi_size)) from None
-
-
-def build_model(args, n_fg_class, path, fields, log=print):
-    preset = get_preset(args.arch, n_fg_class=n_fg_class, **fields)
-    args.depth = preset.depth
-    if args.roi_size:
-        preset = dataclasses.replace(preset, box_roi_size=args.roi_size)
-        if args.arch == 'c4':  # one res5 for both heads: both poolers
-            preset = dataclasses.replace(preset, mask_roi_size=args.roi_size)
-    if args.scales:
-        preset = dataclasses.replace(preset, min_size=max(args.scales))
-    numpy.random.seed(args.seed)  # chainer's initialisers draw from it
-    model = build_mask_rcnn(preset)
-    if path:
-        log(load_pretrained(model, path))
-    return model, preset
-
-
-def build_trainer(args, model, preset, train, val, val_json, meta,
-                  comm=None):
-    # Each process draws its own flips, scales, samples and data order.
-    seed = args.seed + (comm.rank if comm is not None else 0)
-    chain = MaskRCNNTrainChain(
-        model, preset.mask_resolution, preset.rpn_batch_size,
-        roi_batch_size=preset.roi_batch_size, mask_loss_weight=args.gamma,
-        seed=seed)
-    optimizer = chainer.optimizers.MomentumSGD(args.lr, 0.9)
-    optimizer.setup(chain)
-    frozen = freeze(model, args.freeze_at)
-    if comm is None or comm.rank == 0:
-        print('frozen: {}'.format(', '.join(frozen) or 'nothing'))
-    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(args.weight_decay))
-    if args.dtype == 'mixed16':
-        optimizer.use_fp32_update()   # float32 master copy of each weight
-        optimizer.loss_scaling()      # dynamic: halves on overflow
-    sampler = SeededShuffleOrderSampler(seed)
-    train = CarryReadErrors(train)
-    if args.loaders > 0:
-        it = chainer.iterators.MultiprocessIterator(
-            train, args.batchsize, n_processes=args.loaders,
-            order_sampler=sampler)
-    else:
-        it = chainer.iterators.SerialIterator(train, args.batchsize,
-                                              order_sampler=sampler)
-    batcher = TrainBatcher(args.scales or (preset.min_size,),
-                           preset.max_size, preset.pad_stride, True, seed,
-                           model.normalization,
-                           model.conventions.box_offset)
-    updater = build_updater(chain, optimizer, it, batcher, args.subdivisions,
-                            args.gpu, args.gpus, comm)
-    schedule = Schedule(args.iteration, args.lr, tuple(args.lr_steps),
-                        args.warmup, args.snapshot, args.validation,
-                        args.log_interval)
-    trainer = make_trainer(updater, schedule, args.out, comm, {
-        'iterator': it, 'batcher': batcher, 'sampling': chain.rng})
-    if comm is None or comm.rank == 0:
-        extend_writers(trainer, schedule, model, COCOEvaluator(
-            val, model, val_json, args.out, class_ids=meta['class_ids']))
-    return trainer
-
-
-def load_data(args, paths, box_offset):
-    """(train, val, val json path, model metadata). The training set's
-    categories are the model's classes; the validation set is read in
-    them, matched by category id. ``box_offset`` is the model's: it
-    decides how COCO boxes are read."""
-    train = COCODataset(*paths['train'], keep_empty=not args.drop_empty,
-                        box_offset=box_offset)
-    if train.n_instances == 0:
-        skipped = ', '.join('{} {}'.format(n, reason) for reason, n in
-                            train.skipped.items() if n)
-        raise SetupError('{} has no usable instance to train on ({})'.format(
-            paths['train'][0], 'skipped: ' + skipped if skipped else
-            'no annotations'))
-    val = COCODataset(*paths['val'], box_offset=box_offset,
-                      class_ids=train.class_ids)
-    meta = {'arch': args.arch, 'depth': args.depth,
-            'n_fg_class': len(train.class_ids),
-            'class_ids': [int(c) for c in train.class_ids],
-            'class_names': list(train.class_names)}
-    return train, val, paths['val'][0], meta
-
-
-def check_devices(args):
-    """One line, before any work, when a GPU is asked for that CuPy or
-    this machine cannot give."""
-    if args.gpus:
-        require_gpus(args.gpus, '--gpus {}'.format(
-            ','.join(map(str, args.gpus))))
-    elif args.gpu >= 0:
-        require_gpus([args.gpu], '--gpu {}'.format(args.gpu))
+    return dataset_paths(
+        args.dataset, args.coco_root, args.synthetic_root,
+        args.synthetic_images, args.seed,
+        (args.train_json, args.train_images), (args.val_json, args.val_images))
 
 
 def write_config(args, preset):
@@ -358,31 +221,6 @@ def write_config(args, preset):
         args.lr_rule))
 
 
-def evaluate(args):
-    """``--evaluate``: the npz alone decides the model and its classes
-    (every array must load); the validation set is read in them."""
-    if not args.pretrained:
-        raise SetupError('--evaluate needs --pretrained MODEL.npz')
-    path = resolve(args.pretrained, args.depth or 50)
-    model, meta = load_model(path, args.arch)
-    class_ids = meta.get('class_ids') or (
-        list(COCO_CATEGORY_IDS) if meta.get('n_fg_class', 80) == 80 else None)
-    if class_ids is None:
-        raise SetupError('{} has no class_ids metadata: which dataset '
-                         'categories its {} classes are is unknown'.format(
-                             path, meta['n_fg_class']))
-    val_json, val_images = data_paths(args)['val']
-    val = COCODataset(val_json, val_images,
-                      box_offset=model.conventions.box_offset,
-                      class_ids=class_ids)
-    prepare_out(args.out)
-    if args.gpu >= 0:
-        chainer.backends.cuda.get_device_from_id(args.gpu).use()
-        model.to_gpu(args.gpu)
-    COCOEvaluator(val, model, val_json, args.out,
-                  class_ids=class_ids).evaluate()
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.dtype == 'mixed16':
@@ -391,33 +229,54 @@ def main(argv=None):
                  args.communicator, args.evaluate)
     comm = create_communicator(args.communicator) if args.communicator \
         else None
-    check_devices(args)
-    if args.evaluate:
-        return evaluate(args)
+    check_devices(args.gpu, args.gpus)
+    if args.evaluate:  # the npz alone decides the model and its classes
+        model, class_ids = load_evaluated_model(args.pretrained, args.arch,
+                                                args.depth)
+        return evaluate_model(model, class_ids, data_paths(args)['val'],
+                              args.out, args.gpu)
     args = resolve_defaults(args, comm.size if comm else 1)
     check_roi_size(args.arch, args.roi_size)
+    run(args, comm)
+
+
+def run(args, comm=None):
+    """Train as the resolved flags say (one process of ``comm``, if any)
+    and write the final model."""
     root = comm is None or comm.rank == 0
     log = print if root else (lambda line: None)
     if args.resume:
         check_snapshot(args.resume)
     if root:
         prepare_out(args.out)
-    path, fields = starting_point(args, log)
+    path, fields = starting_point(args.pretrained, args.arch, args.depth, log)
     paths = data_paths(args) if root else None
     box_offset = get_preset(args.arch, **fields).conventions.box_offset
-    if comm is None:
-        train, val, val_json, meta = load_data(args, paths, box_offset)
-    else:
-        train, val, val_json, meta = scatter_datasets(
-            comm, lambda: load_data(args, paths, box_offset), args.seed)
-    model, preset = build_model(args, meta['n_fg_class'], path, fields, log)
-    meta.update(depth=preset.depth,
+    load = functools.partial(load_data, paths, box_offset,
+                             not args.drop_empty)
+    train, val, val_json, meta = load() if comm is None else \
+        scatter_datasets(comm, load, args.seed)
+    model, preset = build_model(args.arch, meta['n_fg_class'], fields,
+                                args.roi_size, args.scales, args.seed, path,
+                                log)
+    if args.gamma is not None:
+        preset = dataclasses.replace(preset, mask_loss_weight=args.gamma)
+    args.depth = preset.depth
+    meta.update(arch=args.arch, depth=preset.depth,
                 conventions=preset.conventions.to_dict(),
                 preset=preset_overrides(preset))
     if root:
         write_config(args, preset)
-    trainer = build_trainer(args, model, preset, train, val, val_json, meta,
-                            comm)
+    trainer = build_trainer(
+        model, preset, (train, val, val_json, meta['class_ids']),
+        Schedule(args.iteration, args.lr, tuple(args.lr_steps), args.warmup,
+                 args.snapshot, args.validation, args.log_interval),
+        args.out, seed=args.seed,
+        weight_decay=args.weight_decay, freeze_at=args.freeze_at,
+        mixed16=args.dtype == 'mixed16', batchsize=args.batchsize,
+        loaders=args.loaders, scales=args.scales,
+        subdivisions=args.subdivisions, gpu=args.gpu, gpus=args.gpus,
+        comm=comm)
     if args.resume:
         load_snapshot(args.resume, trainer, len(train))
     try:
@@ -425,24 +284,11 @@ def main(argv=None):
     except EvaluationFailed as e:
         kept = [latest_snapshot(args.out, e.iteration)]
         if root and e.iteration == args.iteration:
-            kept.append(finish(model, meta, val, args.out))
+            kept.append(save_final(model, meta, val, args.out))
         kept = ', '.join(k for k in kept if k) or 'no snapshot yet'
         raise EvaluationFailed(e.iteration, e.error, kept) from None
     if root:
-        finish(model, meta, val, args.out)
-
-
-def finish(model, meta, val, out):
-    """Write ``model_final.npz`` and the demo image."""
-    path = os.path.join(out, 'model_final.npz')
-    save_model(path, model, meta)
-    print('model: {}'.format(path))
-    try:
-        print('demo: {}'.format(write_demo(model, val, out,
-                                           meta['class_names'])))
-    except (ImageError, DatasetError) as e:  # the model is safe already
-        print('demo image not written: {}'.format(e), file=sys.stderr)
-    return path
+        save_final(model, meta, val, args.out)
 
 
 if __name__ == '__main__':

@@ -25,7 +25,8 @@ from utils import compat  # noqa: F401,E402  (before chainer)
 import chainer  # noqa: E402
 import numpy  # noqa: E402
 
-from models.presets import build_mask_rcnn, get_preset  # noqa: E402
+from models.presets import (  # noqa: E402
+    build_mask_rcnn, get_preset, train_targets)
 from models.train_chain import MaskRCNNTrainChain  # noqa: E402
 from utils.data.batching import TrainBatcher  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
@@ -67,9 +68,7 @@ def bench(args, batch, subdivisions):
     preset = get_preset(args.arch, min_size=min(args.size),
                         max_size=max(args.size))
     model = build_mask_rcnn(preset)
-    chain = MaskRCNNTrainChain(model, preset.mask_resolution,
-                               preset.rpn_batch_size,
-                               roi_batch_size=preset.roi_batch_size)
+    chain = MaskRCNNTrainChain(model, train_targets(preset))
     device = None
     if args.gpu >= 0:
         chainer.backends.cuda.get_device_from_id(args.gpu).use()

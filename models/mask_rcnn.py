@@ -24,13 +24,14 @@ import numpy
 
 from models.anchors import shifted_anchors
 from models.conventions import DETECTRON
-from utils.ops.boxes import clip_boxes, decode_boxes
+from utils.ops.boxes import clip_bbox, decode_bbox
 from utils.ops.detections import suppress
 from utils.ops.image import prepare, prepare_d2
 from utils.ops.masks import paste_masks, paste_masks_d2
 
-PRESETS = {
-    # Detectron TEST.SCORE_THRESH / TEST.NMS / TEST.DETECTIONS_PER_IM
+#: Named test-time thresholds for ``MaskRCNN.use_thresholds``: Detectron's
+#: TEST.SCORE_THRESH / TEST.NMS / TEST.DETECTIONS_PER_IM.
+THRESHOLDS = {
     'evaluate': {'score_thresh': 0.05, 'nms_thresh': 0.5, 'limit': 100},
     'visualize': {'score_thresh': 0.7, 'nms_thresh': 0.3, 'limit': 100},
 }
@@ -53,8 +54,9 @@ class MaskRCNN(chainer.Chain):
         pad_stride (int): pad the input to a multiple of this (FPN 32).
         bbox_reg_weights (tuple): head delta weights (10, 10, 5, 5).
         mask_thresh (float): binarisation threshold (strict ``>``).
-        preset (str or dict): 'evaluate', 'visualize' or a dict of
-            ``score_thresh``, ``nms_thresh``, ``limit``.
+        thresholds (str or dict): 'evaluate', 'visualize' (a key of
+            ``THRESHOLDS``) or a dict of ``score_thresh``, ``nms_thresh``,
+            ``limit``.
         conventions (models.conventions.Conventions): Detectron's
             semantics (default) or detectron2's; the model's pieces were
             built with the same object.
@@ -64,7 +66,7 @@ class MaskRCNN(chainer.Chain):
                  proposal_generator, cell_anchors, rpn_strides, rpn_levels,
                  head_levels, min_size=800, max_size=1333, pad_stride=1,
                  bbox_reg_weights=(10., 10., 5., 5.), mask_thresh=0.5,
-                 preset='evaluate', conventions=DETECTRON):
+                 thresholds='evaluate', conventions=DETECTRON):
         super().__init__()
         with self.init_scope():
             self.extractor = extractor
@@ -82,7 +84,7 @@ class MaskRCNN(chainer.Chain):
         self.bbox_reg_weights = tuple(bbox_reg_weights)
         self.mask_thresh = mask_thresh
         self.conventions = conventions
-        self.use_preset(preset)
+        self.use_thresholds(thresholds)
 
     @property
     def normalization(self):
@@ -91,16 +93,18 @@ class MaskRCNN(chainer.Chain):
         return {'pixel_mean': c.pixel_mean, 'pixel_std': c.pixel_std,
                 'channel_order': c.channel_order}
 
-    def use_preset(self, preset):
-        """Set ``score_thresh``, ``nms_thresh`` and ``limit``."""
-        if isinstance(preset, str):
-            if preset not in PRESETS:
-                raise ValueError('preset must be one of {} or a dict, got '
-                                 '{!r}'.format(sorted(PRESETS), preset))
-            preset = PRESETS[preset]
-        self.score_thresh = float(preset['score_thresh'])
-        self.nms_thresh = float(preset['nms_thresh'])
-        self.limit = int(preset['limit'])
+    def use_thresholds(self, thresholds):
+        """Set ``score_thresh``, ``nms_thresh`` and ``limit`` from a key of
+        ``THRESHOLDS`` or a dict with those three keys."""
+        if isinstance(thresholds, str):
+            if thresholds not in THRESHOLDS:
+                raise ValueError(
+                    'thresholds must be one of {} or a dict, got {!r}'.format(
+                        sorted(THRESHOLDS), thresholds))
+            thresholds = THRESHOLDS[thresholds]
+        self.score_thresh = float(thresholds['score_thresh'])
+        self.nms_thresh = float(thresholds['nms_thresh'])
+        self.limit = int(thresholds['limit'])
 
     def host_anchors(self, features):
         """Anchors of each RPN level, (H_l*W_l*A, 4) NumPy arrays."""
@@ -152,13 +156,14 @@ class MaskRCNN(chainer.Chain):
         cls_score, bbox_pred = self.box_head(features[self.head_levels],
                                              rois, roi_indices)
         prob = F.softmax(as_float32(cls_score)).array
-        offset = self.conventions.box_offset
-        boxes = decode_boxes(rois / self._on_device(scale, numpy.float32),
-                             as_float32(bbox_pred).array,
-                             self.bbox_reg_weights, offset=offset)
-        boxes = clip_boxes(boxes, orig_size, offset=offset)
-        return suppress(boxes, prob, self.score_thresh, self.nms_thresh,
-                        self.limit, offset)
+        box_offset = self.conventions.box_offset
+        # (R, 4(K+1)) class-specific boxes in original-image pixels.
+        bbox = decode_bbox(rois / self._on_device(scale, numpy.float32),
+                           as_float32(bbox_pred).array,
+                           self.bbox_reg_weights, box_offset=box_offset)
+        bbox = clip_bbox(bbox, orig_size, box_offset=box_offset)
+        return suppress(bbox, prob, self.score_thresh, self.nms_thresh,
+                        self.limit, box_offset)
 
     def detect_masks(self, features, bbox, label, scale):
         """(D, M, M) mask probabilities of each detection's class."""

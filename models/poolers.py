@@ -17,18 +17,21 @@ from functions.roi_align_2d import roi_align_2d
 
 
 def assign_levels(rois, k_min, k_max, canonical_scale=224,
-                  canonical_level=4, offset=1):
+                  canonical_level=4, box_offset=1):
     """FPN level of each ROI.
 
     Args:
         rois (array): (R, 4) (x1, y1, x2, y2) in input-image pixels.
+        k_min, k_max (int): the finest and coarsest level.
+        box_offset (int): 1 for "+1" widths in the area (Detectron), 0 for
+            detectron2.
 
     Returns:
         array: (R,) int32 levels in ``[k_min, k_max]``.
     """
     xp = get_array_module(rois)
-    w = rois[:, 2] - rois[:, 0] + offset
-    h = rois[:, 3] - rois[:, 1] + offset
+    w = rois[:, 2] - rois[:, 0] + box_offset
+    h = rois[:, 3] - rois[:, 1] + box_offset
     # Detectron asserts positive areas; clamping at 0 sends degenerate
     # boxes to k_min instead of producing NaN.
     s = xp.sqrt(xp.maximum(w * h, 0))
@@ -46,16 +49,18 @@ class ROIPooler:
         sampling_ratio (int): 0 = adaptive (C4), 2 (FPN).
         k_min (int): level of ``scales[0]`` (2 for FPN).
         aligned (bool): half-pixel ROIAlign (detectron2) instead of Caffe2's.
+        box_offset (int): 1 for "+1" widths in the FPN level areas
+            (Detectron), 0 for detectron2.
     """
 
     def __init__(self, outsize, scales, sampling_ratio, k_min=2,
-                 aligned=False, offset=1):
+                 aligned=False, box_offset=1):
         self.outsize = outsize
         self.scales = tuple(scales)
         self.sampling_ratio = sampling_ratio
         self.k_min = k_min
         self.aligned = aligned
-        self.offset = offset
+        self.box_offset = box_offset
 
     def __call__(self, features, rois, roi_indices):
         """Pool features of each ROI.
@@ -74,7 +79,7 @@ class ROIPooler:
         xp = get_array_module(rois)
         levels = assign_levels(rois, self.k_min,
                                self.k_min + len(self.scales) - 1,
-                               offset=self.offset)
+                               box_offset=self.box_offset)
         pooled, order = [], []
         for l, (x, scale) in enumerate(zip(features, self.scales)):
             idx = xp.where(levels == self.k_min + l)[0]

@@ -20,6 +20,7 @@ from models.poolers import ROIPooler
 from models.proposals import ProposalGenerator
 from models.resnet import ResNetBody, res_stage
 from models.rpn import RPNHead
+from models.train_chain import TrainTargets
 
 ARCHS = ('c4', 'fpn', 'fpn-tiny')
 
@@ -42,7 +43,7 @@ class Preset:
     rpn_nms_thresh: float = 0.7              # TRAIN/TEST.RPN_NMS_THRESH
     rpn_min_size: float = 0.                 # TRAIN/TEST.RPN_MIN_SIZE
     box_roi_size: int = 14                   # FAST_RCNN.ROI_XFORM_RESOLUTION
-    box_sampling_ratio: int = 0              # FAST_RCNN.ROI_XFORM_SAMPLING_RATIO
+    box_sampling_ratio: int = 0    # FAST_RCNN.ROI_XFORM_SAMPLING_RATIO
     mask_roi_size: int = 14                  # MRCNN.ROI_XFORM_RESOLUTION
     mask_sampling_ratio: int = 0             # MRCNN.ROI_XFORM_SAMPLING_RATIO
     mask_resolution: int = 14                # MRCNN.RESOLUTION
@@ -57,9 +58,18 @@ class Preset:
     fpn_channels: int = 256                  # FPN.DIM
     fc_channels: int = 1024                  # FAST_RCNN.MLP_HEAD_DIM
     mask_channels: int = 256                 # MRCNN.DIM_REDUCED
-    # Training (Detectron TRAIN.*); ignored at test time.
-    rpn_batch_size: int = 256                # RPN_BATCH_SIZE_PER_IM
-    roi_batch_size: int = 512                # BATCH_SIZE_PER_IM
+    # Training targets and loss (Detectron TRAIN.*, MRCNN.*); ignored at
+    # test time. The test thresholds are MaskRCNN.THRESHOLDS['evaluate'].
+    rpn_batch_size: int = 256                # TRAIN.RPN_BATCH_SIZE_PER_IM
+    rpn_fg_fraction: float = 0.5             # TRAIN.RPN_FG_FRACTION
+    rpn_positive_iou: float = 0.7            # TRAIN.RPN_POSITIVE_OVERLAP
+    rpn_negative_iou: float = 0.3            # TRAIN.RPN_NEGATIVE_OVERLAP
+    rpn_straddle: float = 0.                 # TRAIN.RPN_STRADDLE_THRESH
+    roi_batch_size: int = 512                # TRAIN.BATCH_SIZE_PER_IM
+    roi_fg_fraction: float = 0.25            # TRAIN.FG_FRACTION
+    roi_fg_iou: float = 0.5                  # TRAIN.FG_THRESH
+    roi_bg_iou: tuple = (0., 0.5)            # TRAIN.BG_THRESH_LO, _HI
+    mask_loss_weight: float = 1.             # MRCNN.WEIGHT_LOSS_MASK
 
 
 C4 = Preset(arch='c4')
@@ -110,6 +120,15 @@ def preset_overrides(p):
             getattr(base, f.name)}
 
 
+def train_targets(p):
+    """The training-target numbers of preset ``p``."""
+    return TrainTargets(
+        p.mask_resolution, p.rpn_batch_size, p.rpn_fg_fraction,
+        p.rpn_positive_iou, p.rpn_negative_iou, p.rpn_straddle,
+        p.roi_batch_size, p.roi_fg_fraction, p.roi_fg_iou, p.roi_bg_iou,
+        p.mask_loss_weight)
+
+
 def _proposals(p):
     return ProposalGenerator(p.rpn_pre_nms_top_n, p.rpn_post_nms_top_n,
                              p.rpn_collect_top_n, p.rpn_nms_thresh,
@@ -127,7 +146,7 @@ def _anchors(p):
 def _pooler(p, outsize, scales, sampling_ratio):
     return ROIPooler(outsize, scales, sampling_ratio,
                      aligned=p.conventions.aligned,
-                     offset=p.conventions.box_offset)
+                     box_offset=p.conventions.box_offset)
 
 
 class C4Extractor(chainer.Chain):
@@ -153,8 +172,9 @@ def check_c4_roi_sizes(box_roi_size, mask_roi_size):
                 box_roi_size, mask_roi_size))
 
 
-def build_mask_rcnn(p, preset='evaluate'):
-    """Build the inference model described by preset ``p``."""
+def build_mask_rcnn(p, thresholds='evaluate'):
+    """Build the inference model described by preset ``p``, with the
+    test-time ``thresholds`` of ``MaskRCNN.use_thresholds``."""
     n_class = p.n_fg_class + 1
     bg = p.conventions.background_index
     n_anchors = len(p.aspect_ratios) * len(p.rpn_sizes[0])
@@ -190,4 +210,4 @@ def build_mask_rcnn(p, preset='evaluate'):
     return MaskRCNN(extractor, rpn, box_head, mask_head, _proposals(p),
                     _anchors(p), p.rpn_strides, rpn_levels, head_levels,
                     p.min_size, p.max_size, p.pad_stride, p.bbox_reg_weights,
-                    p.mask_thresh, preset, p.conventions)
+                    p.mask_thresh, thresholds, p.conventions)

@@ -5,10 +5,10 @@ Per image and per level: take the ``pre_nms_top_n`` best-scoring anchors,
 decode their deltas with weights (1, 1, 1, 1) and the ``log(1000/16)``
 clip, clip to the (resized) image, drop boxes narrower than ``min_size``
 pixels *of the original image* (at least 1) or whose centre lies outside the
-image, NMS at ``nms_thresh``, keep ``post_nms_top_n``. With ``offset=0``
-(detectron2's ``find_top_rpn_proposals``) widths have no "+1" and the
-filter keeps boxes wider and taller than ``min_size`` resized pixels
-(``Boxes.nonempty``) without the centre test. With several levels
+image, NMS at ``nms_thresh``, keep ``post_nms_top_n``. With
+``box_offset=0`` (detectron2's ``find_top_rpn_proposals``) widths have no
+"+1" and the filter keeps boxes wider and taller than ``min_size`` resized
+pixels (``Boxes.nonempty``) without the centre test. With several levels
 (FPN) the survivors of all levels are merged and the best
 ``collect_top_n`` kept (per image; Detectron's training collects per batch,
 its issue #459, which we do not reproduce).
@@ -16,7 +16,7 @@ its issue #459, which we do not reproduce).
 import numpy
 from chainer.backend import get_array_module
 
-from utils.ops.boxes import clip_boxes, decode_boxes
+from utils.ops.boxes import clip_bbox, decode_bbox
 from utils.ops.nms import argsort_desc, non_maximum_suppression
 
 
@@ -30,17 +30,17 @@ class ProposalGenerator:
         collect_top_n ((int, int) or None): over all levels (FPN).
         nms_thresh (float): IoU threshold.
         min_size (float): minimum side in original-image pixels (at least 1).
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+        box_offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
     """
 
     def __init__(self, pre_nms_top_n, post_nms_top_n, collect_top_n=None,
-                 nms_thresh=0.7, min_size=0., offset=1):
+                 nms_thresh=0.7, min_size=0., box_offset=1):
         self.pre_nms_top_n = pre_nms_top_n
         self.post_nms_top_n = post_nms_top_n
         self.collect_top_n = collect_top_n
         self.nms_thresh = nms_thresh
         self.min_size = min_size
-        self.offset = offset
+        self.box_offset = box_offset
 
     def __call__(self, scores, deltas, anchors, size, scale, train=False):
         """Proposals of one image.
@@ -78,16 +78,16 @@ class ProposalGenerator:
         if pre_n > 0:
             order = order[:pre_n]
         score, delta, anchor = score[order], delta[order], anchor[order]
-        roi = decode_boxes(anchor, delta, offset=self.offset)
-        roi = clip_boxes(roi, size, offset=self.offset)
-        if self.offset:
+        roi = decode_bbox(anchor, delta, box_offset=self.box_offset)
+        roi = clip_bbox(roi, size, box_offset=self.box_offset)
+        if self.box_offset:
             keep = _valid(roi, self.min_size, size, scale)
         else:
             keep = _nonempty(roi, self.min_size)
         roi, score = roi[keep], score[keep]
         if self.nms_thresh > 0:
             keep = non_maximum_suppression(roi, self.nms_thresh, score,
-                                           offset=self.offset)
+                                           box_offset=self.box_offset)
             if post_n > 0:
                 keep = keep[:post_n]
             roi, score = roi[keep], score[keep]

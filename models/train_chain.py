@@ -18,6 +18,8 @@ gt_segms    list of N lists of G_i         polygons or (H, W) bool bitmaps,
 Targets are computed on the host (``utils/ops/targets.py``); proposals and
 ROIs cross to the host once per image for sampling and come back.
 """
+import dataclasses
+
 import chainer
 import chainer.functions as F
 import numpy
@@ -30,32 +32,53 @@ from utils.ops.rng import serialize_random_state
 from utils.ops.targets import anchor_targets, mask_targets, sample_rois
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainTargets:
+    """How targets are drawn and losses weighed; ``models.presets.
+    train_targets`` fills it from the preset, which names each number's
+    Detectron key.
+
+    Attributes:
+        mask_resolution (int): M of the (M, M) mask targets.
+        rpn_batch_size (int): anchors sampled per image.
+        rpn_fg_fraction (float): at most this share of them positive.
+        rpn_positive_iou, rpn_negative_iou (float): anchor IoU above
+            which (>=) it is positive, below which (<) negative.
+        rpn_straddle (float): anchors crossing the border by more pixels
+            are ignored.
+        roi_batch_size (int): ROIs sampled per image.
+        roi_fg_fraction (float): at most this share of them foreground.
+        roi_fg_iou (float): foreground at IoU >= this.
+        roi_bg_iou ((float, float)): background at IoU in [lo, hi).
+        mask_loss_weight (float): weight of the mask loss.
+    """
+    mask_resolution: int
+    rpn_batch_size: int
+    rpn_fg_fraction: float
+    rpn_positive_iou: float
+    rpn_negative_iou: float
+    rpn_straddle: float
+    roi_batch_size: int
+    roi_fg_fraction: float
+    roi_fg_iou: float
+    roi_bg_iou: tuple
+    mask_loss_weight: float
+
+
 class MaskRCNNTrainChain(chainer.Chain):
     """Losses of ``model`` on a batch.
 
     Args:
         model (models.mask_rcnn.MaskRCNN): the model to train.
-        mask_resolution (int): M of the mask targets (14 C4, 28 FPN).
-        rpn_batch_size (int): anchors sampled per image (256).
-        rpn_fg_fraction (float): 0.5.
-        roi_batch_size (int): ROIs sampled per image (512).
-        roi_fg_fraction (float): 0.25.
-        mask_loss_weight (float): gamma, weight of the mask loss.
+        targets (TrainTargets): sampling and loss numbers.
         seed (int): seed of the sampling generator.
     """
 
-    def __init__(self, model, mask_resolution, rpn_batch_size=256,
-                 rpn_fg_fraction=0.5, roi_batch_size=512,
-                 roi_fg_fraction=0.25, mask_loss_weight=1., seed=0):
+    def __init__(self, model, targets, seed=0):
         super().__init__()
         with self.init_scope():
             self.model = model
-        self.mask_resolution = mask_resolution
-        self.rpn_batch_size = rpn_batch_size
-        self.rpn_fg_fraction = rpn_fg_fraction
-        self.roi_batch_size = roi_batch_size
-        self.roi_fg_fraction = roi_fg_fraction
-        self.mask_loss_weight = mask_loss_weight
+        self.targets = targets
         self.rng = numpy.random.RandomState(seed)
 
     def serialize(self, serializer):
@@ -73,7 +96,7 @@ class MaskRCNNTrainChain(chainer.Chain):
         mask_loss = self._mask_loss(head_features, rois, samples, scales,
                                     gt_segms)
         loss = (rpn_loc_loss + rpn_cls_loss + roi_loc_loss + roi_cls_loss +
-                self.mask_loss_weight * mask_loss)
+                self.targets.mask_loss_weight * mask_loss)
         chainer.report({'loss': loss, 'rpn_loc': rpn_loc_loss,
                         'rpn_cls': rpn_cls_loss, 'roi_loc': roi_loc_loss,
                         'roi_cls': roi_cls_loss, 'mask': mask_loss}, self)
@@ -81,9 +104,9 @@ class MaskRCNNTrainChain(chainer.Chain):
 
     def _rpn_losses(self, features, scales, sizes, gt_bboxes, gt_labels):
         """RPN losses, and per image the ROIs sampled from its proposals
-        (``sample_rois`` dicts, host arrays)."""
-        model = self.model
-        offset = model.conventions.box_offset
+        (``SampledROIs`` of host arrays)."""
+        model, t = self.model, self.targets
+        box_offset = model.conventions.box_offset
         logits, deltas, host_anchors = model.rpn_outputs(features)
         # Built on the host for the targets, sent once to the device for
         # the proposals (not sent there and brought back).
@@ -93,15 +116,18 @@ class MaskRCNNTrainChain(chainer.Chain):
         for i in range(len(scales)):
             label, loc = anchor_targets(
                 anchors_host, gt_bboxes[i], sizes[i], self.rng,
-                self.rpn_batch_size, self.rpn_fg_fraction, offset=offset)
+                n_sample=t.rpn_batch_size, fg_fraction=t.rpn_fg_fraction,
+                pos_iou=t.rpn_positive_iou, neg_iou=t.rpn_negative_iou,
+                straddle=t.rpn_straddle, box_offset=box_offset)
             rpn_label.append(label)
             rpn_loc.append(loc)
             rois = model.proposals_of(i, logits, deltas, anchors, sizes[i],
                                       scales[i], train=True)
             samples.append(sample_rois(
                 _host(rois), gt_bboxes[i], gt_labels[i], self.rng,
-                self.roi_batch_size, self.roi_fg_fraction,
-                weights=model.bbox_reg_weights, offset=offset))
+                n_sample=t.roi_batch_size, fg_fraction=t.roi_fg_fraction,
+                fg_iou=t.roi_fg_iou, bg_iou=t.roi_bg_iou,
+                weights=model.bbox_reg_weights, box_offset=box_offset))
         xp = model.xp
         losses = rpn_loss(F.concat(logits, axis=1), F.concat(deltas, axis=1),
                           xp.asarray(numpy.stack(rpn_label)),
@@ -123,10 +149,10 @@ class MaskRCNNTrainChain(chainer.Chain):
         from each image's polygons in original pixels."""
         xp = self.model.xp
         fg = numpy.where(rois.label > 0)[0]
+        M = self.targets.mask_resolution
         targets = numpy.concatenate(
-            [mask_targets(gt_segms[i], s['rois'][s['label'] > 0] / scales[i],
-                          s['gt_index'][s['label'] > 0],
-                          self.mask_resolution)
+            [mask_targets(gt_segms[i], s.rois[s.label > 0] / scales[i],
+                          s.gt_index[s.label > 0], M)
              for i, s in enumerate(samples)])
         logits = as_float32(self.model.mask_head(
             head_features, xp.asarray(rois.rois[fg]),
@@ -136,7 +162,7 @@ class MaskRCNNTrainChain(chainer.Chain):
                               xp.asarray(rois.roi_indices[fg]), len(scales))
 
 
-class _SampledROIs:
+class _ROIBatch:
     """The batch's sampled ROIs, flat: ``rois`` (R', 4), ``roi_indices``
     (R',) int32, ``label`` (R',) int32, ``loc`` (R', 4) targets."""
 
@@ -146,13 +172,13 @@ class _SampledROIs:
 
 
 def _batch(samples):
-    """Per-image ``sample_rois`` dicts -> one ``_SampledROIs``."""
-    return _SampledROIs(
-        numpy.concatenate([s['rois'] for s in samples]),
-        numpy.concatenate([numpy.full(len(s['rois']), i, numpy.int32)
+    """Per-image ``SampledROIs`` -> one flat ``_ROIBatch``."""
+    return _ROIBatch(
+        numpy.concatenate([s.rois for s in samples]),
+        numpy.concatenate([numpy.full(len(s.rois), i, numpy.int32)
                            for i, s in enumerate(samples)]),
-        numpy.concatenate([s['label'] for s in samples]),
-        numpy.concatenate([s['loc'] for s in samples]))
+        numpy.concatenate([s.label for s in samples]),
+        numpy.concatenate([s.loc for s in samples]))
 
 
 def _host(a):

@@ -159,7 +159,7 @@ def test_images_sharing_a_stem_get_distinct_drawings(photos, models,
 
 
 def test_output_names():
-    from demo import output_names
+    from utils.demo_io import output_names
     assert output_names(['x/a.jpg', 'x/b.png']) == ['a.png', 'b.png']
     assert output_names(['x/a.jpg', 'x/A.png', 'x/b.png']) == [
         'a.jpg.png', 'A.png.png', 'b.png']

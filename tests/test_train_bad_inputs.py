@@ -14,18 +14,9 @@ import pytest
 
 import train
 from utils.data.synthetic_coco import make_synthetic_coco
+from tests.helpers.crafted_pickles import touch_payload
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class _Payload:
-    """Unpickling this runs ``touch MARKER``."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, ('touch {}'.format(self.marker),))
 
 
 def _sha(path):
@@ -83,10 +74,10 @@ def _bad_snapshots(data, tmp_path):
     snapshot = data / 'run' / 'snapshot_iter_2'
     files = {}
     files['pickle'] = tmp_path / 'evil.pkl'
-    files['pickle'].write_bytes(pickle.dumps(_Payload(marker)))
+    files['pickle'].write_bytes(pickle.dumps(touch_payload(marker)))
     with numpy.load(str(snapshot)) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    arrays['updater/iteration'] = numpy.array([_Payload(marker)], object)
+    arrays['updater/iteration'] = numpy.array([touch_payload(marker)], object)
     files['object array'] = tmp_path / 'evil.npz'
     numpy.savez(str(files['object array']), **arrays)
     files['truncated'] = tmp_path / 'truncated'

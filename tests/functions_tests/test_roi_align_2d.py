@@ -17,7 +17,7 @@ from chainer import gradient_check
 from chainer.backends import cuda
 from chainer.utils import type_check
 
-from functions import roi_align_2d as module
+from functions import roi_align_2d_cpu
 from functions.roi_align_2d import ROIAlign2D, roi_align_2d
 
 
@@ -216,7 +216,7 @@ def test_chunks_do_not_change_the_result(monkeypatch):
         return y.array, xv.grad
 
     whole = run()
-    monkeypatch.setattr(module, '_CHUNK_ELEMENTS', 1)  # one ROI per chunk
+    monkeypatch.setattr(roi_align_2d_cpu, 'CHUNK_ELEMENTS', 1)  # 1 ROI/chunk
     for a, b in zip(whole, run()):
         numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 

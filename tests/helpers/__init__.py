@@ -1,2 +1,2 @@
-"""Test scaffolding: synthetic weight writers and tiny training problems
-(not part of the package)."""
+"""Test scaffolding: synthetic weight writers, crafted pickles and tiny
+training problems (not part of the package)."""

@@ -1,10 +1,11 @@
 """A tiny training problem shared by the updater tests and the MPI script
-(``tests/helpers/mpi_one_step.py``): deterministic images with filled squares, the
-'fpn-tiny' chain at 64 px and an iterator that always returns one batch."""
+(``tests/helpers/mpi_one_step.py``): deterministic images with filled
+squares, the 'fpn-tiny' chain at 64 px and an iterator that always returns
+one batch."""
 import chainer
 import numpy
 
-from models.presets import build_mask_rcnn, get_preset
+from models.presets import build_mask_rcnn, get_preset, train_targets
 from models.train_chain import MaskRCNNTrainChain
 from utils.data.batching import TrainBatcher
 
@@ -34,12 +35,14 @@ def examples(n, seed=0, size=(64, 80)):
     return out
 
 
-def chain(seed=0, **kw):
-    """The training chain of 'fpn-tiny' (2 classes, 64 px), seeded."""
+def chain(seed=0, **preset_fields):
+    """The training chain of 'fpn-tiny' (2 classes, 64 px), seeded; preset
+    fields (e.g. ``ALL_SAMPLES``) replaced."""
     numpy.random.seed(seed)
-    p = get_preset('fpn-tiny', n_fg_class=2, min_size=64, max_size=96)
+    p = get_preset('fpn-tiny', n_fg_class=2, min_size=64, max_size=96,
+                   **preset_fields)
     model = build_mask_rcnn(p)
-    return MaskRCNNTrainChain(model, p.mask_resolution, seed=seed, **kw)
+    return MaskRCNNTrainChain(model, train_targets(p), seed=seed)
 
 
 def batcher():

@@ -53,23 +53,23 @@ def test_aligned_shifts_rois_by_half_a_pixel(aligned, expected):
     # Feature value = x. ROI x 2..4, one sample at the bin centre:
     # Caffe2: 2 + 0.5 * 2 = 3; ROIAlignV2: 2 - 0.5 + 0.5 * 2 = 2.5.
     x = numpy.tile(numpy.arange(8, dtype=numpy.float32), (1, 1, 8, 1))
-    pooler = ROIPooler(1, (1.,), 1, aligned=aligned, offset=0)
+    pooler = ROIPooler(1, (1.,), 1, aligned=aligned, box_offset=0)
     out = pooler([x], numpy.array([[2., 2., 4., 4.]], numpy.float32),
                  numpy.zeros(1, numpy.int32))
     assert out.shape == (1, 1, 1, 1)
     assert out.array[0, 0, 0, 0] == pytest.approx(expected)
 
 
-@pytest.mark.parametrize('offset,expected', [
+@pytest.mark.parametrize('box_offset,expected', [
     # "+1": w 16, centre 8; w' 32: x1 = 8 - 16 = -8 -> 0,
     # x2 = 8 + 16 - 1 = 23 -> W - 1 = 19.
     (1, [0., 0., 19., 19.]),
     # no "+1": w 15, centre 7.5; w' 30: x1 = -7.5 -> 0, x2 = 22.5 -> W = 20.
     (0, [0., 0., 20., 20.]),
 ])
-def test_box_offset_in_decode_and_clip(offset, expected):
+def test_box_offset_in_decode_and_clip(box_offset, expected):
     gen = ProposalGenerator((10, 10), (10, 10), nms_thresh=0.7,
-                            offset=offset)
+                            box_offset=box_offset)
     delta = numpy.array([[0., 0., numpy.log(2.), numpy.log(2.)]],
                         numpy.float32)
     anchor = numpy.array([[0., 0., 15., 15.]], numpy.float32)
@@ -84,9 +84,9 @@ def test_detectron2_drops_only_empty_proposals():
     anchor = numpy.array([[5., 5., 5., 9.], [0., 0., 9., 9.]], numpy.float32)
     delta = numpy.zeros((2, 4), numpy.float32)
     score = numpy.array([0.9, 0.8], numpy.float32)
-    for offset, n in ((1, 2), (0, 1)):
+    for box_offset, n in ((1, 2), (0, 1)):
         gen = ProposalGenerator((10, 10), (10, 10), nms_thresh=0.,
-                                offset=offset)
+                                box_offset=box_offset)
         rois, _ = gen([score], [delta], [anchor], (20, 20), 1.)
         assert len(rois) == n
 
@@ -148,7 +148,7 @@ def test_detectron2_model_reads_its_own_options():
     model = build_mask_rcnn(get_preset('fpn', n_fg_class=3,
                                        conventions=DETECTRON2))
     assert model.box_head.pooler.aligned and model.mask_head.pooler.aligned
-    assert model.box_head.pooler.offset == 0
-    assert model.proposal_generator.offset == 0
+    assert model.box_head.pooler.box_offset == 0
+    assert model.proposal_generator.box_offset == 0
     assert model.box_head.predictor.background_index == -1
     assert model.normalization['pixel_mean'] == (103.53, 116.28, 123.675)

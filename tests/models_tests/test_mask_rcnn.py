@@ -25,7 +25,7 @@ def _model(arch, **kw):
     if arch == 'fpn':
         kw.setdefault('rpn_collect_top_n', (2000, 100))
     model = build_mask_rcnn(get_preset(arch, **SMALL, **kw))
-    model.use_preset({'score_thresh': 0.0, 'nms_thresh': 0.5, 'limit': 30})
+    model.use_thresholds({'score_thresh': 0.0, 'nms_thresh': 0.5, 'limit': 30})
     return model
 
 
@@ -64,12 +64,12 @@ def test_output_contract(model, photo):
 
 
 def test_zero_detections_is_a_result(model, photo):
-    model.use_preset({'score_thresh': 1.0, 'nms_thresh': 0.5, 'limit': 30})
+    model.use_thresholds({'score_thresh': 1.0, 'nms_thresh': 0.5, 'limit': 30})
     try:
         bboxes, labels, scores, masks = model.predict([photo])
     finally:
-        model.use_preset({'score_thresh': 0.0, 'nms_thresh': 0.5,
-                          'limit': 30})
+        model.use_thresholds({'score_thresh': 0.0, 'nms_thresh': 0.5,
+                              'limit': 30})
     assert bboxes[0].shape == (0, 4) and masks[0].shape == (0,) + \
         photo.shape[1:]
 
@@ -104,14 +104,14 @@ def test_too_thin_image_is_an_image_error(model):
         model.predict([numpy.zeros((3, 1, 5000), numpy.float32)])
 
 
-def test_presets():
+def test_thresholds():
     m = _model('c4')
-    m.use_preset('evaluate')
+    m.use_thresholds('evaluate')
     assert (m.score_thresh, m.nms_thresh, m.limit) == (0.05, 0.5, 100)
-    m.use_preset('visualize')
+    m.use_thresholds('visualize')
     assert (m.score_thresh, m.nms_thresh) == (0.7, 0.3)
-    with pytest.raises(ValueError, match='preset'):
-        m.use_preset('fast')
+    with pytest.raises(ValueError, match='thresholds'):
+        m.use_thresholds('fast')
 
 
 def test_save_load_round_trip(tmp_path, photo):
@@ -119,7 +119,8 @@ def test_save_load_round_trip(tmp_path, photo):
     path = str(tmp_path / 'm.npz')
     save_model(path, m, {'arch': 'fpn', 'depth': 50, 'n_fg_class': 80})
     loaded, meta = load_model(path, rpn_collect_top_n=(2000, 100), **SMALL)
-    loaded.use_preset({'score_thresh': 0.0, 'nms_thresh': 0.5, 'limit': 30})
+    loaded.use_thresholds({'score_thresh': 0.0, 'nms_thresh': 0.5,
+                           'limit': 30})
     a = m.predict([photo])
     b = loaded.predict([photo])
     for x, y in zip(a, b):

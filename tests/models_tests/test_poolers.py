@@ -24,7 +24,7 @@ def test_level_boundary_uses_plus_one_area():
     # x2 - x1 = 223 is a 224-px box with Detectron's inclusive widths.
     assert assign_levels(numpy.array([[0, 0, 223, 223]], 'f'), 2, 5) == 4
     assert assign_levels(numpy.array([[0, 0, 223, 223]], 'f'), 2, 5,
-                         offset=0) == 3
+                         box_offset=0) == 3
 
 
 def test_multi_level_pooling_keeps_roi_order():

@@ -24,7 +24,7 @@ def _model(conventions=DETECTRON):
     numpy.random.seed(0)
     model = build_mask_rcnn(get_preset('fpn-tiny', conventions=conventions,
                                        **TINY))
-    model.use_preset({'score_thresh': 0., 'nms_thresh': 0.5, 'limit': 20})
+    model.use_thresholds({'score_thresh': 0., 'nms_thresh': 0.5, 'limit': 20})
     return model
 
 

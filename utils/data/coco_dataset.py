@@ -29,7 +29,7 @@ import chainer
 import numpy
 import pycocotools.mask as mask_util
 
-from utils.ops.boxes import clip_boxes, xywh_to_xyxy
+from utils.ops.boxes import clip_bbox, xywh_to_xyxy
 from utils.data.coco_json import DatasetError, load_coco
 from utils.ops.image import ImageError, read_image
 
@@ -37,9 +37,9 @@ SKIP_REASONS = ('crowd', 'ignore', 'zero_area', 'outside', 'degenerate',
                 'no_polygon', 'unknown_class')
 
 
-def clean_annotations(anns, height, width, offset=1):
+def clean_annotations(anns, height, width, box_offset=1):
     """Detectron's filter of one image's annotations (module docstring),
-    as ``load_coco`` checked them; ``offset`` 0 reads boxes as detectron2
+    as ``load_coco`` checked them; ``box_offset`` 0 reads boxes as detectron2
     does (``x2 = x + w``, clipped to ``[0, W]``).
 
     Returns:
@@ -50,8 +50,8 @@ def clean_annotations(anns, height, width, offset=1):
     """
     # One array call per image: COCO train2017 has 860k annotations.
     raw = xywh_to_xyxy(numpy.array([a['bbox'] for a in anns],
-                                   numpy.float64).reshape(-1, 4), offset)
-    boxes = clip_boxes(raw, (height, width), offset)
+                                   numpy.float64).reshape(-1, 4), box_offset)
+    boxes = clip_bbox(raw, (height, width), box_offset)
     out = []
     for ann, (x1, y1, x2, y2), box in zip(anns, raw, boxes):
         if ann.get('iscrowd', 0) == 1:
@@ -60,7 +60,7 @@ def clean_annotations(anns, height, width, offset=1):
             reason = 'ignore'
         elif not ann.get('area', 0) > 0:
             reason = 'zero_area'
-        elif (x1 > width - offset or y1 > height - offset or x2 < 0 or
+        elif (x1 > width - box_offset or y1 > height - box_offset or x2 < 0 or
               y2 < 0):
             reason = 'outside'
         elif not (box[2] > box[0] and box[3] > box[1]):
@@ -212,9 +212,9 @@ def _classes(categories, class_ids=None):
     return class_ids, tuple(names.get(c, str(c)) for c in class_ids)
 
 
-def flip_example(img, bbox, segms, offset=1):
+def flip_example(img, bbox, segms, box_offset=1):
     """Detectron's horizontal flip (``flip_boxes``, ``flip_segms``);
-    ``offset`` 0 is detectron2's mirror ``x' = W - x``.
+    ``box_offset`` 0 is detectron2's mirror ``x' = W - x``.
 
     Args:
         img (numpy.ndarray): (3, H, W) image.
@@ -224,14 +224,15 @@ def flip_example(img, bbox, segms, offset=1):
 
     Returns:
         The flipped ``(img, bbox, segms)``, new arrays:
-        ``x1' = W - x2 - offset``, ``x2' = W - x1 - offset``, polygon
-        ``x' = W - x - offset`` (Detectron's rule, for polygons too), masks
+        ``x1' = W - x2 - box_offset``, ``x2' = W - x1 - box_offset``, polygon
+        ``x' = W - x - box_offset`` (Detectron's rule, for polygons too), masks
         and image reversed along x.
     """
     W = img.shape[2]
     img = img[:, :, ::-1].copy()
     bbox = numpy.array(bbox, copy=True)
-    bbox[:, 0], bbox[:, 2] = W - bbox[:, 2] - offset, W - bbox[:, 0] - offset
+    bbox[:, 0], bbox[:, 2] = (W - bbox[:, 2] - box_offset,
+                              W - bbox[:, 0] - box_offset)
     out = []
     for segm in segms:
         if isinstance(segm, numpy.ndarray) and segm.ndim == 2:
@@ -240,7 +241,7 @@ def flip_example(img, bbox, segms, offset=1):
         polys = []
         for poly in segm:
             poly = numpy.array(poly, numpy.float64)
-            poly[0::2] = W - poly[0::2] - offset
+            poly[0::2] = W - poly[0::2] - box_offset
             polys.append(poly)
         out.append(polys)
     return img, bbox, out

@@ -32,7 +32,7 @@ STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
               'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
 
 
-def coco_results(image_id, bbox, label, score, mask, class_ids, offset=1):
+def coco_results(image_id, bbox, label, score, mask, class_ids, box_offset=1):
     """COCO result dicts of one image's detections.
 
     Args:
@@ -43,12 +43,12 @@ def coco_results(image_id, bbox, label, score, mask, class_ids, offset=1):
         score (numpy.ndarray): (D,) float.
         mask (numpy.ndarray or None): (D, H, W) bool; None for boxes only.
         class_ids (sequence of int): COCO category id of labels 1..K.
-        offset (int): the model's ``box_offset``: 1 for Detectron's
+        box_offset (int): the model's ``box_offset``: 1 for Detectron's
             inclusive boxes, 0 for detectron2's.
 
     Returns:
         list of dict: ``image_id``, ``category_id``, ``bbox`` ``[x, y, w,
-        h]`` with ``w = x2 - x1 + offset``, ``score`` and, with
+        h]`` with ``w = x2 - x1 + box_offset``, ``score`` and, with
         masks, ``segmentation`` (RLE, ``counts`` an ASCII string).
     """
     results = []
@@ -56,8 +56,8 @@ def coco_results(image_id, bbox, label, score, mask, class_ids, offset=1):
         result = {
             'image_id': image_id, 'category_id': int(class_ids[lb - 1]),
             # Detectron's xyxy_to_xywh: inclusive boxes, w = x2 - x1 + 1.
-            'bbox': [float(b[0]), float(b[1]), float(b[2] - b[0] + offset),
-                     float(b[3] - b[1] + offset)],
+            'bbox': [float(b[0]), float(b[1]), float(b[2] - b[0] + box_offset),
+                     float(b[3] - b[1] + box_offset)],
             'score': float(s)}
         if mask is not None:
             rle = mask_util.encode(
@@ -226,11 +226,12 @@ class COCOEvaluator(training.Extension):
                     raise ValueError('predicted labels must be in 1..{}, '
                                      'got {}'.format(K, label))
                 mask = masks[0] if 'segm' in self.iou_types else None
-                offset = getattr(self.model, 'conventions', None)
-                offset = offset.box_offset if offset is not None else 1
+                conventions = getattr(self.model, 'conventions', None)
+                box_offset = (conventions.box_offset if conventions
+                              is not None else 1)
                 results += coco_results(image_id, bboxes[0], label,
                                         scores[0], mask, self.class_ids,
-                                        offset)
+                                        box_offset)
         return results
 
     def evaluate(self, iteration=None):

@@ -1,5 +1,6 @@
 """COCO 2017 categories: the 80 category ids in sorted order (contiguous
-label k in 1..80 is ``COCO_CATEGORY_IDS[k - 1]``) and their names."""
+label k in 1..80 is ``COCO_CATEGORY_IDS[k - 1]``) and their names, and the
+rule that a model with 80 classes has COCO's (``coco_classes``)."""
 
 COCO_CATEGORY_IDS = (
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21,
@@ -24,3 +25,14 @@ COCO_NAMES = (
     'scissors', 'teddy bear', 'hair drier', 'toothbrush')
 
 assert len(COCO_CATEGORY_IDS) == len(COCO_NAMES) == 80
+
+
+def coco_classes(n_fg_class):
+    """Class metadata of a model with ``n_fg_class`` classes that does not
+    name its own: an 80-class model has COCO's, ``{'class_ids': [...],
+    'class_names': [...]}`` of labels 1..80; any other gets ``{}``, its
+    classes are not COCO's."""
+    if n_fg_class != len(COCO_CATEGORY_IDS):
+        return {}
+    return {'class_ids': list(COCO_CATEGORY_IDS),
+            'class_names': list(COCO_NAMES)}

@@ -4,20 +4,21 @@ Every function takes NumPy or CuPy arrays and returns arrays of the same
 module (``chainer.backend.get_array_module``); nothing moves between host
 and device. Boxes are ``(x1, y1, x2, y2)`` in pixels (docs/conventions.md).
 
-``offset`` is how a width is measured: ``1`` (default) is Detectron's
+``box_offset`` is how a width is measured: ``1`` (default) is Detectron's
 legacy inclusive box, ``w = x2 - x1 + 1``, so a one-pixel box has
 ``x1 == x2``; ``0`` is detectron2's ``w = x2 - x1``.
 
-The box coder (``encode_boxes`` / ``decode_boxes``, Detectron's
+The box coder (``encode_bbox`` / ``decode_bbox``, Detectron's
 ``bbox_transform_inv`` / ``bbox_transform``) with weights
 ``(wx, wy, ww, wh)``::
 
-    w  = x2 - x1 + offset           cx = x1 + 0.5 * w     (same for h, cy)
+    w  = x2 - x1 + box_offset       cx = x1 + 0.5 * w     (same for h, cy)
     dx = wx * (gt_cx - cx) / w      dw = ww * log(gt_w / w)
     pred_cx = dx / wx * w + cx      pred_w = exp(min(dw / ww, clip)) * w
-    x1' = pred_cx - 0.5 * pred_w    x2' = pred_cx + 0.5 * pred_w - offset
+    x1' = pred_cx - 0.5 * pred_w    x2' = pred_cx + 0.5 * pred_w
+                                          - box_offset
 
-(the ``- offset`` on ``x2'`` is correct, as Detectron's comment says.)
+(the ``- box_offset`` on ``x2'`` is correct, as Detectron's comment says.)
 """
 import math
 
@@ -27,12 +28,12 @@ from chainer.backend import get_array_module
 BBOX_XFORM_CLIP = math.log(1000. / 16.)
 
 
-def decode_boxes(boxes, deltas, weights=(1., 1., 1., 1.),
-                 clip=BBOX_XFORM_CLIP, offset=1):
+def decode_bbox(bbox, deltas, weights=(1., 1., 1., 1.),
+                clip=BBOX_XFORM_CLIP, box_offset=1):
     """Apply regression deltas to boxes (Detectron ``bbox_transform``).
 
     Args:
-        boxes (array): (R, 4) float ``(x1, y1, x2, y2)``, the anchors or
+        bbox (array): (R, 4) float ``(x1, y1, x2, y2)``, the anchors or
             ROIs; cast to ``deltas.dtype`` first, as Detectron does.
         deltas (array): (R, 4K) float, per class ``(dx, dy, dw, dh)``,
             class k in columns ``4k:4k+4`` (K = 1 for class-agnostic).
@@ -40,23 +41,23 @@ def decode_boxes(boxes, deltas, weights=(1., 1., 1., 1.),
             ``(10, 10, 5, 5)`` for box heads, ``(1, 1, 1, 1)`` for the RPN.
         clip (float or None): upper bound of ``dw / ww`` and ``dh / wh``
             before ``exp`` (default ``log(1000 / 16)``); None for none.
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+        box_offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
         array: (R, 4K) of ``deltas.dtype``, ``(x1, y1, x2, y2)`` per class,
         not clipped to the image. The formula is in the module docstring.
     """
     xp = get_array_module(deltas)
-    if boxes.shape[0] == 0:
+    if bbox.shape[0] == 0:
         return xp.zeros((0, deltas.shape[1]), dtype=deltas.dtype)
-    boxes = boxes.astype(deltas.dtype, copy=False)
+    bbox = bbox.astype(deltas.dtype, copy=False)
     wx, wy, ww, wh = (float(v) for v in weights)
 
     # (R,) -> (R, 1): broadcast one box over its K class columns.
-    w = (boxes[:, 2] - boxes[:, 0] + offset)[:, None]
-    h = (boxes[:, 3] - boxes[:, 1] + offset)[:, None]
-    cx = boxes[:, 0:1] + 0.5 * w
-    cy = boxes[:, 1:2] + 0.5 * h
+    w = (bbox[:, 2] - bbox[:, 0] + box_offset)[:, None]
+    h = (bbox[:, 3] - bbox[:, 1] + box_offset)[:, None]
+    cx = bbox[:, 0:1] + 0.5 * w
+    cy = bbox[:, 1:2] + 0.5 * h
 
     dx = deltas[:, 0::4] / wx
     dy = deltas[:, 1::4] / wy
@@ -74,54 +75,54 @@ def decode_boxes(boxes, deltas, weights=(1., 1., 1., 1.),
     pred = xp.empty_like(deltas)
     pred[:, 0::4] = pred_cx - 0.5 * pred_w
     pred[:, 1::4] = pred_cy - 0.5 * pred_h
-    pred[:, 2::4] = pred_cx + 0.5 * pred_w - offset
-    pred[:, 3::4] = pred_cy + 0.5 * pred_h - offset
+    pred[:, 2::4] = pred_cx + 0.5 * pred_w - box_offset
+    pred[:, 3::4] = pred_cy + 0.5 * pred_h - box_offset
     return pred
 
 
-def encode_boxes(boxes, gt_boxes, weights=(1., 1., 1., 1.), offset=1):
+def encode_bbox(bbox, gt_bbox, weights=(1., 1., 1., 1.), box_offset=1):
     """Regression targets from boxes to ground truth (Detectron
-    ``bbox_transform_inv``); the inverse of :func:`decode_boxes`.
+    ``bbox_transform_inv``); the inverse of :func:`decode_bbox`.
 
     Args:
-        boxes (array): (R, 4) float ``(x1, y1, x2, y2)``, anchors or ROIs.
-        gt_boxes (array): (R, 4) float ``(x1, y1, x2, y2)``, matched targets.
+        bbox (array): (R, 4) float ``(x1, y1, x2, y2)``, anchors or ROIs.
+        gt_bbox (array): (R, 4) float ``(x1, y1, x2, y2)``, matched targets.
         weights ((float, float, float, float)): ``(wx, wy, ww, wh)``.
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+        box_offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
         array: (R, 4) ``(dx, dy, dw, dh)`` with ``dx = wx * (gt_cx - cx) / w``
         and ``dw = ww * log(gt_w / w)`` (likewise dy, dh); dtype is the
         common float type of the inputs.
     """
-    xp = get_array_module(boxes)
+    xp = get_array_module(bbox)
     wx, wy, ww, wh = (float(v) for v in weights)
-    w = boxes[:, 2] - boxes[:, 0] + offset
-    h = boxes[:, 3] - boxes[:, 1] + offset
-    cx = boxes[:, 0] + 0.5 * w
-    cy = boxes[:, 1] + 0.5 * h
-    gt_w = gt_boxes[:, 2] - gt_boxes[:, 0] + offset
-    gt_h = gt_boxes[:, 3] - gt_boxes[:, 1] + offset
-    gt_cx = gt_boxes[:, 0] + 0.5 * gt_w
-    gt_cy = gt_boxes[:, 1] + 0.5 * gt_h
+    w = bbox[:, 2] - bbox[:, 0] + box_offset
+    h = bbox[:, 3] - bbox[:, 1] + box_offset
+    cx = bbox[:, 0] + 0.5 * w
+    cy = bbox[:, 1] + 0.5 * h
+    gt_w = gt_bbox[:, 2] - gt_bbox[:, 0] + box_offset
+    gt_h = gt_bbox[:, 3] - gt_bbox[:, 1] + box_offset
+    gt_cx = gt_bbox[:, 0] + 0.5 * gt_w
+    gt_cy = gt_bbox[:, 1] + 0.5 * gt_h
     return xp.stack((wx * (gt_cx - cx) / w,
                      wy * (gt_cy - cy) / h,
                      ww * xp.log(gt_w / w),
                      wh * xp.log(gt_h / h)), axis=1)
 
 
-def bbox_iou(bbox_a, bbox_b, offset=1):
+def bbox_iou(bbox_a, bbox_b, box_offset=1):
     """Intersection over union of every pair (Detectron ``bbox_overlaps``).
 
-    ``inter = max(0, min(x2) - max(x1) + offset) * (same for y)`` and
+    ``inter = max(0, min(x2) - max(x1) + box_offset) * (same for y)`` and
     ``iou = inter / (area_a + area_b - inter)`` with
-    ``area = (x2 - x1 + offset) * (y2 - y1 + offset)``; pairs that do not
-    intersect (``inter == 0``) give exactly 0, as in Detectron.
+    ``area = (x2 - x1 + box_offset) * (y2 - y1 + box_offset)``; pairs that
+    do not intersect (``inter == 0``) give exactly 0, as in Detectron.
 
     Args:
         bbox_a (array): (N, 4) float ``(x1, y1, x2, y2)``.
         bbox_b (array): (K, 4) float ``(x1, y1, x2, y2)``.
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+        box_offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
         array: (N, K) IoU in [0, 1], the inputs' common float dtype.
@@ -130,10 +131,10 @@ def bbox_iou(bbox_a, bbox_b, offset=1):
     # (N, 1, 2) against (1, K, 2) -> (N, K, 2): top-left and bottom-right.
     tl = xp.maximum(bbox_a[:, None, :2], bbox_b[None, :, :2])
     br = xp.minimum(bbox_a[:, None, 2:], bbox_b[None, :, 2:])
-    wh = xp.maximum(br - tl + offset, 0)
+    wh = xp.maximum(br - tl + box_offset, 0)
     inter = wh[..., 0] * wh[..., 1]
-    area_a = _area(bbox_a, offset)
-    area_b = _area(bbox_b, offset)
+    area_a = _area(bbox_a, box_offset)
+    area_b = _area(bbox_b, box_offset)
     union = area_a[:, None] + area_b[None, :] - inter
     # inter > 0 implies both boxes have positive sides, so union > 0; where
     # inter == 0 the IoU is 0 whatever the (possibly zero) union.
@@ -141,62 +142,63 @@ def bbox_iou(bbox_a, bbox_b, offset=1):
     return inter / union
 
 
-def clip_boxes(boxes, size, offset=1):
+def clip_bbox(bbox, size, box_offset=1):
     """Clip boxes to the image (Detectron ``clip_tiled_boxes``).
 
-    ``x = max(min(x, W - offset), 0)`` and ``y = max(min(y, H - offset), 0)``
-    for every coordinate, so with ``offset=1`` the last pixel is ``W - 1``.
+    ``x = max(min(x, W - box_offset), 0)`` and
+    ``y = max(min(y, H - box_offset), 0)`` for every coordinate, so with
+    ``box_offset=1`` the last pixel is ``W - 1``.
 
     Args:
-        boxes (array): (R, 4K) float, K boxes ``(x1, y1, x2, y2)`` per row.
+        bbox (array): (R, 4K) float, K boxes ``(x1, y1, x2, y2)`` per row.
         size ((int, int)): ``(H, W)`` of the image the boxes are in.
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+        box_offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
-        array: (R, 4K) clipped copy, same dtype as ``boxes``.
+        array: (R, 4K) clipped copy, same dtype as ``bbox``.
     """
-    xp = get_array_module(boxes)
+    xp = get_array_module(bbox)
     H, W = float(size[0]), float(size[1])
-    out = xp.empty_like(boxes)
-    out[:, 0::2] = xp.maximum(xp.minimum(boxes[:, 0::2], W - offset), 0)
-    out[:, 1::2] = xp.maximum(xp.minimum(boxes[:, 1::2], H - offset), 0)
+    out = xp.empty_like(bbox)
+    out[:, 0::2] = xp.maximum(xp.minimum(bbox[:, 0::2], W - box_offset), 0)
+    out[:, 1::2] = xp.maximum(xp.minimum(bbox[:, 1::2], H - box_offset), 0)
     return out
 
 
-def xywh_to_xyxy(bbox, offset=1):
+def xywh_to_xyxy(bbox, box_offset=1):
     """``(x1, y1, w, h)`` -> ``(x1, y1, x2, y2)`` (Detectron
-    ``xywh_to_xyxy``): ``x2 = x1 + max(0, w - offset)``, likewise ``y2``.
+    ``xywh_to_xyxy``): ``x2 = x1 + max(0, w - box_offset)``, likewise ``y2``.
 
     Args:
         bbox (array): (R, 4) float ``(x1, y1, w, h)`` (COCO's format).
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+        box_offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
         array: (R, 4) ``(x1, y1, x2, y2)``, same dtype.
     """
     xp = get_array_module(bbox)
     return xp.concatenate(
-        (bbox[:, :2], bbox[:, :2] + xp.maximum(bbox[:, 2:4] - offset, 0)),
-        axis=1)
+        (bbox[:, :2],
+         bbox[:, :2] + xp.maximum(bbox[:, 2:4] - box_offset, 0)), axis=1)
 
 
-def xyxy_to_xywh(bbox, offset=1):
+def xyxy_to_xywh(bbox, box_offset=1):
     """``(x1, y1, x2, y2)`` -> ``(x1, y1, w, h)`` (Detectron
-    ``xyxy_to_xywh``): ``w = x2 - x1 + offset``, likewise ``h``.
+    ``xyxy_to_xywh``): ``w = x2 - x1 + box_offset``, likewise ``h``.
 
     Args:
         bbox (array): (R, 4) float ``(x1, y1, x2, y2)``.
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+        box_offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
         array: (R, 4) ``(x1, y1, w, h)``, same dtype.
     """
     xp = get_array_module(bbox)
     return xp.concatenate(
-        (bbox[:, :2], bbox[:, 2:4] - bbox[:, :2] + offset), axis=1)
+        (bbox[:, :2], bbox[:, 2:4] - bbox[:, :2] + box_offset), axis=1)
 
 
-def expand_boxes(boxes, scale):
+def expand_bbox(bbox, scale):
     """Scale boxes about their centres (Detectron ``expand_boxes``).
 
     ``half_w = (x2 - x1) * 0.5 * scale``, centre ``cx = (x1 + x2) * 0.5``,
@@ -204,25 +206,26 @@ def expand_boxes(boxes, scale):
     Detectron expands the coordinate span, not the pixel count.
 
     Args:
-        boxes (array): (R, 4) float ``(x1, y1, x2, y2)``.
+        bbox (array): (R, 4) float ``(x1, y1, x2, y2)``.
         scale (float): factor, e.g. ``(M + 2) / M`` when pasting masks.
 
     Returns:
-        array: (R, 4) expanded boxes, same dtype as ``boxes`` (Detectron
+        array: (R, 4) expanded boxes, same dtype as ``bbox`` (Detectron
         computes in the input dtype and stores into float64).
     """
-    xp = get_array_module(boxes)
+    xp = get_array_module(bbox)
     scale = float(scale)  # a Python float keeps float32 boxes float32
-    half_w = (boxes[:, 2] - boxes[:, 0]) * 0.5 * scale
-    half_h = (boxes[:, 3] - boxes[:, 1]) * 0.5 * scale
-    cx = (boxes[:, 2] + boxes[:, 0]) * 0.5
-    cy = (boxes[:, 3] + boxes[:, 1]) * 0.5
+    half_w = (bbox[:, 2] - bbox[:, 0]) * 0.5 * scale
+    half_h = (bbox[:, 3] - bbox[:, 1]) * 0.5 * scale
+    cx = (bbox[:, 2] + bbox[:, 0]) * 0.5
+    cy = (bbox[:, 3] + bbox[:, 1]) * 0.5
     return xp.stack((cx - half_w, cy - half_h, cx + half_w, cy + half_h),
                     axis=1)
 
 
-def _area(bbox, offset):
-    """(R,) ``(x2 - x1 + offset) * (y2 - y1 + offset)``, negative for boxes
-    with ``x2 < x1 - offset`` (Detectron does not clamp areas)."""
-    return (bbox[:, 2] - bbox[:, 0] + offset) * (bbox[:, 3] - bbox[:, 1] +
-                                                 offset)
+def _area(bbox, box_offset):
+    """(R,) ``(x2 - x1 + box_offset) * (y2 - y1 + box_offset)``, negative
+    for boxes with ``x2 < x1 - box_offset`` (Detectron does not clamp
+    areas)."""
+    return ((bbox[:, 2] - bbox[:, 0] + box_offset) *
+            (bbox[:, 3] - bbox[:, 1] + box_offset))

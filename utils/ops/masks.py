@@ -16,7 +16,7 @@ is set where the value is ``>= thresh``.
 import cv2
 import numpy
 
-from utils.ops.boxes import expand_boxes
+from utils.ops.boxes import expand_bbox
 
 
 def paste_masks(masks, bbox, size, thresh=0.5):
@@ -36,8 +36,8 @@ def paste_masks(masks, bbox, size, thresh=0.5):
     if R == 0:
         return out
     # float32 arithmetic, as Detectron (its detections are float32).
-    ref = expand_boxes(numpy.asarray(bbox, numpy.float32),
-                       (M + 2.) / M).astype(numpy.int32)
+    ref = expand_bbox(numpy.asarray(bbox, numpy.float32),
+                      (M + 2.) / M).astype(numpy.int32)
     padded = numpy.zeros((M + 2, M + 2), numpy.float32)
     for i in range(R):
         padded[1:-1, 1:-1] = masks[i]

@@ -4,11 +4,11 @@ The rule, from Detectron's ``detectron/utils/cython_nms.pyx`` ``nms``:
 walk the boxes from the best score down; a box is kept unless an
 already-kept box overlaps it with ``iou >= thresh``. In float32::
 
-    area  = (x2 - x1 + offset) * (y2 - y1 + offset)      # not clamped
-    w     = max(0, min(x2_i, x2_j) - max(x1_i, x1_j) + offset)
-    h     = max(0, min(y2_i, y2_j) - max(y1_i, y1_j) + offset)
+    area  = (x2 - x1 + box_offset) * (y2 - y1 + box_offset)  # not clamped
+    w     = max(0, min(x2_i, x2_j) - max(x1_i, x1_j) + box_offset)
+    h     = max(0, min(y2_i, y2_j) - max(y1_i, y1_j) + box_offset)
     inter = w * h
-    iou   = inter / (area_i + area_j - inter)            # i kept, j later
+    iou   = inter / (area_i + area_j - inter)                # i kept, j later
 
 so a pair exactly at the threshold is suppressed, degenerate boxes
 (``x2 < x1``) keep their zero or negative areas, and a NaN IoU (two boxes
@@ -35,7 +35,8 @@ _BLOCK = 64          # boxes per mask word: bits in unsigned long long
 _REDUCE_THREADS = 256
 
 
-def non_maximum_suppression(bbox, thresh, score=None, limit=None, offset=1):
+def non_maximum_suppression(bbox, thresh, score=None, limit=None,
+                            box_offset=1):
     """Greedy NMS (Detectron ``box_utils.nms``; rule in the module docstring).
 
     Args:
@@ -43,23 +44,25 @@ def non_maximum_suppression(bbox, thresh, score=None, limit=None, offset=1):
         thresh (float): IoU at or above which a lower-scored box is dropped.
         score (array or None): (R,) float; None keeps the input order.
         limit (int or None): keep at most this many (the best ones).
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+        box_offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
         array: (R',) int32 indices into ``bbox`` of the kept boxes, best
         score first, on the same device as ``bbox``.
     """
-    return _nms(bbox, thresh, score, None, limit, offset)
+    return _nms(bbox, thresh, score, None, limit, box_offset)
 
 
-def batched_nms(bbox, score, label, thresh, limit=None, offset=1):
+def batched_nms(bbox, score, label, thresh, limit=None, box_offset=1):
     """NMS within each label in one call: boxes of different labels never
-    suppress each other.
+    suppress each other. ``utils.ops.detections.suppress`` runs its
+    per-class NMS through it.
 
     Equivalent, index for index, to this per-label loop::
 
         keep = concat([idx[non_maximum_suppression(bbox[idx], thresh,
-                                                   score[idx], None, offset)]
+                                                   score[idx], None,
+                                                   box_offset)]
                        for l in unique(label) for idx in [where(label == l)]])
         keep = keep[argsort_desc(score[keep])][:limit]
 
@@ -75,23 +78,29 @@ def batched_nms(bbox, score, label, thresh, limit=None, offset=1):
         label (array): (R,) int, e.g. the class of each box.
         thresh (float): IoU at or above which a box is dropped.
         limit (int or None): keep at most this many over all labels.
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+        box_offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
         array: (R',) int32 indices into ``bbox``, best score first.
     """
-    return _nms(bbox, thresh, score, label, limit, offset)
+    return _nms(bbox, thresh, score, label, limit, box_offset)
 
 
 def argsort_desc(score):
     """Indices of ``score`` from highest to lowest; ties keep index order
     (the stable sort Detectron's NumPy code gets)."""
-    if get_array_module(score) is numpy:
-        return numpy.argsort(-score, kind='stable')
-    return get_array_module(score).argsort(-score)  # CuPy's is stable
+    return argsort_stable(-score)
 
 
-def _nms(bbox, thresh, score, label, limit, offset):
+def argsort_stable(a):
+    """Indices of ``a`` (1-D) from lowest to highest; ties keep index
+    order."""
+    if get_array_module(a) is numpy:
+        return numpy.argsort(a, kind='stable')
+    return get_array_module(a).argsort(a)  # CuPy's is stable
+
+
+def _nms(bbox, thresh, score, label, limit, box_offset):
     xp = get_array_module(bbox)
     n = len(bbox)
     if limit is not None:
@@ -105,16 +114,16 @@ def _nms(bbox, thresh, score, label, limit, offset):
     if label is not None:
         label = label[order]
     if xp is numpy:
-        kept = _greedy_cpu(bbox, label, thresh, n_max, offset)
+        kept = _greedy_cpu(bbox, label, thresh, n_max, box_offset)
     else:
-        kept = _greedy_gpu(bbox, label, thresh, n_max, offset)
+        kept = _greedy_gpu(bbox, label, thresh, n_max, box_offset)
     return order[kept].astype(numpy.int32)
 
 
-def _greedy_cpu(bbox, label, thresh, n_max, offset):
+def _greedy_cpu(bbox, label, thresh, n_max, box_offset):
     """Positions (in sorted order) kept by Detectron's greedy walk."""
     x1, y1, x2, y2 = bbox.T
-    area = (x2 - x1 + offset) * (y2 - y1 + offset)
+    area = (x2 - x1 + box_offset) * (y2 - y1 + box_offset)
     thresh = numpy.float32(thresh)
     rest = numpy.arange(len(bbox))
     kept = []
@@ -123,9 +132,9 @@ def _greedy_cpu(bbox, label, thresh, n_max, offset):
             i, rest = rest[0], rest[1:]
             kept.append(i)
             w = numpy.maximum(numpy.minimum(x2[i], x2[rest]) -
-                              numpy.maximum(x1[i], x1[rest]) + offset, 0)
+                              numpy.maximum(x1[i], x1[rest]) + box_offset, 0)
             h = numpy.maximum(numpy.minimum(y2[i], y2[rest]) -
-                              numpy.maximum(y1[i], y1[rest]) + offset, 0)
+                              numpy.maximum(y1[i], y1[rest]) + box_offset, 0)
             inter = w * h
             iou = inter / (area[i] + area[rest] - inter)
             drop = iou >= thresh  # NaN compares False: kept
@@ -135,7 +144,7 @@ def _greedy_cpu(bbox, label, thresh, n_max, offset):
     return numpy.asarray(kept, dtype=numpy.intp)
 
 
-def _greedy_gpu(bbox, label, thresh, n_max, offset):
+def _greedy_gpu(bbox, label, thresh, n_max, box_offset):
     """Same positions as ``_greedy_cpu``, computed on the device."""
     import cupy
 
@@ -154,7 +163,7 @@ def _greedy_gpu(bbox, label, thresh, n_max, offset):
         keep = cupy.zeros(n, dtype=numpy.bool_)
         mask_kernel((n_blocks, n_blocks), (_BLOCK,),
                     (numpy.int32(n), numpy.float32(thresh),
-                     numpy.float32(offset), bbox, label, mask))
+                     numpy.float32(box_offset), bbox, label, mask))
         reduce_kernel((1,), (_REDUCE_THREADS,),
                       (numpy.int32(n), numpy.int32(n_max), mask, removed,
                        keep))
@@ -171,11 +180,11 @@ __device__ inline float min_f(float a, float b) { return a <= b ? a : b; }
 // IoU of kept box a and later box b, operation for operation as
 // _greedy_cpu (compiled with --fmad=false so no multiply-add is fused).
 __device__ inline float box_iou(const float* a, const float* b,
-                                float offset) {
-  float area_a = (a[2] - a[0] + offset) * (a[3] - a[1] + offset);
-  float area_b = (b[2] - b[0] + offset) * (b[3] - b[1] + offset);
-  float w = max_f(0.f, min_f(a[2], b[2]) - max_f(a[0], b[0]) + offset);
-  float h = max_f(0.f, min_f(a[3], b[3]) - max_f(a[1], b[1]) + offset);
+                                float box_offset) {
+  float area_a = (a[2] - a[0] + box_offset) * (a[3] - a[1] + box_offset);
+  float area_b = (b[2] - b[0] + box_offset) * (b[3] - b[1] + box_offset);
+  float w = max_f(0.f, min_f(a[2], b[2]) - max_f(a[0], b[0]) + box_offset);
+  float h = max_f(0.f, min_f(a[3], b[3]) - max_f(a[1], b[1]) + box_offset);
   float inter = w * h;
   return inter / (area_a + area_b - inter);
 }
@@ -183,7 +192,7 @@ __device__ inline float box_iou(const float* a, const float* b,
 // grid (n_blocks, n_blocks), block BLOCK: blockIdx.y is the row block
 // (the suppressing boxes), blockIdx.x the column block (the suppressed).
 extern "C" __global__
-void nms_mask(const int n, const float thresh, const float offset,
+void nms_mask(const int n, const float thresh, const float box_offset,
               const float* bbox, const int* label,
               unsigned long long* mask) {
   const int row_block = blockIdx.y;
@@ -210,7 +219,7 @@ void nms_mask(const int n, const float thresh, const float offset,
     unsigned long long bits = 0;
     for (int t = start; t < col_size; ++t) {
       if (col_label[t] == label[r] &&
-          box_iou(bbox + r * 4, col_bbox + t * 4, offset) >= thresh) {
+          box_iou(bbox + r * 4, col_bbox + t * 4, box_offset) >= thresh) {
         bits |= 1ULL << t;
       }
     }

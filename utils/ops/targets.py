@@ -6,15 +6,16 @@ All boxes are (x1, y1, x2, y2) with "+1" widths, in the pixels of the
 resized image unless said otherwise. ``rng`` is a ``numpy.random.RandomState``
 so a seeded run samples the same anchors and ROIs.
 """
+from typing import NamedTuple
+
 import numpy
 import pycocotools.mask as mask_util
 
-from utils.ops.boxes import bbox_iou, encode_boxes
+from utils.ops.boxes import bbox_iou, encode_bbox
 
 
-def anchor_targets(anchors, gt_bbox, size, rng, n_sample=256,
-                   fg_fraction=0.5, pos_iou=0.7, neg_iou=0.3, straddle=0,
-                   offset=1):
+def anchor_targets(anchors, gt_bbox, size, rng, *, n_sample, fg_fraction,
+                   pos_iou, neg_iou, straddle, box_offset):
     """Label and regression target of every anchor (RPN training).
 
     Anchors crossing the image border by more than ``straddle`` pixels are
@@ -28,7 +29,7 @@ def anchor_targets(anchors, gt_bbox, size, rng, n_sample=256,
         anchors (ndarray): (A, 4) anchors of all levels.
         gt_bbox (ndarray): (G, 4) ground truth, G may be 0.
         size ((int, int)): (H, W) of the resized image.
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+        box_offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
         (ndarray, ndarray): label (A,) int32 (1 fg, 0 bg, -1 ignore) and
@@ -45,7 +46,7 @@ def anchor_targets(anchors, gt_bbox, size, rng, n_sample=256,
         return label, loc
     a = anchors[inside]
     if len(gt_bbox):
-        iou = bbox_iou(a, gt_bbox, offset)
+        iou = bbox_iou(a, gt_bbox, box_offset)
         argmax = iou.argmax(axis=1)
         max_iou = iou[numpy.arange(len(a)), argmax]
         gt_max = iou.max(axis=0)
@@ -63,8 +64,8 @@ def anchor_targets(anchors, gt_bbox, size, rng, n_sample=256,
     label[inside] = sub
     fg = numpy.where(sub == 1)[0]
     if len(fg):
-        loc[inside[fg]] = encode_boxes(a[fg], gt_bbox[argmax[fg]],
-                                       offset=offset)
+        loc[inside[fg]] = encode_bbox(a[fg], gt_bbox[argmax[fg]],
+                                      box_offset=box_offset)
     return label, loc
 
 
@@ -74,9 +75,28 @@ def _subsample(label, value, n_max, rng):
         label[rng.choice(idx, len(idx) - max(n_max, 0), replace=False)] = -1
 
 
-def sample_rois(rois, gt_bbox, gt_label, rng, n_sample=512,
-                fg_fraction=0.25, fg_iou=0.5, bg_iou=(0., 0.5),
-                weights=(10., 10., 5., 5.), offset=1):
+class SampledROIs(NamedTuple):
+    """ROIs sampled from one image's proposals and their targets
+    (``sample_rois``); foreground rows come first.
+
+    Attributes:
+        rois (ndarray): (S, 4) float32 (x1, y1, x2, y2), the image's
+            resized pixels.
+        label (ndarray): (S,) int32 class in 1..K, 0 for background.
+        loc (ndarray): (S, 4) float32 deltas ``(dx, dy, dw, dh)`` to the
+            matched ground truth for the sampling ``weights`` (zero for
+            background).
+        gt_index (ndarray): (S,) int32 index of the matched ground truth,
+            -1 for background.
+    """
+    rois: numpy.ndarray
+    label: numpy.ndarray
+    loc: numpy.ndarray
+    gt_index: numpy.ndarray
+
+
+def sample_rois(rois, gt_bbox, gt_label, rng, *, n_sample, fg_fraction,
+                fg_iou, bg_iou, weights, box_offset):
     """Sample ROIs for the box and mask heads and give their targets.
 
     The ground-truth boxes are added to the proposals. Foreground: IoU >=
@@ -87,17 +107,15 @@ def sample_rois(rois, gt_bbox, gt_label, rng, n_sample=512,
     Args:
         rois (ndarray): (R, 4) proposals.
         gt_bbox (ndarray): (G, 4); gt_label (G,) int32 in 1..K.
-        offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
+        box_offset (int): 1 for "+1" widths (Detectron), 0 for detectron2.
 
     Returns:
-        dict: ``rois`` (S, 4) float32, ``label`` (S,) int32 (0 for bg),
-        ``loc`` (S, 4) float32 deltas to the matched box for ``weights``
-        (zero for bg), ``gt_index`` (S,) int32 matched ground truth (-1 for
-        bg). Foreground rows come first.
+        SampledROIs: ``rois``, ``label``, ``loc`` and ``gt_index`` of the
+        S sampled ROIs, foreground first.
     """
     rois = numpy.concatenate([rois, gt_bbox]).astype(numpy.float32)
     if len(gt_bbox):
-        iou = bbox_iou(rois, gt_bbox, offset)
+        iou = bbox_iou(rois, gt_bbox, box_offset)
         argmax = iou.argmax(axis=1)
         max_iou = iou.max(axis=1)
     else:
@@ -118,10 +136,9 @@ def sample_rois(rois, gt_bbox, gt_label, rng, n_sample=512,
     if len(fg):
         label[:len(fg)] = gt_label[argmax[fg]]
         gt_index[:len(fg)] = argmax[fg]
-        loc[:len(fg)] = encode_boxes(rois[fg], gt_bbox[argmax[fg]], weights,
-                                     offset)
-    return {'rois': rois[keep], 'label': label, 'loc': loc,
-            'gt_index': gt_index}
+        loc[:len(fg)] = encode_bbox(rois[fg], gt_bbox[argmax[fg]], weights,
+                                    box_offset)
+    return SampledROIs(rois[keep], label, loc, gt_index)
 
 
 def polygons_to_mask(polygons, box, M):

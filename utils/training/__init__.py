@@ -1,3 +1,4 @@
 """Training machinery: the subdivision and multi-device updaters, ChainerMN,
-the learning-rate schedule, sound snapshots, starting weights and the
-set-up ``train.py`` wires together."""
+the learning-rate schedule, sound snapshots, starting weights, the flag
+defaults, and the set-up, building and results ``train.py`` wires
+together."""

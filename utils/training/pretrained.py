@@ -79,6 +79,22 @@ def pretrained_fields(path, arch):
     return fields
 
 
+def starting_point(pretrained, arch, depth=None, log=print):
+    """(npz path or None, preset fields it fixes) of ``--pretrained``
+    (None: random initialisation), for ``arch`` and ``depth`` (None: the
+    npz's, else 50). Weights run with the semantics they were trained
+    under: a converted detectron2 model keeps detectron2's conventions
+    (models/conventions.py), which also decide how the data's boxes are
+    read."""
+    path = None
+    if pretrained:
+        path = resolve(pretrained, depth or 50, log=log)
+    fields = pretrained_fields(path, arch) if path else {}
+    if depth is not None:
+        fields['depth'] = depth
+    return path, fields
+
+
 def load_pretrained(model, path):
     """Copy the arrays of ``path`` into ``model``; returns a report line.
 

@@ -5,7 +5,8 @@ import os
 
 import chainer
 
-from models.mask_rcnn import PRESETS
+from models.mask_rcnn import THRESHOLDS
+from utils.backend import require_gpus
 from utils.data.synthetic_coco import ensure_synthetic_coco
 from utils.training.distributed import multi_node_optimizer
 from utils.training.errors import SetupError
@@ -15,7 +16,7 @@ from utils.training.subdivision_updater import (SubdivisionUpdater,
                                                 check_divisible)
 from utils.vis import draw_detections
 
-VISUALIZE = PRESETS['visualize']
+VISUALIZE = THRESHOLDS['visualize']
 # The synthetic quickstart's image size.
 SYNTHETIC_SIZE = (192, 256)
 
@@ -31,6 +32,22 @@ def synthetic_paths(root, n_train, n_val, seed):
         paths[split] = (os.path.join(folder, 'annotations.json'),
                         os.path.join(folder, 'images'))
     return paths
+
+
+def dataset_paths(dataset, coco_root='data/coco',
+                  synthetic_root='data/synthetic', synthetic_images=(240, 40),
+                  seed=0, train=(None, None), val=(None, None)):
+    """{'train': (json, images), 'val': (json, images)} of ``dataset``:
+    'synthetic' (generated under ``synthetic_root``, ``synthetic_images``
+    train and val images from ``seed``), 'coco2017' (under ``coco_root``)
+    or 'coco-json' (``train`` and ``val`` as given); checked to exist."""
+    if dataset == 'synthetic':
+        paths = synthetic_paths(synthetic_root, *synthetic_images, seed)
+    elif dataset == 'coco2017':
+        paths = coco2017_paths(coco_root)
+    else:
+        paths = {'train': tuple(train), 'val': tuple(val)}
+    return check_paths(paths)
 
 
 def coco2017_paths(root):
@@ -61,13 +78,13 @@ def write_demo(model, dataset, out, class_names, thresh=0.5):
     index = next((i for i in range(len(dataset))
                   if len(dataset.get_example(i)[1])), 0)
     img = dataset.get_example(index)[0]
-    model.use_preset(dict(VISUALIZE, score_thresh=thresh))
+    model.use_thresholds(dict(VISUALIZE, score_thresh=thresh))
     with chainer.using_config('train', False):
         bbox, label, score, mask = (a[0] for a in model.predict([img]))
     path = os.path.join(out, 'demo.png')
     draw_detections(img, bbox, label, score, mask, class_names, path,
                     contour=True)
-    model.use_preset('evaluate')
+    model.use_thresholds('evaluate')
     return path
 
 
@@ -88,6 +105,15 @@ def check_layout(batchsize, subdivisions, gpu=-1, gpus=None,
     if communicator and evaluate:
         raise SetupError('--evaluate runs in one process: drop '
                          '--communicator')
+
+
+def check_devices(gpu=-1, gpus=None):
+    """One line, before any work, when a GPU is asked for (``--gpu``,
+    ``--gpus``) that CuPy or this machine cannot give."""
+    if gpus:
+        require_gpus(gpus, '--gpus {}'.format(','.join(map(str, gpus))))
+    elif gpu >= 0:
+        require_gpus([gpu], '--gpu {}'.format(gpu))
 
 
 def build_updater(chain, optimizer, iterator, batcher, subdivisions=1,

@@ -1,11 +1,11 @@
 """Checks and helpers every weight converter shares: array dtypes and
-finiteness, exact name/shape tables, filling a link one-to-one, the class
-metadata of COCO models and the source file's SHA-256."""
+finiteness, exact name/shape tables, filling a link one-to-one and the
+source file's SHA-256. (The class metadata of COCO models is
+``utils.data.coco_names.coco_classes``.)"""
 import hashlib
 
 import numpy
 
-from utils.data.coco_names import COCO_CATEGORY_IDS, COCO_NAMES
 from utils.weights.model_io import model_arrays
 from utils.weights.safe_pickle import ConversionError, RefusedArray, short_repr
 
@@ -89,14 +89,6 @@ def fill(target, pairs):
             raise ConversionError('{} does not fit {}: {} vs {}'.format(
                 path, type(target).__name__, value.shape, dst.shape))
         dst[...] = value
-
-
-def coco_classes(n_fg_class):
-    """Class metadata of a COCO model (80 classes), else nothing."""
-    if n_fg_class != 80:
-        return {}
-    return {'class_ids': list(COCO_CATEGORY_IDS),
-            'class_names': list(COCO_NAMES)}
 
 
 def sha256(path):

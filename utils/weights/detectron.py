@@ -14,9 +14,9 @@ import re
 
 from models.presets import build_mask_rcnn, get_preset
 from models.resnet import ResNetBody
+from utils.data.coco_names import coco_classes
 from utils.weights.checks import (check_array, check_names_and_shapes,
-                                  coco_classes, count_classes, fill,
-                                  finite_float32)
+                                  count_classes, fill, finite_float32)
 from utils.weights.detectron2 import convert_d2, is_detectron2
 from utils.weights.detectron_names import blob_shapes, rename_table
 from utils.weights.model_io import DEFAULT_CONVENTIONS

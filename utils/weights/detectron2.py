@@ -15,9 +15,9 @@ import numpy
 
 from models.conventions import DETECTRON2
 from models.presets import build_mask_rcnn, get_preset
+from utils.data.coco_names import coco_classes
 from utils.weights.checks import (check_array, check_names_and_shapes,
-                                  coco_classes, count_classes, fill,
-                                  finite_float32)
+                                  count_classes, fill, finite_float32)
 from utils.weights.detectron2_names import (BN_EPS, d2_shapes,
                                             rename_table_d2)
 from utils.weights.safe_pickle import ConversionError

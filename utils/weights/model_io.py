@@ -9,9 +9,10 @@ key            meaning
 kind           'model' (default) or 'backbone' (ImageNet ResNet only)
 arch           'c4' or 'fpn' (models)
 depth          50 or 101
-n_fg_class     K (labels 1..K, background 0)
-class_ids      dataset category id of labels 1..K
-class_names    names of labels 1..K
+n_fg_class     K (labels 1..K, background 0); default 80
+class_ids      dataset category id of labels 1..K (default: COCO's for
+               K = 80, see ``model_classes``)
+class_names    names of labels 1..K (default: as class_ids)
 conventions    ``models.conventions.Conventions`` as a dict: Detectron's
                or detectron2's semantics (channel order, pixel mean and
                std, ROIAlign ``aligned``, ``box_offset``,
@@ -33,9 +34,13 @@ import numpy
 
 from models.conventions import DETECTRON, Conventions
 from models.presets import ARCHS, Preset, build_mask_rcnn, get_preset
+from utils.data.coco_names import coco_classes
 
 META_KEY = '_meta'
 DEFAULT_CONVENTIONS = DETECTRON.to_dict()
+#: Classes of a model whose metadata has no ``n_fg_class`` (Detectron's
+#: COCO models).
+DEFAULT_N_FG_CLASS = 80
 
 
 class ModelFileError(ValueError):
@@ -149,8 +154,9 @@ _META_CHECKS = {
 
 def check_meta(meta, path='the model file'):
     """Raise ``ModelFileError`` unless ``meta`` has the types of the
-    module docstring's table and its class lists have ``n_fg_class``
-    entries."""
+    module docstring's table and its class lists have one entry per class
+    (``n_fg_class``, or ``DEFAULT_N_FG_CLASS`` when absent: what
+    ``load_model`` builds)."""
     if not isinstance(meta, dict):
         raise ModelFileError('{}: metadata is a {}, expected a JSON '
                              'object'.format(path, type(meta).__name__))
@@ -158,12 +164,23 @@ def check_meta(meta, path='the model file'):
         if key in meta and not ok(meta[key]):
             raise ModelFileError('{}: metadata {!r} is {!r}, expected {}'
                                  .format(path, key, meta[key], expected))
+    n_fg_class = meta.get('n_fg_class', DEFAULT_N_FG_CLASS)
     for key in ('class_ids', 'class_names'):
-        if key in meta and len(meta[key]) != meta.get('n_fg_class',
-                                                      len(meta[key])):
+        if key in meta and len(meta[key]) != n_fg_class:
             raise ModelFileError('{}: metadata {!r} has {} entries for {} '
                                  'classes'.format(path, key, len(meta[key]),
-                                                  meta['n_fg_class']))
+                                                  n_fg_class))
+
+
+def model_classes(meta):
+    """``class_ids`` and ``class_names`` of labels 1..K of a model's
+    checked metadata: its own, else COCO's for an 80-class model
+    (``utils.data.coco_names.coco_classes``). A key that neither gives is
+    absent: which classes the model has is then unknown."""
+    classes = coco_classes(meta.get('n_fg_class', DEFAULT_N_FG_CLASS))
+    classes.update((key, meta[key]) for key in ('class_ids', 'class_names')
+                   if key in meta)
+    return classes
 
 
 def load_weights(path, model):
@@ -181,12 +198,14 @@ def load_weights(path, model):
                 path, _first_line(e))) from None
 
 
-def load_model(path, arch=None, preset='evaluate', **overrides):
+def load_model(path, arch=None, thresholds='evaluate', **overrides):
     """Build the model an npz describes and load its weights.
 
     Args:
         path (str): npz written by ``save_model`` (or the converter).
         arch (str): 'c4' / 'fpn'; default: the npz's metadata.
+        thresholds (str or dict): test-time thresholds, as
+            ``models.mask_rcnn.MaskRCNN.use_thresholds`` takes them.
         overrides: ``models.presets.Preset`` fields to replace.
 
     Returns:
@@ -209,7 +228,7 @@ def load_model(path, arch=None, preset='evaluate', **overrides):
                              'of {}'.format(path, arch, ', '.join(ARCHS)))
     fields = preset_fields(meta, path)
     fields.update(overrides)
-    model = build_mask_rcnn(get_preset(arch, **fields), preset)
+    model = build_mask_rcnn(get_preset(arch, **fields), thresholds)
     load_weights(path, model)
     return model, meta
 
@@ -224,7 +243,7 @@ def preset_fields(meta, path='the model file'):
         raise ModelFileError('{}: bad conventions metadata ({})'.format(
             path, e)) from None
     fields = {'depth': meta.get('depth', 50),
-              'n_fg_class': meta.get('n_fg_class', 80),
+              'n_fg_class': meta.get('n_fg_class', DEFAULT_N_FG_CLASS),
               'conventions': conventions}
     defaults = {f.name: f.default for f in dataclasses.fields(Preset)}
     for key, value in meta.get('preset', {}).items():

@@ -247,6 +247,6 @@ def test_flip_without_offset_is_a_mirror():
     img = numpy.zeros((3, 4, 10), numpy.float32)
     bbox = numpy.array([[2, 1, 6, 4]], numpy.float32)
     _, f_bbox, f_segms = flip_example(
-        img, bbox, [[numpy.array([2., 1., 6., 1., 6., 4.])]], offset=0)
+        img, bbox, [[numpy.array([2., 1., 6., 1., 6., 4.])]], box_offset=0)
     numpy.testing.assert_array_equal(f_bbox, [[4, 1, 8, 4]])
     numpy.testing.assert_array_equal(f_segms[0][0], [8, 1, 4, 1, 4, 4])

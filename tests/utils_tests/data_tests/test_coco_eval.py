@@ -92,7 +92,7 @@ def test_coco_results_hand_case():
     assert r['bbox'] == [10, 20, 5, 4]
     # detectron2's boxes have no "+1": the same corners are 4 x 3.
     assert coco_results(5, numpy.array([[10, 20, 14, 23]]), [1], [1.], None,
-                        (1,), offset=0)[0]['bbox'] == [10, 20, 4, 3]
+                        (1,), box_offset=0)[0]['bbox'] == [10, 20, 4, 3]
     assert isinstance(r['segmentation']['counts'], str)
     json.dumps(res)
     rle = dict(r['segmentation'], counts=r['segmentation']['counts']

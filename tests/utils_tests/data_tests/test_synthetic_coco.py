@@ -14,7 +14,8 @@ import pytest
 from utils.ops.image import read_image
 from utils.data.coco_json import DatasetError
 from utils.data.synthetic_coco import (GENERATOR_VERSION, ensure_synthetic_coco,
-                                       make_synthetic_coco, uncompressed_rle)
+                                       make_synthetic_coco)
+from utils.data.synthetic_shapes import uncompressed_rle
 
 # The repository root, three folders up.
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(

@@ -13,6 +13,8 @@ def _iou(a, b):
 
 
 def _brute(bbox, prob, score_thresh, nms_thresh, limit):
+    """Detections (class, score, box) in Detectron's order: by class, then
+    by score, ties in row order."""
     dets = []
     for j in range(1, prob.shape[1]):
         cand = sorted((i for i in range(len(prob))
@@ -29,7 +31,7 @@ def _brute(bbox, prob, score_thresh, nms_thresh, limit):
     if limit and len(dets) > limit:
         th = sorted(d[1] for d in dets)[-limit]
         dets = [d for d in dets if d[1] >= th]
-    return sorted(dets)
+    return dets
 
 
 def test_matches_brute_force():
@@ -47,8 +49,27 @@ def test_matches_brute_force():
         got = sorted((int(j), float(sc), tuple(float(v) for v in box))
                      for j, sc, box in zip(lb, s, b))
         want = [(j, float(sc), tuple(float(v) for v in box))
-                for j, sc, box in _brute(bbox, prob, 0.05, 0.5, 15)]
+                for j, sc, box in sorted(_brute(bbox, prob, 0.05, 0.5, 15))]
         assert got == want
+
+
+def test_order_by_class_then_score_ties_in_row_order():
+    rng = numpy.random.RandomState(1)
+    for trial in range(5):
+        R, K1 = 30, 4
+        xy = rng.rand(R, K1, 2) * 60
+        wh = rng.rand(R, K1, 2) * 40 + 5
+        bbox = numpy.concatenate([xy, xy + wh], axis=2).reshape(R, 4 * K1)
+        bbox = bbox.astype(numpy.float32)
+        # Scores in eighths: many ties, also at the cap.
+        prob = (rng.randint(0, 8, size=(R, K1)) / 8.).astype(numpy.float32)
+        for limit in (0, 10):
+            b, lb, s = suppress(bbox, prob, 0.1, 0.5, limit)
+            got = [(int(j), float(sc), tuple(float(v) for v in box))
+                   for j, sc, box in zip(lb, s, b)]
+            want = [(j, float(sc), tuple(float(v) for v in box))
+                    for j, sc, box in _brute(bbox, prob, 0.1, 0.5, limit)]
+            assert got == want
 
 
 def test_cap_keeps_ties_and_background_never_detected():

@@ -29,7 +29,7 @@ def _reference(prob, box, H, W):
     M = prob.shape[0]
     padded = numpy.zeros((M + 2, M + 2))
     padded[1:-1, 1:-1] = prob
-    # expand_boxes by (M + 2) / M about the centre, truncate towards zero
+    # expand_bbox by (M + 2) / M about the centre, truncate towards zero
     s = (M + 2.) / M
     cx, cy = (box[0] + box[2]) / 2., (box[1] + box[3]) / 2.
     hw, hh = (box[2] - box[0]) / 2. * s, (box[3] - box[1]) / 2. * s

@@ -15,9 +15,9 @@ from utils.ops.nms import batched_nms, non_maximum_suppression
 f32 = numpy.float32
 
 
-def iou_f32(a, b, offset):
+def iou_f32(a, b, box_offset):
     """Detectron's nms overlap, one pair, in float32 scalars."""
-    off = f32(offset)
+    off = f32(box_offset)
     area_a = (a[2] - a[0] + off) * (a[3] - a[1] + off)
     area_b = (b[2] - b[0] + off) * (b[3] - b[1] + off)
     w = max(f32(0), min(a[2], b[2]) - max(a[0], b[0]) + off)
@@ -27,7 +27,7 @@ def iou_f32(a, b, offset):
         return inter / (area_a + area_b - inter)
 
 
-def nms_brute_force(bbox, thresh, score=None, limit=None, offset=1):
+def nms_brute_force(bbox, thresh, score=None, limit=None, box_offset=1):
     bbox = bbox.astype(numpy.float32)
     n = len(bbox)
     order = list(range(n))
@@ -41,17 +41,19 @@ def nms_brute_force(bbox, thresh, score=None, limit=None, offset=1):
         keep.append(i)
         for j in order[a + 1:]:
             if not suppressed[j] and iou_f32(bbox[i], bbox[j],
-                                             offset) >= f32(thresh):
+                                             box_offset) >= f32(thresh):
                 suppressed[j] = True
     return keep[:limit]
 
 
-def per_class_brute_force(bbox, score, label, thresh, limit=None, offset=1):
+def per_class_brute_force(bbox, score, label, thresh, limit=None,
+                          box_offset=1):
     keep = []
     for lab in sorted(set(label.tolist())):
         idx = numpy.where(label == lab)[0]
         keep += [idx[k] for k in nms_brute_force(bbox[idx], thresh,
-                                                 score[idx], None, offset)]
+                                                 score[idx], None,
+                                                 box_offset)]
     keep.sort(key=lambda i: (-float(score[i]), i))
     return keep[:limit]
 
@@ -76,15 +78,16 @@ def run(xp, fn, *arrays, **kwargs):
 
 
 @pytest.mark.parametrize('thresh', [0.3, 0.5, 0.7])
-@pytest.mark.parametrize('offset', [0, 1])
+@pytest.mark.parametrize('box_offset', [0, 1])
 @pytest.mark.parametrize('integer', [True, False])
-def test_nms_brute_force(xp, thresh, offset, integer):
-    rng = numpy.random.RandomState(int(thresh * 10) + 7 * offset + integer)
+def test_nms_brute_force(xp, thresh, box_offset, integer):
+    rng = numpy.random.RandomState(int(thresh * 10) + 7 * box_offset +
+                                   integer)
     for n in (1, 5, 40):
         bbox, score = random_case(rng, n, integer)
         assert run(xp, non_maximum_suppression, bbox, thresh, score,
-                   offset=offset) == nms_brute_force(bbox, thresh, score,
-                                                     offset=offset)
+                   box_offset=box_offset) == nms_brute_force(
+                       bbox, thresh, score, box_offset=box_offset)
 
 
 def test_nms_without_score_keeps_input_order(xp):
@@ -125,10 +128,10 @@ def test_nms_suppressed_boxes_do_not_suppress(xp):
     score = numpy.array([0.9, 0.8, 0.7], numpy.float32)
     assert run(xp, non_maximum_suppression, bbox, 0.3, score) == [0, 2]
     assert run(xp, non_maximum_suppression, bbox, 0.34, score) == [0, 1, 2]
-    # With offset 0 the widths are 9: inter = 4 * 9 = 36,
+    # With box_offset 0 the widths are 9: inter = 4 * 9 = 36,
     # IoU = 36 / (81 + 81 - 36) = 2/7 ~ 0.286 < 0.3: all kept.
     assert run(xp, non_maximum_suppression, bbox, 0.3, score,
-               offset=0) == [0, 1, 2]
+               box_offset=0) == [0, 1, 2]
 
 
 def test_nms_score_order_and_ties(xp):

@@ -2,9 +2,15 @@
 import numpy
 import pytest
 
-from utils.ops.boxes import encode_boxes
+from utils.ops.boxes import encode_bbox
 from utils.ops.targets import (anchor_targets, bitmap_to_mask, mask_targets,
                                polygons_to_mask, sample_rois)
+
+# Detectron's numbers (TRAIN.RPN_*, TRAIN.FG_*/BG_*), written out here.
+RPN = dict(n_sample=256, fg_fraction=0.5, pos_iou=0.7, neg_iou=0.3,
+           straddle=0, box_offset=1)
+ROI = dict(n_sample=512, fg_fraction=0.25, fg_iou=0.5, bg_iou=(0., 0.5),
+           weights=(10., 10., 5., 5.), box_offset=1)
 
 
 def test_anchor_labels_by_hand():
@@ -18,9 +24,9 @@ def test_anchor_labels_by_hand():
         [200., 200., 239., 239.],  # IoU 0          -> bg
     ], numpy.float32)
     label, loc = anchor_targets(anchors, gt, (300, 300),
-                                numpy.random.RandomState(0))
+                                numpy.random.RandomState(0), **RPN)
     assert label.tolist() == [1, 1, 0, -1, -1, 0]
-    numpy.testing.assert_allclose(loc[1], encode_boxes(anchors[1:2], gt)[0])
+    numpy.testing.assert_allclose(loc[1], encode_bbox(anchors[1:2], gt)[0])
     assert (loc[[0, 2, 3, 4, 5]] == 0).all()  # anchor 0 is exact: delta 0
 
 
@@ -30,7 +36,7 @@ def test_best_anchor_is_positive_below_threshold():
     anchors = numpy.array([[0., 0., 49., 49.], [50., 50., 99., 74.]],
                           numpy.float32)
     label, _ = anchor_targets(anchors, gt, (100, 100),
-                              numpy.random.RandomState(0))
+                              numpy.random.RandomState(0), **RPN)
     assert label.tolist() == [1, 0]
 
 
@@ -40,17 +46,18 @@ def test_anchor_sampling_counts():
     fg = numpy.tile(gt, (300, 1))
     bg = numpy.array([[200., 200., 220., 220.]] * 500, numpy.float32)
     label, _ = anchor_targets(numpy.concatenate([fg, bg]), gt, (300, 300),
-                              rng, n_sample=256, fg_fraction=0.5)
+                              rng, **RPN)
     assert (label == 1).sum() == 128 and (label == 0).sum() == 128
     label, _ = anchor_targets(numpy.concatenate([fg[:10], bg]), gt,
-                              (300, 300), rng)
+                              (300, 300), rng, **RPN)
     assert (label == 1).sum() == 10 and (label == 0).sum() == 246
 
 
 def test_no_ground_truth_all_negative():
     anchors = numpy.array([[0., 0., 9., 9.]] * 5, numpy.float32)
     label, loc = anchor_targets(anchors, numpy.zeros((0, 4), 'f'), (20, 20),
-                                numpy.random.RandomState(0), n_sample=3)
+                                numpy.random.RandomState(0),
+                                **dict(RPN, n_sample=3))
     assert (label == 0).sum() == 3 and (label == -1).sum() == 2
 
 
@@ -61,19 +68,19 @@ def test_roi_sampling_ratio_and_targets():
     near = gt[0] + rng.uniform(-5, 5, (200, 4)).astype('f')     # IoU > .5
     far = numpy.array([[400., 0., 450., 50.]] * 300, 'f')       # IoU 0
     s = sample_rois(numpy.concatenate([near, far]), gt, gt_label, rng,
-                    n_sample=64, fg_fraction=0.25)
-    assert len(s['rois']) == 64
-    assert (s['label'][:16] > 0).all() and (s['label'][16:] == 0).all()
-    assert (s['gt_index'][16:] == -1).all()
-    fg = s['rois'][:16]
+                    **dict(ROI, n_sample=64))
+    assert len(s.rois) == 64
+    assert (s.label[:16] > 0).all() and (s.label[16:] == 0).all()
+    assert (s.gt_index[16:] == -1).all()
+    fg = s.rois[:16]
     numpy.testing.assert_allclose(
-        s['loc'][:16], encode_boxes(fg, gt[s['gt_index'][:16]],
-                                    (10., 10., 5., 5.)), rtol=1e-5)
+        s.loc[:16], encode_bbox(fg, gt[s.gt_index[:16]], (10., 10., 5., 5.)),
+        rtol=1e-5)
     # Ground truth boxes are candidates too: with no proposals at all the
     # two gt boxes are the foreground.
-    s = sample_rois(numpy.zeros((0, 4), 'f'), gt, gt_label, rng)
-    assert s['label'].tolist() == [3, 7]
-    numpy.testing.assert_allclose(s['loc'], 0, atol=1e-6)
+    s = sample_rois(numpy.zeros((0, 4), 'f'), gt, gt_label, rng, **ROI)
+    assert s.label.tolist() == [3, 7]
+    numpy.testing.assert_allclose(s.loc, 0, atol=1e-6)
 
 
 def test_square_polygon_in_a_known_roi():

@@ -18,6 +18,7 @@ from numpy._core.numeric import _frombuffer
 from utils import detectron_parser as dp
 from utils.weights import detectron
 from utils.weights.safe_pickle import ConversionError, load_pickle
+from tests.helpers.crafted_pickles import Reduce
 from tests.helpers.synthetic_weights import (detectron2_state, detectron_blobs,
                                              write_imagenet_pickle)
 
@@ -30,23 +31,10 @@ MAX_RSS_MIB = 250
 Run = collections.namedtuple('Run', 'code stdout stderr rss_mib')
 
 
-class _Reduce:
-    """Pickles as ``func(*args)`` (then BUILD with ``state``): writes the
-    globals and arguments a crafted file would."""
-
-    def __init__(self, func, args, state=None):
-        self.func, self.args, self.state = func, args, state
-
-    def __reduce__(self):
-        if self.state is None:
-            return self.func, self.args
-        return self.func, self.args, self.state
-
-
 def _array(shape, data, dtype='f4'):
     """An ndarray pickled as NumPy does, with any shape and data."""
-    return _Reduce(_reconstruct, (numpy.ndarray, (0,), b'b'),
-                   (1, shape, numpy.dtype(dtype), False, data))
+    return Reduce(_reconstruct, (numpy.ndarray, (0,), b'b'),
+                  (1, shape, numpy.dtype(dtype), False, data))
 
 
 # Runs the command given as arguments and writes its peak memory (KiB) to
@@ -108,17 +96,17 @@ def _dump(tmp_path, obj, name='model_final.pkl', protocol=2):
 # --- item 12: a declared shape is never allocated on trust ---
 
 @pytest.mark.parametrize('value, words', [
-    (_Reduce(_reconstruct, (numpy.ndarray, (2 ** 40,), b'b')),
+    (Reduce(_reconstruct, (numpy.ndarray, (2 ** 40,), b'b')),
      ['_reconstruct']),
     # 128 MiB of int8 that the old converter then cast to float32.
-    (_Reduce(_reconstruct, (numpy.ndarray, (2 ** 27,), b'b')),
+    (Reduce(_reconstruct, (numpy.ndarray, (2 ** 27,), b'b')),
      ['_reconstruct']),
-    (_Reduce(numpy.ndarray, ((2 ** 40,), 'f4')), ['numpy.ndarray']),
+    (Reduce(numpy.ndarray, ((2 ** 40,), 'f4')), ['numpy.ndarray']),
     (_array((2 ** 40,), b'1234'), ['needs 4,398,046,511,104 bytes']),
-    (_Reduce(_frombuffer, (b'1234', numpy.dtype('f4'), (2 ** 40,), 'C')),
+    (Reduce(_frombuffer, (b'1234', numpy.dtype('f4'), (2 ** 40,), 'C')),
      ['needs 4,398,046,511,104 bytes']),
     (_array((-4,), b''), ['shape']),
-    (_Reduce(numpy.dtype, ('f4', False, False)), ['unexpected dtype']),
+    (Reduce(numpy.dtype, ('f4', False, False)), ['unexpected dtype']),
 ])
 def test_declared_sizes_are_checked_before_allocating(tmp_path, value,
                                                       words):

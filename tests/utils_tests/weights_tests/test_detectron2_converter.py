@@ -15,6 +15,7 @@ from utils import detectron_parser as dp
 from utils.weights.detectron2 import convert_d2
 from utils.weights.model_io import load_model, read_meta
 from utils.weights.safe_pickle import ConversionError
+from tests.helpers.crafted_pickles import touch_payload
 from tests.helpers.synthetic_weights import (detectron2_state,
                                              write_detectron2_pickle)
 
@@ -160,15 +161,12 @@ def test_torch_files_are_refused(tmp_path):
         z.writestr('archive/data.pkl', b'')
     with pytest.raises(ConversionError, match='PyTorch'):
         dp.main([str(pth)])
-    evil = tmp_path / 'evil.pkl'
-    evil.write_bytes(pickle.dumps({'model': {'a': _Evil()}}, protocol=2))
+    evil, marker = tmp_path / 'evil.pkl', tmp_path / 'pwned'
+    evil.write_bytes(pickle.dumps({'model': {'a': touch_payload(marker)}},
+                                  protocol=2))
     with pytest.raises(ConversionError, match='refusing'):
         dp.main([str(evil)])
-
-
-class _Evil:
-    def __reduce__(self):
-        return (os.system, ('echo pwned',))
+    assert not marker.exists()
 
 
 def test_r101_fpn():

@@ -14,6 +14,7 @@ from utils import detectron_parser as dp
 from utils.weights import checks, detectron
 from utils.weights.safe_pickle import load_pickle
 from utils.weights.model_io import load_model, read_meta
+from tests.helpers.crafted_pickles import touch_payload
 from tests.helpers.synthetic_weights import detectron_blobs, write_detectron_pickle
 
 # The repository root, three folders up.
@@ -110,19 +111,12 @@ def _convert_file(path):
     return detectron.convert_file(load_pickle(path), 'auto', path)
 
 
-class _Evil:
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (os.system, ('touch {}'.format(self.path),))
-
-
 def test_malicious_pickle_is_refused_without_running(tmp_path):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pkl'
     with open(path, 'wb') as f:
-        pickle.dump({'blobs': {'conv1_w': _Evil(str(marker))}}, f, protocol=2)
+        pickle.dump({'blobs': {'conv1_w': touch_payload(marker)}}, f,
+                    protocol=2)
     with pytest.raises(dp.ConversionError, match='refusing to load'):
         _convert_file(str(path))
     assert not marker.exists()

@@ -1,0 +1,139 @@
+"""The pieces of a ``train.py`` run, built from explicit values: the
+model from its preset, the datasets with the model's classes, and the
+trainer (train chain, optimizer, iterator, batcher, updater, extensions).
+"""
+import dataclasses
+
+import chainer
+import numpy
+
+from models.presets import (
+    build_mask_rcnn, check_c4_roi_sizes, get_preset, train_targets)
+from models.train_chain import MaskRCNNTrainChain
+from utils.data.batching import CarryReadErrors, TrainBatcher
+from utils.data.coco_dataset import COCODataset
+from utils.data.coco_eval import COCOEvaluator
+from utils.data.order_sampler import SeededShuffleOrderSampler
+from utils.training.errors import SetupError
+from utils.training.pretrained import freeze, load_pretrained
+from utils.training.setup import build_updater
+from utils.training.trainer import extend_writers, make_trainer
+
+
+def check_roi_size(arch, roi_size):
+    """``--roi-size`` fits ``arch``: for c4, a multiple of 7."""
+    if arch == 'c4' and roi_size:
+        try:
+            check_c4_roi_sizes(roi_size, roi_size)
+        except ValueError:
+            raise SetupError('--roi-size {} with --arch c4: expected a '
+                             'multiple of 7 (the box and mask heads share '
+                             'res5, which pools to 7 x 7)'.format(
+                                 roi_size)) from None
+
+
+def build_model(arch, n_fg_class, fields, roi_size=None, scales=None,
+                seed=0, path=None, log=print):
+    """(model, preset): ``arch``'s preset with ``fields`` (what the
+    starting weights fix), the box ROIAlign size (both heads' for c4) and
+    the largest training scale; weights drawn from ``seed``, then those of
+    the npz ``path`` copied in."""
+    preset = get_preset(arch, n_fg_class=n_fg_class, **fields)
+    if roi_size:
+        preset = dataclasses.replace(preset, box_roi_size=roi_size)
+        if arch == 'c4':  # one res5 for both heads: both poolers
+            preset = dataclasses.replace(preset, mask_roi_size=roi_size)
+    if scales:
+        preset = dataclasses.replace(preset, min_size=max(scales))
+    numpy.random.seed(seed)  # chainer's initialisers draw from it
+    model = build_mask_rcnn(preset)
+    if path:
+        log(load_pretrained(model, path))
+    return model, preset
+
+
+def load_data(paths, box_offset, keep_empty=True):
+    """(train, val, val json path, class metadata). The training set's
+    categories are the model's classes (``n_fg_class``, ``class_ids``,
+    ``class_names``); the validation set is read in them, matched by
+    category id. ``box_offset`` is the model's: it decides how COCO boxes
+    are read."""
+    train = COCODataset(*paths['train'], keep_empty=keep_empty,
+                        box_offset=box_offset)
+    if train.n_instances == 0:
+        skipped = ', '.join('{} {}'.format(n, reason) for reason, n in
+                            train.skipped.items() if n)
+        raise SetupError('{} has no usable instance to train on ({})'.format(
+            paths['train'][0], 'skipped: ' + skipped if skipped else
+            'no annotations'))
+    val = COCODataset(*paths['val'], box_offset=box_offset,
+                      class_ids=train.class_ids)
+    meta = {'n_fg_class': len(train.class_ids),
+            'class_ids': [int(c) for c in train.class_ids],
+            'class_names': list(train.class_names)}
+    return train, val, paths['val'][0], meta
+
+
+def build_optimizer(chain, lr, weight_decay, freeze_at=0, mixed16=False):
+    """(optimizer, names of the frozen stages): momentum SGD (0.9) of
+    ``chain.model`` with L2 ``weight_decay`` and Detectron's
+    TRAIN.FREEZE_AT; with ``mixed16``, a float32 master copy of each
+    weight and dynamic loss scaling."""
+    optimizer = chainer.optimizers.MomentumSGD(lr, 0.9)
+    optimizer.setup(chain)
+    frozen = freeze(chain.model, freeze_at)
+    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
+    if mixed16:
+        optimizer.use_fp32_update()   # float32 master copy of each weight
+        optimizer.loss_scaling()      # dynamic: halves on overflow
+    return optimizer, frozen
+
+
+def build_iterator(dataset, batchsize, loaders, seed):
+    """Batches of ``dataset`` in a seeded order, loaded by ``loaders``
+    processes (0: this one); read errors are carried to the batcher."""
+    sampler = SeededShuffleOrderSampler(seed)
+    dataset = CarryReadErrors(dataset)
+    if loaders > 0:
+        return chainer.iterators.MultiprocessIterator(
+            dataset, batchsize, n_processes=loaders, order_sampler=sampler)
+    return chainer.iterators.SerialIterator(dataset, batchsize,
+                                            order_sampler=sampler)
+
+
+def build_trainer(model, preset, data, schedule, out, seed=0,
+                  weight_decay=1e-4, freeze_at=0, mixed16=False,
+                  batchsize=2, loaders=2, scales=None, subdivisions=1,
+                  gpu=-1, gpus=None, comm=None):
+    """The trainer of ``model`` on ``data`` (train, val, val json path,
+    class ids), on ``schedule`` (``trainer.Schedule``), writing to ``out``.
+
+    The preset gives the targets and the mask loss weight; ``freeze_at`` is
+    Detectron's
+    TRAIN.FREEZE_AT, ``scales`` the training shorter sides (default: the
+    preset's ``min_size``); ``gpu``, ``gpus``, ``comm`` and
+    ``subdivisions`` are ``setup.build_updater``'s. Each ChainerMN process
+    draws its own flips, scales, samples and data order (``seed`` plus its
+    rank); rank 0 writes the log, plots, snapshots and evaluations.
+    """
+    train, val, val_json, class_ids = data
+    root = comm is None or comm.rank == 0
+    seed = seed + (comm.rank if comm is not None else 0)
+    chain = MaskRCNNTrainChain(model, train_targets(preset), seed=seed)
+    optimizer, frozen = build_optimizer(chain, schedule.lr, weight_decay,
+                                        freeze_at, mixed16)
+    if root:
+        print('frozen: {}'.format(', '.join(frozen) or 'nothing'))
+    it = build_iterator(train, batchsize, loaders, seed)
+    batcher = TrainBatcher(scales or (preset.min_size,),
+                           preset.max_size, preset.pad_stride, True, seed,
+                           model.normalization,
+                           model.conventions.box_offset)
+    updater = build_updater(chain, optimizer, it, batcher, subdivisions,
+                            gpu, gpus, comm)
+    trainer = make_trainer(updater, schedule, out, comm, {
+        'iterator': it, 'batcher': batcher, 'sampling': chain.rng})
+    if root:
+        extend_writers(trainer, schedule, model, COCOEvaluator(
+            val, model, val_json, out, class_ids=class_ids))
+    return trainer
