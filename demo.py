@@ -39,6 +39,7 @@ from utils.data.coco_eval import coco_results  # noqa: E402
 from utils.demo_io import (  # noqa: E402
     UsageError, list_images, prepare_outputs)
 from utils.ops.image import ImageError, read_image  # noqa: E402
+from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.weights.model_io import (  # noqa: E402
     DEFAULT_N_FG_CLASS, ModelFileError, load_model, model_classes)
 from utils.vis import draw_detections  # noqa: E402
@@ -62,6 +63,9 @@ def parse_args(argv=None):
                         "without --modelfile)")
     p.add_argument('--gpu', type=int, default=-1,
                    help='GPU id; needs CuPy (default: -1, the CPU)')
+    p.add_argument('--threads', type=int, default=None,
+                   help='BLAS and OpenCV threads (default: the cores this '
+                        'process may use)')
     p.add_argument('--contour', action='store_true',
                    help='also outline each mask (default: filled masks '
                         'only)')
@@ -177,6 +181,10 @@ def main(argv=None):
     drawings = prepare_outputs(out, args.json, inputs, images)
     if args.gpu >= 0:
         require_gpus([args.gpu], '--gpu {}'.format(args.gpu))
+    if args.threads is not None and args.threads < 1:
+        raise UsageError('--threads must be at least 1, got {}'.format(
+            args.threads))
+    set_threads(args.threads or default_threads())
     model, meta = build(args)
     labels = class_labels(meta)
     results, failed = detect_all(model, images, drawings, labels,

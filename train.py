@@ -31,6 +31,7 @@ from models.presets import ARCHS, get_preset, preset_overrides  # noqa: E402
 from utils.backend import DeviceError  # noqa: E402
 from utils.data.coco_json import DatasetError  # noqa: E402
 from utils.ops.image import ImageError  # noqa: E402
+from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.training.build import (  # noqa: E402
     build_model, build_trainer, check_roi_size, load_data)
 from utils.training.defaults import LR_RULES, default_settings  # noqa: E402
@@ -132,6 +133,10 @@ def _devices_flags(a):
     a('--subdivisions', type=_positive, default=1,
       help='split each batch into this many sequential pieces (gradient '
            'accumulation; default: 1)')
+    a('--threads', type=_positive, default=None,
+      help='BLAS and OpenCV threads of each training process; loader '
+           'processes use 1 (default: the cores this process may use, '
+           'shared among the ChainerMN processes of its node)')
 
 
 def _schedule_flags(a):
@@ -230,6 +235,9 @@ def main(argv=None):
     comm = create_communicator(args.communicator) if args.communicator \
         else None
     check_devices(args.gpu, args.gpus)
+    args.threads = args.threads or default_threads(
+        comm.intra_size if comm else 1)
+    set_threads(args.threads)
     if args.evaluate:  # the npz alone decides the model and its classes
         model, class_ids = load_evaluated_model(args.pretrained, args.arch,
                                                 args.depth)

@@ -14,6 +14,7 @@ import math
 import os
 
 import cv2
+from threadpoolctl import threadpool_info, threadpool_limits
 
 CGROUP_CPU_MAX = '/sys/fs/cgroup/cpu.max'
 
@@ -55,7 +56,6 @@ def set_threads(n):
         (``internal_api``, ``version``, ``architecture``, ``num_threads``),
         for logs and benchmarks.
     """
-    from threadpoolctl import threadpool_info, threadpool_limits
     threadpool_limits(limits=n, user_api='blas')
     cv2.setNumThreads(n)
     return [{k: lib.get(k) for k in ('internal_api', 'version',

@@ -14,6 +14,7 @@ from utils.data.batching import CarryReadErrors, TrainBatcher
 from utils.data.coco_dataset import COCODataset
 from utils.data.coco_eval import COCOEvaluator
 from utils.data.order_sampler import SeededShuffleOrderSampler
+from utils.threads import OneThreadPerLoader
 from utils.training.errors import SetupError
 from utils.training.pretrained import freeze, load_pretrained
 from utils.training.setup import build_updater
@@ -96,7 +97,8 @@ def build_iterator(dataset, batchsize, loaders, seed):
     dataset = CarryReadErrors(dataset)
     if loaders > 0:
         return chainer.iterators.MultiprocessIterator(
-            dataset, batchsize, n_processes=loaders, order_sampler=sampler)
+            OneThreadPerLoader(dataset), batchsize, n_processes=loaders,
+            order_sampler=sampler)
     return chainer.iterators.SerialIterator(dataset, batchsize,
                                             order_sampler=sampler)
 
