@@ -12,110 +12,22 @@ the weights on the left, both copies disappear::
     gW      = sum_n gy[n] @ col[n].T
     gcol[n] = W.reshape(C_out, C*kh*kw).T @ gy[n];  gx = col2im(gcol)
 
-Every product is a 2-D GEMM. A stacked ``matmul`` would broadcast ``W``
-over N (CuPy then copies it N times, and turns float16 operands into
-float32 copies), and in the heads N is the number of ROIs with small
-P*Q: hundreds of tiny GEMMs. So when P*Q is small (``FOLD_BELOW``), the
-images of a chunk are folded into the GEMM's columns,
-``(K, N, P*Q) -> (K, N*P*Q)``, at the price of one copy of the chunk;
-when P*Q is large (the backbone, N = 1 or 2) each image is one GEMM
-already large enough, with no copy.
+The columns are laid out per image or, for many small images (the heads'
+ROIs), side by side for one GEMM (``functions/conv_columns.py``). Only
+2-D GEMMs are used.
 
 A 1x1 kernel without padding needs no im2col at all: ``col`` is the
 (strided) input itself. ``col`` is recomputed in the backward pass rather
 than kept, as chainer does, so training memory does not grow.
 
 Shape letters: N images, C input and O output channels, (H, W) input and
-(P, Q) output sizes, K = C * kh * kw.
+(P, Q) output sizes, K = C * kh * kw, L = P * Q.
 """
-import numpy
 from chainer import function_node
 from chainer.backend import get_array_module
-from chainer.utils import conv, type_check
+from chainer.utils import type_check
 
-
-def _im2col(x, kh, kw, sy, sx, ph, pw):
-    """(N, C, H, W) -> (N, K, P*Q) contiguous."""
-    xp = get_array_module(x)
-    n, c = x.shape[:2]
-    if (kh, kw, ph, pw) == (1, 1, 0, 0):
-        col = xp.ascontiguousarray(x[:, :, ::sy, ::sx])
-    elif xp is numpy:
-        col = conv.im2col_cpu(x, kh, kw, sy, sx, ph, pw)
-    else:
-        col = conv.im2col_gpu(x, kh, kw, sy, sx, ph, pw)
-    p, q = col.shape[-2:]
-    return col.reshape(n, c * kh * kw, p * q), (p, q)
-
-
-def _col2im(gcol, x_shape, kh, kw, sy, sx, ph, pw, pq):
-    """(N, K, P*Q) -> (N, C, H, W), summing overlapping taps."""
-    xp = get_array_module(gcol)
-    n, c, h, w = x_shape
-    gcol = gcol.reshape((n, c, kh, kw) + pq)
-    if (kh, kw, ph, pw) == (1, 1, 0, 0):
-        if (sy, sx) == (1, 1):
-            return gcol.reshape(x_shape)
-        gx = xp.zeros(x_shape, gcol.dtype)
-        gx[:, :, ::sy, ::sx] = gcol[:, :, 0, 0]
-        return gx
-    if xp is numpy:
-        return conv.col2im_cpu(gcol, sy, sx, ph, pw, h, w)
-    return conv.col2im_gpu(gcol, sy, sx, ph, pw, h, w)
-
-
-# Below this many output pixels per image, images are folded into one GEMM.
-FOLD_BELOW = 1024
-# Bytes of one folded chunk of ``col`` (bounds the extra copy).
-CHUNK_BYTES = 64 << 20
-
-
-def _chunks(n, per_image_bytes):
-    step = max(1, CHUNK_BYTES // max(1, per_image_bytes))
-    return [slice(s, min(n, s + step)) for s in range(0, n, step)]
-
-
-def _fold(a):
-    """(N, R, L) -> (R, N*L), a copy unless N == 1."""
-    n, r, length = a.shape
-    return a.transpose(1, 0, 2).reshape(r, n * length)
-
-
-def left_matmul(w, b):
-    """``w @ b[n]`` for every n through 2-D GEMMs: w (M, K), b (N, K, L) ->
-    (N, M, L) contiguous."""
-    xp = get_array_module(b)
-    n, k, length = b.shape
-    if n == 1:
-        return (w @ b[0])[None]
-    out = xp.empty((n, w.shape[0], length), numpy.result_type(w, b))
-    if length >= FOLD_BELOW:
-        for i in range(n):
-            out[i] = w @ b[i]
-        return out
-    for s in _chunks(n, k * length * b.itemsize):
-        m = s.stop - s.start
-        # (M, m*L) -> (M, m, L) -> (m, M, L)
-        out[s] = (w @ _fold(b[s])).reshape(-1, m, length).transpose(1, 0, 2)
-    return out
-
-
-def sum_matmul_t(a, b):
-    """``sum_n a[n] @ b[n].T`` through 2-D GEMMs: a (N, M, L), b (N, K, L)
-    -> (M, K)."""
-    n, k, length = b.shape
-    if n == 1:
-        return a[0] @ b[0].T
-    if length >= FOLD_BELOW:
-        out = a[0] @ b[0].T
-        for i in range(1, n):
-            out += a[i] @ b[i].T
-        return out
-    out = None
-    for s in _chunks(n, k * length * b.itemsize):
-        part = _fold(a[s]) @ _fold(b[s]).T
-        out = part if out is None else out + part
-    return out
+from functions import conv_columns as cc
 
 
 class Convolution2DGEMM(function_node.FunctionNode):
@@ -143,18 +55,36 @@ class Convolution2DGEMM(function_node.FunctionNode):
     def forward(self, inputs):
         self.retain_inputs((0, 1))
         x, W = inputs[:2]
+        n, _, h, w = x.shape
         o, _, kh, kw = W.shape
-        col, (p, q) = _im2col(x, kh, kw, self.sy, self.sx, self.ph, self.pw)
-        # (O, K) @ (N, K, P*Q) -> (N, O, P*Q): already NCHW.
-        y = left_matmul(W.reshape(o, -1), col)
+        geometry = (kh, kw, self.sy, self.sx, self.ph, self.pw)
+        p, q = cc.output_size(h, w, *geometry)
+        w2 = W.reshape(o, -1)
+        wide = None
+        if cc.folds(n, p, q):
+            # (O, K) @ (K, N*L) -> (O, N*L)
+            y = w2 @ cc.im2col_folded(x, *geometry, (p, q))
+        elif (self.sy, self.sx) == (1, 1) and (kh, kw) != (1, 1):
+            # (O, K) @ (N, K, P*Wp) -> (N, O, P*Wp), junk columns dropped
+            # below (after the bias and ReLU, which they do not disturb).
+            col, wide = cc.im2col_wide(x, kh, kw, self.ph, self.pw)
+            y = cc.matmul_each(w2, col)
+        else:
+            # (O, K) @ (N, K, L) -> (N, O, L): already NCHW.
+            y = cc.matmul_each(w2, cc.im2col(x, *geometry)[0])
         if len(inputs) == 3:
             y += inputs[2][:, None]
         if self.relu:
             # In place: no second output-sized array, as F.relu would make.
             xp = get_array_module(y)
             xp.maximum(y, 0, out=y)
+        if y.ndim == 2:
+            y = cc.unfold(y, n)             # (O, N*L) -> (N, O, L)
+        elif wide:
+            y = cc.drop_wide(y, wide, q)
+        if self.relu:
             self.retain_outputs((0,))
-        return y.reshape(len(x), o, p, q),
+        return y.reshape(n, o, p, q),
 
     def backward(self, indexes, grad_outputs):
         x, W = self.get_retained_inputs()
@@ -180,13 +110,18 @@ class Convolution2DGEMMGrad(function_node.FunctionNode):
             gy = gy * (inputs[3] > 0)
         o, _, kh, kw = W.shape
         n, _, p, q = gy.shape
+        geometry = (kh, kw, self.sy, self.sx, self.ph, self.pw)
         gy = gy.reshape(n, o, p * q)
         w2 = W.reshape(o, -1)
-        col, pq = _im2col(x, kh, kw, self.sy, self.sx, self.ph, self.pw)
-        gw = sum_matmul_t(gy, col)
-        gcol = left_matmul(w2.T, gy)
-        gx = _col2im(gcol, x.shape, kh, kw, self.sy, self.sx, self.ph,
-                     self.pw, pq)
+        if cc.folds(n, p, q):
+            gyf = cc.fold(gy)                                   # (O, N*L)
+            gw = gyf @ cc.im2col_folded(x, *geometry, (p, q)).T  # (O, K)
+            gx = cc.col2im_folded(w2.T @ gyf, x.shape, *geometry, (p, q))
+        else:
+            col, pq = cc.im2col(x, *geometry)
+            gw = cc.matmul_t_sum(gy, col)
+            gx = cc.col2im(cc.matmul_each(w2.T, gy), x.shape, *geometry,
+                           pq)
         out = (gx, gw.reshape(W.shape))
         if self.with_bias:
             out += (gy.sum(axis=(0, 2)),)

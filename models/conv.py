@@ -25,14 +25,17 @@ from functions.convolution_2d import _pair, convolution_2d
 
 
 class Convolution2D(L.Convolution2D):
-    """Drop-in ``L.Convolution2D`` with the NCHW GEMM path."""
+    """Drop-in ``L.Convolution2D`` with the NCHW GEMM path; ``relu=True``
+    applies the ReLU in place, without a second output-sized array."""
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
         if self.W.raw_array is None:
             self._initialize_params(x.shape[1])
         if not self._uses_gemm():
-            return super().forward(x)
-        return convolution_2d(x, self.W, self.b, self.stride, self.pad)
+            y = super().forward(x)
+            return F.relu(y) if relu else y
+        return convolution_2d(x, self.W, self.b, self.stride, self.pad,
+                              relu)
 
     def _uses_gemm(self):
         return (_pair(self.dilate) == (1, 1) and self.groups == 1 and

@@ -65,7 +65,7 @@ class FourConvMaskHead(chainer.Chain):
     def forward(self, features, rois, roi_indices):
         h = self.pooler(features, rois, roi_indices)
         for conv in self.convs:
-            h = F.relu(conv(h))
+            h = conv(h, relu=True)
         return self.predictor(h)
 
 

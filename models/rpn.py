@@ -48,7 +48,7 @@ class RPNHead(chainer.Chain):
         """
         logits, deltas = [], []
         for x in features:
-            h = F.relu(self.conv(x))
+            h = self.conv(x, relu=True)
             n = x.shape[0]
             # (N, A, H, W) -> (N, H, W, A) -> (N, H*W*A)
             logits.append(F.reshape(

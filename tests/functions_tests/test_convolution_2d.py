@@ -18,12 +18,12 @@ CASES = [
     ((1, 6, 7, 9), (4, 1, 1), 2, 0, False),    # strided 1x1 (branch1)
     ((1, 3, 5, 5), (2, 1, 1), 1, 1, True),     # 1x1 with padding
     ((3, 2, 6, 4), (2, 2, 3), (2, 1), (0, 1), True),
+    ((1, 2, 6, 5), (3, 2, 3), 1, (0, 2), True),  # stride 1: padded width
+    ((2, 3, 4, 3), (2, 3, 3), 1, 0, False),      # no padding at all
 ]
 
 
-@pytest.mark.parametrize('x_shape,w_shape,stride,pad,bias', CASES)
-def test_equals_chainer_convolution(xp, x_shape, w_shape, stride, pad,
-                                    bias):
+def _check_equals_chainer(xp, x_shape, w_shape, stride, pad, bias):
     rng = numpy.random.RandomState(0)
     o, kh, kw = w_shape
     x = xp.asarray(rng.randn(*x_shape))
@@ -39,39 +39,29 @@ def test_equals_chainer_convolution(xp, x_shape, w_shape, stride, pad,
         y.grad = gy
         y.backward()
         outs.append([y.array, xv.grad, Wv.grad] + ([bv.grad] if bias else []))
+    assert outs[0][0].flags.c_contiguous and outs[0][2].flags.c_contiguous
     for a, e in zip(*outs):
         assert a.shape == e.shape
         xp.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-11)
 
 
-@pytest.mark.parametrize('fold_below,chunk_bytes', [
-    (1, 1 << 30),        # every image its own GEMM
-    (1 << 30, 1 << 30),  # all images folded into one GEMM
-    (1 << 30, 1),        # folded, one image per chunk
-    (1 << 30, 3000),     # folded, chunks of 2 images and a remainder
-])
-def test_gemm_layouts_agree(xp, monkeypatch, fold_below, chunk_bytes):
-    # The heads (many images, few pixels) fold images into one GEMM, the
-    # backbone (few images, many pixels) runs one GEMM per image; both, and
-    # every chunking, give chainer's numbers.
-    import functions.convolution_2d as conv2d
-    monkeypatch.setattr(conv2d, 'FOLD_BELOW', fold_below)
-    monkeypatch.setattr(conv2d, 'CHUNK_BYTES', chunk_bytes)
-    rng = numpy.random.RandomState(5)
-    x = xp.asarray(rng.randn(5, 3, 6, 7))
-    W = xp.asarray(rng.randn(4, 3, 3, 3))
-    b = xp.asarray(rng.randn(4))
-    gy = xp.asarray(rng.randn(5, 4, 6, 7))
-    outs = []
-    for f in (convolution_2d, F.convolution_2d):
-        xv, Wv, bv = (chainer.Variable(a) for a in (x, W, b))
-        y = f(xv, Wv, bv, 1, 1)
-        y.grad = gy
-        y.backward()
-        outs.append([y.array, xv.grad, Wv.grad, bv.grad])
-    assert outs[0][0].flags.c_contiguous and outs[0][2].flags.c_contiguous
-    for a, e in zip(*outs):
-        xp.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-11)
+@pytest.mark.parametrize('x_shape,w_shape,stride,pad,bias', CASES)
+def test_equals_chainer_convolution(xp, x_shape, w_shape, stride, pad,
+                                    bias):
+    _check_equals_chainer(xp, x_shape, w_shape, stride, pad, bias)
+
+
+@pytest.mark.parametrize('fold_below', [1, 1 << 30])
+@pytest.mark.parametrize('x_shape,w_shape,stride,pad,bias', CASES)
+def test_both_column_layouts(xp, monkeypatch, fold_below, x_shape, w_shape,
+                             stride, pad, bias):
+    # The heads (many images, few pixels) fold the images into one GEMM,
+    # the backbone (few images, many pixels) runs one GEMM per image; each
+    # kernel, stride and padding gives chainer's numbers both ways.
+    import functions.conv_columns as cc
+    monkeypatch.setattr(cc, 'FOLD_BELOW', fold_below)
+    x_shape = (max(3, x_shape[0]),) + x_shape[1:]
+    _check_equals_chainer(xp, x_shape, w_shape, stride, pad, bias)
 
 
 def test_hand_case():
@@ -94,7 +84,10 @@ def test_gradient_check(stride, pad, ksize):
         dtype=numpy.float64, atol=1e-7, rtol=1e-7)
 
 
-def test_relu_in_place_equals_relu_after(xp):
+@pytest.mark.parametrize('fold_below', [1, 1 << 30])
+def test_relu_in_place_equals_relu_after(xp, monkeypatch, fold_below):
+    import functions.conv_columns as cc
+    monkeypatch.setattr(cc, 'FOLD_BELOW', fold_below)
     rng = numpy.random.RandomState(6)
     x = xp.asarray(rng.randn(2, 3, 5, 6))
     W = xp.asarray(rng.randn(4, 3, 3, 3))

@@ -1,0 +1,202 @@
+"""The im2col matrix of a convolution, in the layout its GEMMs want.
+
+Shape letters: N images, C input and O output channels, (H, W) input and
+(P, Q) output sizes, K = C * kh * kw (rows ordered (c, ky, kx), as in
+``W.reshape(O, K)``), L = P * Q.
+
+* Per image, ``col`` (N, K, L): one GEMM per image, ``y[n] = W2 @ col[n]``
+  is already (O, L) in NCHW order. For few images with many pixels (the
+  backbone: N = 1 or 2), where each GEMM is large.
+* Folded, ``col`` (K, N*L): the images side by side, one GEMM
+  ``W2 @ col`` (O, N*L) for all. For many images with few pixels (the
+  heads: N ROIs of 7 x 7 or 14 x 14), where per-image GEMMs would be
+  hundreds of small ones. The columns are written in this order straight
+  from ``x`` seen as (C, N, H, W), so ``col`` is never transposed; only
+  the small output is, to (N, O, L).
+
+Only 2-D GEMMs are used: a stacked ``matmul`` broadcasts W over N (CuPy
+then copies it N times and runs float16 operands as float32 copies).
+"""
+import threading
+
+import numpy
+from chainer.backend import get_array_module
+from chainer.utils import conv
+
+# Images with fewer output pixels than this are folded into one GEMM.
+FOLD_BELOW = 1024
+
+
+class _Workspace(threading.local):
+    buffer = None
+
+
+_WORKSPACE = _Workspace()
+
+
+def _columns(xp, shape, dtype):
+    """An uninitialised array for columns that are written in full, used by
+    one GEMM and dropped. On NumPy it reuses one buffer per thread (the
+    largest asked for so far): a fresh mapping of hundreds of MB costs its
+    page faults on every call (im2col at R-50-FPN's P2: 0.18 s fresh,
+    0.07 s reused). CuPy's memory pool already reuses its blocks."""
+    if xp is not numpy:
+        return xp.empty(shape, dtype)
+    nbytes = int(numpy.prod(shape)) * numpy.dtype(dtype).itemsize
+    if _WORKSPACE.buffer is None or _WORKSPACE.buffer.nbytes < nbytes:
+        _WORKSPACE.buffer = None        # free the old one first
+        _WORKSPACE.buffer = numpy.empty(nbytes, numpy.uint8)
+    return _WORKSPACE.buffer[:nbytes].view(dtype).reshape(shape)
+
+
+def output_size(h, w, kh, kw, sy, sx, ph, pw):
+    """(P, Q) of a convolution without ``cover_all``."""
+    return (h + 2 * ph - kh) // sy + 1, (w + 2 * pw - kw) // sx + 1
+
+
+def folds(n, p, q):
+    """Whether N images of P x Q outputs run as one folded GEMM."""
+    return n > 1 and p * q < FOLD_BELOW
+
+
+def _pointwise(kh, kw, ph, pw):
+    # A 1x1 kernel without padding reads the (strided) input itself.
+    return (kh, kw, ph, pw) == (1, 1, 0, 0)
+
+
+def im2col(x, kh, kw, sy, sx, ph, pw):
+    """(N, C, H, W) -> (N, K, L) contiguous, and (P, Q)."""
+    xp = get_array_module(x)
+    n, c = x.shape[:2]
+    if _pointwise(kh, kw, ph, pw):
+        col = xp.ascontiguousarray(x[:, :, ::sy, ::sx])
+    elif xp is numpy:
+        col = conv.im2col_cpu(x, kh, kw, sy, sx, ph, pw)
+    else:
+        col = conv.im2col_gpu(x, kh, kw, sy, sx, ph, pw)
+    p, q = col.shape[-2:]
+    return col.reshape(n, c * kh * kw, p * q), (p, q)
+
+
+def col2im(gcol, x_shape, kh, kw, sy, sx, ph, pw, pq):
+    """(N, K, L) -> (N, C, H, W), summing overlapping taps."""
+    xp = get_array_module(gcol)
+    n, c, h, w = x_shape
+    gcol = gcol.reshape((n, c, kh, kw) + pq)
+    if _pointwise(kh, kw, ph, pw):
+        if (sy, sx) == (1, 1):
+            return gcol.reshape(x_shape)
+        gx = xp.zeros(x_shape, gcol.dtype)
+        gx[:, :, ::sy, ::sx] = gcol[:, :, 0, 0]
+        return gx
+    if xp is numpy:
+        return conv.col2im_cpu(gcol, sy, sx, ph, pw, h, w)
+    return conv.col2im_gpu(gcol, sy, sx, ph, pw, h, w)
+
+
+def im2col_wide(x, kh, kw, ph, pw):
+    """Per-image columns of a stride-1 convolution over the padded width:
+    (N, C, H, W) -> (N, K, P*Wp) contiguous, Wp = W + 2 pw, and Wp.
+
+    Output row p of tap (ky, kx) reads the padded input's flat run
+    ``[(p + ky) * Wp + kx, ... + Wp)``, so each tap is one long run per
+    channel (a near-memcpy) instead of P runs of Q; the last ``kw - 1``
+    columns of each output row read across the row end and are dropped
+    after the GEMM (``drop_wide``). One extra zero row keeps the last run
+    inside the buffer.
+    """
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    hp, wp = h + 2 * ph + 1, w + 2 * pw
+    p = h + 2 * ph - kh + 1
+    padded = xp.zeros((n, c, hp, wp), x.dtype)
+    padded[:, :, ph:ph + h, pw:pw + w] = x
+    flat = padded.reshape(n, c, hp * wp)
+    col = _columns(xp, (n, c, kh, kw, p * wp), x.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            start = ky * wp + kx
+            col[:, :, ky, kx] = flat[:, :, start:start + p * wp]
+    return col.reshape(n, c * kh * kw, p * wp), wp
+
+
+def drop_wide(y, wp, q):
+    """(N, O, P*Wp) -> (N, O, P, Q) contiguous: the valid columns."""
+    xp = get_array_module(y)
+    n, o = y.shape[:2]
+    return xp.ascontiguousarray(y.reshape(n, o, -1, wp)[..., :q])
+
+
+def _taps(kh, kw, sy, sx, pq):
+    """(ky, kx, slices of the padded input that tap (ky, kx) reads)."""
+    p, q = pq
+    for ky in range(kh):
+        for kx in range(kw):
+            yield ky, kx, (slice(ky, ky + sy * (p - 1) + 1, sy),
+                           slice(kx, kx + sx * (q - 1) + 1, sx))
+
+
+def im2col_folded(x, kh, kw, sy, sx, ph, pw, pq):
+    """(N, C, H, W) -> (K, N*L) contiguous."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    p, q = pq
+    xt = x.transpose(1, 0, 2, 3)                   # (C, N, H, W), a view
+    if _pointwise(kh, kw, ph, pw):
+        return xp.ascontiguousarray(xt[:, :, ::sy, ::sx]).reshape(
+            c, n * p * q)
+    if ph or pw:
+        padded = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), x.dtype)
+        padded[:, :, ph:ph + h, pw:pw + w] = xt
+    else:
+        padded = xt
+    col = _columns(xp, (c, kh, kw, n, p, q), x.dtype)
+    for ky, kx, (rows, cols) in _taps(kh, kw, sy, sx, pq):
+        col[:, ky, kx] = padded[:, :, rows, cols]
+    return col.reshape(c * kh * kw, n * p * q)
+
+
+def col2im_folded(gcol, x_shape, kh, kw, sy, sx, ph, pw, pq):
+    """(K, N*L) -> (N, C, H, W) contiguous, summing overlapping taps."""
+    xp = get_array_module(gcol)
+    n, c, h, w = x_shape
+    p, q = pq
+    gcol = gcol.reshape(c, kh, kw, n, p, q)
+    padded = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), gcol.dtype)
+    for ky, kx, (rows, cols) in _taps(kh, kw, sy, sx, pq):
+        padded[:, :, rows, cols] += gcol[:, ky, kx]
+    gx = padded[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
+    return xp.ascontiguousarray(gx)
+
+
+def fold(a):
+    """(N, R, L) -> (R, N*L), a copy."""
+    n, r, length = a.shape
+    return a.transpose(1, 0, 2).reshape(r, n * length)
+
+
+def unfold(a, n):
+    """(R, N*L) -> (N, R, L) contiguous."""
+    xp = get_array_module(a)
+    r = a.shape[0]
+    return xp.ascontiguousarray(a.reshape(r, n, -1).transpose(1, 0, 2))
+
+
+def matmul_each(w, col):
+    """``w @ col[n]`` for every n: w (M, K), col (N, K, L) -> (N, M, L)."""
+    xp = get_array_module(col)
+    if len(col) == 1:
+        return (w @ col[0])[None]
+    out = xp.empty((len(col), w.shape[0], col.shape[2]),
+                   numpy.result_type(w, col))
+    for i in range(len(col)):
+        out[i] = w @ col[i]
+    return out
+
+
+def matmul_t_sum(gy, col):
+    """``sum_n gy[n] @ col[n].T``: gy (N, O, L), col (N, K, L) -> (O, K)."""
+    out = gy[0] @ col[0].T
+    for i in range(1, len(col)):
+        out += gy[i] @ col[i].T
+    return out
