@@ -41,3 +41,16 @@ def test_folded_affine_equals_conv_then_affine(xp, ksize, stride, pad,
                                atol=1e-4)
     xp.testing.assert_allclose(x_var.grad, x_ref.grad, rtol=1e-4, atol=1e-4)
     assert 'scale' not in dict(link.namedparams())  # frozen: no gradient
+
+
+@pytest.mark.parametrize('shape', [(1, 2, 7, 9), (2, 3, 8, 8), (1, 1, 1, 2)])
+def test_stem_max_pool_equals_chainer(xp, shape):
+    # Without backprop the 9-tap maximum; with it chainer's own pooling.
+    from models.resnet import stem_max_pool
+    x = xp.asarray(numpy.random.RandomState(1).randn(*shape).astype('f'))
+    ref = F.max_pooling_2d(x, 3, 2, pad=1, cover_all=False).array
+    with chainer.no_backprop_mode():
+        y = stem_max_pool(x)
+    assert y.shape == ref.shape
+    xp.testing.assert_array_equal(y.array, ref)
+    xp.testing.assert_array_equal(stem_max_pool(x).array, ref)
