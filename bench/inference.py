@@ -8,6 +8,14 @@ that the full 100 detections and their masks are computed, as with real
 weights. Rows: arch x backend (numpy, and cupy when a GPU is present).
 CPU peak memory is the process's peak resident set (``ru_maxrss``), GPU
 peak is CuPy's memory-pool high-water mark.
+
+On the CPU it also prints the backbone's efficiency: its GFLOP (2 x the
+multiply-adds of every convolution, counted as they run) per second of
+backbone time, over the SGEMM throughput numpy reaches in the same process
+(a 4096^3 float32 product). The BLAS library and its threads
+(threadpoolctl) and the load average go into the JSON. For numbers a user
+would see, unset the OpenBLAS pin of our CI machines in this command only:
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/inference.py``.
 """
 import argparse
 import json
@@ -23,10 +31,12 @@ from utils import compat  # noqa: F401,E402
 import chainer  # noqa: E402
 import numpy  # noqa: E402
 
+from functions.convolution_2d import Convolution2DGEMM  # noqa: E402
 from models.presets import build_mask_rcnn, get_preset  # noqa: E402
 from utils.backend import gpu_available  # noqa: E402
 from utils.ops.image import prepare  # noqa: E402
 from utils.ops.masks import paste_masks  # noqa: E402
+from utils.threads import default_threads, set_threads  # noqa: E402
 
 STAGES = ('prepare', 'backbone', 'rpn', 'box head', 'mask head', 'paste')
 
@@ -68,6 +78,61 @@ def stage_times(model, img):
     return t
 
 
+class ConvFlops(chainer.FunctionHook):
+    """Counts 2 x multiply-adds of the GEMM convolutions that run (N O P Q
+    C kh kw each), and of chainer's own convolutions if any."""
+    name = 'ConvFlops'
+
+    def __init__(self):
+        self.flops = 0
+
+    def forward_preprocess(self, function, in_data):
+        if isinstance(function, Convolution2DGEMM) or \
+                function.label == 'Convolution2DFunction':
+            x, W = in_data[:2]
+            o, c, kh, kw = W.shape
+            sy, sx = getattr(function, 'sy', 1), getattr(function, 'sx', 1)
+            ph, pw = getattr(function, 'ph', 0), getattr(function, 'pw', 0)
+            p = (x.shape[2] + 2 * ph - kh) // sy + 1
+            q = (x.shape[3] + 2 * pw - kw) // sx + 1
+            self.flops += 2 * len(x) * o * p * q * c * kh * kw
+
+
+def backbone_gflop(model, size):
+    x = numpy.zeros((1, 3) + tuple(size), numpy.float32)
+    hook = ConvFlops()
+    with chainer.using_config('train', False), chainer.no_backprop_mode(), \
+            hook:
+        model.extractor(model.xp.asarray(x))
+    return hook.flops / 1e9
+
+
+def cpu_description():
+    """'MODEL, N cores, AVX-512' (or AVX2) from /proc/cpuinfo."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            text = f.read()
+    except OSError:
+        return 'unknown CPU'
+    model = next((line.split(':', 1)[1].strip() for line in
+                  text.splitlines() if line.startswith('model name')), '?')
+    isa = 'AVX-512' if ' avx512f' in text else (
+        'AVX2' if ' avx2' in text else 'no AVX2')
+    return '{}, {} cores, {}'.format(model, os.cpu_count(), isa)
+
+
+def sgemm_gflops(n=4096, repeat=3):
+    """numpy's float32 GEMM throughput in this process (median)."""
+    a = numpy.ones((n, n), numpy.float32)
+    a @ a
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / float(numpy.median(times)) / 1e9
+
+
 def bench(arch, backend, size, repeat):
     numpy.random.seed(0)
     model = build_mask_rcnn(get_preset(arch))
@@ -86,6 +151,9 @@ def bench(arch, backend, size, repeat):
         0, 255, (3,) + tuple(size)).astype(numpy.float32)
     runs = [stage_times(model, img) for _ in range(repeat + 1)][1:]
     row = {k: float(numpy.median([r[k] for r in runs])) for k in runs[0]}
+    # FLOPs of the backbone on the padded input it sees.
+    x = prepare(img, model.min_size, model.max_size, model.pad_stride)[0]
+    row['backbone_gflop'] = backbone_gflop(model, x.shape[1:])
     if backend == 'cupy':
         import cupy
         row['peak_mb'] = cupy.get_default_memory_pool().total_bytes() / 2**20
@@ -107,7 +175,17 @@ def main():
                    help='timed runs after one warm-up (median reported)')
     p.add_argument('--json', default=None,
                    help='also write the rows to this JSON file')
+    p.add_argument('--threads', type=int, default=default_threads(),
+                   help='BLAS and OpenCV threads (utils/threads.py)')
     args = p.parse_args()
+    blas = set_threads(args.threads)
+    sgemm = sgemm_gflops()
+    cpu = cpu_description()
+    print('{}; load average {:.2f} {:.2f} {:.2f}; {} thread(s); BLAS: {}; '
+          'SGEMM 4096^3: {:.0f} GFLOP/s'.format(
+              cpu, *os.getloadavg(), args.threads, ', '.join(
+                  '{internal_api} {version} {architecture}'.format(**b)
+                  for b in blas), sgemm))
     backends = ['numpy'] + (['cupy'] if gpu_available() else [])
     rows = []
     header = ('{:<5s} {:<6s}' + ' {:>9s}' * (len(STAGES) + 1) +
@@ -119,11 +197,19 @@ def main():
     for arch in args.arch:
         for backend in backends:
             r = bench(arch, backend, args.size, args.repeat)
-            rows.append(dict(r, arch=arch, backend=backend))
+            rows.append(dict(r, arch=arch, backend=backend,
+                             threads=args.threads, blas=blas,
+                             sgemm_gflops=sgemm, cpu=cpu,
+                             load_average=os.getloadavg()))
             print(('{:<5s} {:<6s}' + ' {:>9.1f}' * (len(STAGES) + 1) +
                    ' {:>5d} {:>8.0f}').format(
                 arch, backend, *[r[s] * 1e3 for s in STAGES + ('total',)],
                 int(r['detections']), r['peak_mb']))
+            if backend == 'numpy':
+                rate = r['backbone_gflop'] / r['backbone']
+                print('      backbone {:.1f} GFLOP at {:.0f} GFLOP/s = {:.2f} '
+                      'of SGEMM'.format(r['backbone_gflop'], rate,
+                                        rate / sgemm))
             sys.stdout.flush()
     if args.json:
         with open(args.json, 'w') as f:
