@@ -123,8 +123,8 @@ def im2col_wide(x, kh, kw, ph, pw):
 def drop_wide(y, wp, q):
     """(N, O, P*Wp) -> (N, O, P, Q) contiguous: the valid columns."""
     xp = get_array_module(y)
-    n, o = y.shape[:2]
-    return xp.ascontiguousarray(y.reshape(n, o, -1, wp)[..., :q])
+    n, o, length = y.shape
+    return xp.ascontiguousarray(y.reshape(n, o, length // wp, wp)[..., :q])
 
 
 def _taps(kh, kw, sy, sx, pq):
@@ -196,6 +196,9 @@ def matmul_each(w, col):
 
 def matmul_t_sum(gy, col):
     """``sum_n gy[n] @ col[n].T``: gy (N, O, L), col (N, K, L) -> (O, K)."""
+    if len(col) == 0:
+        xp = get_array_module(col)
+        return xp.zeros((gy.shape[1], col.shape[1]), gy.dtype)
     out = gy[0] @ col[0].T
     for i in range(1, len(col)):
         out += gy[i] @ col[i].T

@@ -64,6 +64,24 @@ def test_both_column_layouts(xp, monkeypatch, fold_below, x_shape, w_shape,
     _check_equals_chainer(xp, x_shape, w_shape, stride, pad, bias)
 
 
+@pytest.mark.parametrize('fold_below', [1, 1 << 30])
+@pytest.mark.parametrize('ksize,stride,pad', [(3, 1, 1), (1, 1, 0),
+                                              (3, 2, 1)])
+def test_no_images(xp, monkeypatch, fold_below, ksize, stride, pad):
+    # The mask head of an image without detections sees zero ROIs.
+    import functions.conv_columns as cc
+    monkeypatch.setattr(cc, 'FOLD_BELOW', fold_below)
+    x = chainer.Variable(xp.zeros((0, 3, 6, 5)))
+    W = chainer.Variable(xp.ones((4, 3, ksize, ksize)))
+    b = chainer.Variable(xp.ones(4))
+    y = convolution_2d(x, W, b, stride, pad, relu=True)
+    assert y.shape == F.convolution_2d(x, W, b, stride, pad).shape
+    y.grad = xp.zeros(y.shape)
+    y.backward()
+    assert x.grad.shape == x.shape
+    assert (W.grad == 0).all() and (b.grad == 0).all()
+
+
 def test_hand_case():
     # 3x3 ones kernel on a 3x3 arange with pad 1: the centre output is the
     # sum 0 + ... + 8 = 36, the corner 0 + 1 + 3 + 4 = 8.
