@@ -145,9 +145,12 @@ def _schedule_flags(a):
            'synthetic data)')
     a('--iteration', '-i', type=_positive, default=None,
       help='iterations (default: 90000 for COCO, 500 synthetic)')
+    a('--lr-schedule', choices=('step', 'cosine'), default='step',
+      help="step: Detectron's, x0.1 at each --lr-steps; cosine: from lr "
+           'down to 0 at --iteration (both after --warmup; default: step)')
     a('--lr-steps', type=int, nargs='*', default=None,
-      help='iterations where lr is multiplied by 0.1 (default: 2/3 and '
-           '8/9 of --iteration)')
+      help='iterations where lr is multiplied by 0.1 with --lr-schedule '
+           'step (default: 2/3 and 8/9 of --iteration)')
     a('--warmup', type=int, default=None,
       help='linear warm-up iterations from lr/3 (default: 500 COCO, '
            '100 synthetic)')
@@ -232,6 +235,9 @@ def main(argv=None):
         chainer.global_config.dtype = chainer.mixed16
     check_layout(args.batchsize, args.subdivisions, args.gpu, args.gpus,
                  args.communicator, args.evaluate)
+    if args.lr_schedule == 'cosine' and args.lr_steps is not None:
+        raise SetupError('--lr-steps applies to --lr-schedule step; cosine '
+                         'decays over the whole --iteration')
     comm = create_communicator(args.communicator) if args.communicator \
         else None
     check_devices(args.gpu, args.gpus)
@@ -278,7 +284,8 @@ def run(args, comm=None):
     trainer = build_trainer(
         model, preset, (train, val, val_json, meta['class_ids']),
         Schedule(args.iteration, args.lr, tuple(args.lr_steps), args.warmup,
-                 args.snapshot, args.validation, args.log_interval),
+                 args.snapshot, args.validation, args.log_interval,
+                 args.lr_schedule),
         args.out, seed=args.seed,
         weight_decay=args.weight_decay, freeze_at=args.freeze_at,
         mixed16=args.dtype == 'mixed16', batchsize=args.batchsize,

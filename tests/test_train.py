@@ -13,11 +13,11 @@ import train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(tmp_path, name, *extra):
+def _run(tmp_path, name, *extra, schedule=('--lr-steps', '4')):
     out = str(tmp_path / name)
     train.main(['--synthetic-root', str(tmp_path / 'data'),
                 '--synthetic-images', '6', '3', '--loaders', '0',
-                '--batchsize', '2', '--lr', '0.02', '--lr-steps', '4',
+                '--batchsize', '2', '--lr', '0.02', *schedule,
                 '--warmup', '2',
                 '--log-interval', '1', '--validation', '100',
                 '--out', out] + list(extra))
@@ -48,6 +48,32 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         assert ea['lr'] == pytest.approx(eb['lr'])
         assert ea['main/loss'] == pytest.approx(eb['main/loss'], rel=1e-4)
     assert log_b[-1]['lr'] == pytest.approx(0.02 * 0.1)
+
+
+def test_cosine_schedule_resumes_exactly(tmp_path):
+    # Interrupted at a snapshot of the same 6-iteration run (the cosine
+    # depends on --iteration), resumed, it ends where the whole run ends.
+    cosine = ('--lr-schedule', 'cosine')
+    full = _run(tmp_path, 'full', '--iteration', '6', '--snapshot', '3',
+                schedule=cosine)
+    resumed = _run(tmp_path, 'resumed', '--iteration', '6', '--resume',
+                   os.path.join(full, 'snapshot_iter_3'), schedule=cosine)
+    a = _params(os.path.join(full, 'model_final.npz'))
+    b = _params(os.path.join(resumed, 'model_final.npz'))
+    for k in a:
+        numpy.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6,
+                                      err_msg=k)
+    log_a = json.load(open(os.path.join(full, 'log')))
+    log_b = json.load(open(os.path.join(resumed, 'log')))
+    assert [e['lr'] for e in log_a] == pytest.approx(
+        [e['lr'] for e in log_b])
+    assert [e['main/loss'] for e in log_a] == pytest.approx(
+        [e['main/loss'] for e in log_b], rel=1e-4)
+    # Rates fall along the cosine after the 2 warm-up iterations.
+    lrs = [e['lr'] for e in log_a]
+    assert all(x > y for x, y in zip(lrs[1:], lrs[2:]))
+    with open(os.path.join(full, 'config.json')) as f:
+        assert json.load(f)['lr_schedule'] == 'cosine'
 
 
 def test_bad_dataset_paths_give_one_line_errors(tmp_path):

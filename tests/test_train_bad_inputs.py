@@ -135,6 +135,13 @@ def test_meaningless_numbers_are_refused(flag, tmp_path):
     assert not os.path.exists(str(tmp_path / 'o'))
 
 
+def test_lr_steps_with_the_cosine_schedule_is_one_line(tmp_path):
+    proc = _train('--lr-schedule', 'cosine', '--lr-steps', '300',
+                  '--out', str(tmp_path / 'o'), timeout=60)
+    _assert_one_line_error(proc, '--lr-steps', '--lr-schedule step')
+    assert not os.path.exists(str(tmp_path / 'o'))
+
+
 def test_output_folder_that_is_a_file(data, tmp_path):
     a_file = tmp_path / 'file'
     a_file.write_text('keep me')

@@ -9,7 +9,7 @@ from chainer.training import extensions
 
 from utils.training.distributed import (RankStates, SerializableRandomState,
                                         average_observations)
-from utils.training.lr_schedule import WarmupStepLR
+from utils.training.lr_schedule import WarmupCosineLR, WarmupStepLR
 from utils.training.snapshots import (HoldFailure, NonFiniteLossGuard,
                                       SoundSnapshot)
 
@@ -25,7 +25,8 @@ class Schedule:
     ``iteration`` (SOLVER.MAX_ITER), ``lr`` (SOLVER.BASE_LR), ``lr_steps``
     (SOLVER.STEPS, each multiplies by 0.1), ``warmup`` (SOLVER.WARM_UP_ITERS,
     linear from lr / 3), and the intervals of snapshots, COCO evaluations
-    (and always at the end) and log lines.
+    (and always at the end) and log lines. ``lr_schedule`` is 'step'
+    (Detectron's) or 'cosine' (``lr_steps`` unused).
     """
     iteration: int
     lr: float
@@ -34,6 +35,15 @@ class Schedule:
     snapshot: int
     validation: int
     log_interval: int
+    lr_schedule: str = 'step'
+
+    def lr_extension(self):
+        """The trainer extension that sets the learning rate."""
+        if self.lr_schedule == 'cosine':
+            return WarmupCosineLR(self.lr, self.iteration,
+                                  warmup_iters=self.warmup)
+        return WarmupStepLR(self.lr, self.lr_steps,
+                            warmup_iters=self.warmup)
 
     def evaluations(self):
         """Iterations the COCO evaluation runs at."""
@@ -48,8 +58,7 @@ def make_trainer(updater, schedule, out, comm=None, rank_states=None):
     trainer = chainer.training.Trainer(updater, (schedule.iteration,
                                                  'iteration'), out)
     trainer.extend(NonFiniteLossGuard())
-    trainer.extend(WarmupStepLR(schedule.lr, schedule.lr_steps,
-                                warmup_iters=schedule.warmup))
+    trainer.extend(schedule.lr_extension())
     if comm is not None:
         average_observations(trainer, comm, LOSS_KEYS)
         trainer.extend(RankStates(comm, {
