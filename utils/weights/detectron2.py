@@ -2,9 +2,10 @@
 ``mask_rcnn_R_50_{C4,FPN}_{1x,3x}``) to this project's npz.
 
 The checkpoint is ``{'model': {name: ndarray}, '__author__': ...}``. The
-tensors are renamed by ``utils/weights/detectron2_names.py``; the result runs with
-detectron2's semantics (``models/conventions.DETECTRON2``), stored in the
-npz metadata together with the preset numbers detectron2's configs change
+tensors are renamed by ``utils/weights/detectron2_names.py``; the result
+runs with detectron2's semantics (``models/conventions.DETECTRON2``),
+stored in the npz metadata together with the preset numbers detectron2's
+configs change
 (``Base-RCNN-FPN.yaml``: ROIAlignV2 with ``POOLER_SAMPLING_RATIO`` 0,
 ``RPN.POST_NMS_TOPK_*`` 1000 over all levels after per-level NMS).
 """

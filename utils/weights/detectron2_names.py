@@ -24,13 +24,13 @@ background rows in front: 4 for box deltas, 1 for mask logits).
 """
 from collections import OrderedDict
 
-from models.resnet import DEPTHS
+from utils.weights.resnet_blocks import bottleneck_convs
 
 BN_EPS = 1e-5  # detectron2 FrozenBatchNorm2d
 BN_FIELDS = ('weight', 'bias', 'running_mean', 'running_var')
-# detectron2 block convs -> this project's Detectron-named branches
-BRANCHES = (('conv1', 'branch2a'), ('conv2', 'branch2b'),
-            ('conv3', 'branch2c'), ('shortcut', 'branch1'))
+# this project's Detectron-named branches -> detectron2's block convs
+D2_NAME = {'branch2a': 'conv1', 'branch2b': 'conv2', 'branch2c': 'conv3',
+           'branch1': 'shortcut'}
 
 
 def _conv_norm(name, path):
@@ -46,12 +46,9 @@ def _conv(name, path, kind='copy'):
 
 def _stage(depth, k, src, dst):
     rows = []
-    for i in range(DEPTHS[depth][k - 2]):
-        for d2, ours in BRANCHES:
-            if ours == 'branch1' and i > 0:
-                continue
-            rows += _conv_norm('{}.res{}.{}.{}'.format(src, k, i, d2),
-                               '{}/res{}/{}/{}'.format(dst, k, i, ours))
+    for _, i, ours, _ in bottleneck_convs(depth, (k,)):
+        rows += _conv_norm('{}.res{}.{}.{}'.format(src, k, i, D2_NAME[ours]),
+                           '{}/res{}/{}/{}'.format(dst, k, i, ours))
     return rows
 
 
@@ -116,17 +113,9 @@ def d2_shapes(arch, depth=50, n_fg_class=80):
         shapes[name + '.bias'] = (cout,)
 
     conv_norm(src + '.stem.conv1', 64, 3, 7)
-    for k in (2, 3, 4, 5):
-        out = 256 * 2 ** (k - 2)
-        mid, cin = out // 4, 64 if k == 2 else out // 2
+    for k, i, br, shape in bottleneck_convs(depth):
         prefix = 'roi_heads' if (arch == 'c4' and k == 5) else src
-        for i in range(DEPTHS[depth][k - 2]):
-            p = '{}.res{}.{}.'.format(prefix, k, i)
-            conv_norm(p + 'conv1', mid, cin if i == 0 else out, 1)
-            conv_norm(p + 'conv2', mid, mid, 3)
-            conv_norm(p + 'conv3', out, mid, 1)
-            if i == 0:
-                conv_norm(p + 'shortcut', out, cin, 1)
+        conv_norm('{}.res{}.{}.{}'.format(prefix, k, i, D2_NAME[br]), *shape)
     c = 1024 if arch == 'c4' else 256
     a = 15 if arch == 'c4' else 3
     if arch == 'fpn':

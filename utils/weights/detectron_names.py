@@ -10,8 +10,7 @@ blob is copied as it is (see docs/conventions.md).
 from collections import OrderedDict
 
 from models.resnet import DEPTHS
-
-BRANCHES = ('branch2a', 'branch2b', 'branch2c', 'branch1')
+from utils.weights.resnet_blocks import bottleneck_convs
 
 
 def _conv_norm(blob, path):
@@ -22,12 +21,9 @@ def _conv_norm(blob, path):
 
 def _stage(depth, k, prefix):
     pairs = []
-    for i in range(DEPTHS[depth][k - 2]):
-        for br in BRANCHES:
-            if br == 'branch1' and i > 0:
-                continue
-            pairs += _conv_norm('res{}_{}_{}'.format(k, i, br),
-                                '{}res{}/{}/{}'.format(prefix, k, i, br))
+    for _, i, br, _ in bottleneck_convs(depth, (k,)):
+        pairs += _conv_norm('res{}_{}_{}'.format(k, i, br),
+                            '{}res{}/{}/{}'.format(prefix, k, i, br))
     return pairs
 
 
@@ -115,17 +111,8 @@ def blob_shapes(arch, depth=50, n_class=81):
 
     shapes['conv1_w'] = (64, 3, 7, 7)
     shapes['res_conv1_bn_s'] = shapes['res_conv1_bn_b'] = (64,)
-    for k in (2, 3, 4, 5):
-        out = 256 * 2 ** (k - 2)
-        mid = out // 4
-        cin = 64 if k == 2 else out // 2
-        for i in range(DEPTHS[depth][k - 2]):
-            p = 'res{}_{}_'.format(k, i)
-            conv_norm(p + 'branch2a', mid, cin if i == 0 else out, 1)
-            conv_norm(p + 'branch2b', mid, mid, 3)
-            conv_norm(p + 'branch2c', out, mid, 1)
-            if i == 0:
-                conv_norm(p + 'branch1', out, cin, 1)
+    for k, i, br, shape in bottleneck_convs(depth):
+        conv_norm('res{}_{}_{}'.format(k, i, br), *shape)
     if arch == 'backbone':
         return shapes
     if arch == 'c4':

@@ -19,14 +19,12 @@ names res3/res4 blocks after the first ``b1``, ``b2``, ... (``res4b22``).
 """
 import numpy
 
-from models.resnet import DEPTHS
 from utils.weights.caffemodel import read_caffemodel
 from utils.weights.checks import sha256
 from utils.weights.detectron import convert
 from utils.weights.model_io import save_model
+from utils.weights.resnet_blocks import bottleneck_convs
 from utils.weights.safe_pickle import ConversionError
-
-BRANCHES = ('branch2a', 'branch2b', 'branch2c', 'branch1')
 
 
 def block_name(depth, stage, i):
@@ -40,15 +38,11 @@ def msra_convs(depth):
     """Yield (conv, BatchNorm, Scale layer names, Detectron blob prefix) of
     every bottleneck conv of res2-res5, e.g. ('res4c_branch2b',
     'bn4c_branch2b', 'scale4c_branch2b', 'res4_2_branch2b')."""
-    for stage in (2, 3, 4, 5):
-        for i in range(DEPTHS[depth][stage - 2]):
-            blk = block_name(depth, stage, i)
-            for br in BRANCHES:
-                if br == 'branch1' and i > 0:
-                    continue
-                yield ('res{}_{}'.format(blk, br), 'bn{}_{}'.format(blk, br),
-                       'scale{}_{}'.format(blk, br),
-                       'res{}_{}_{}'.format(stage, i, br))
+    for stage, i, br, _ in bottleneck_convs(depth):
+        blk = block_name(depth, stage, i)
+        yield ('res{}_{}'.format(blk, br), 'bn{}_{}'.format(blk, br),
+               'scale{}_{}'.format(blk, br),
+               'res{}_{}_{}'.format(stage, i, br))
 
 
 def msra_to_detectron(layers, depth):
