@@ -33,7 +33,7 @@ from utils.data.coco_json import DatasetError  # noqa: E402
 from utils.ops.image import ImageError  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.training.build import (  # noqa: E402
-    build_model, build_trainer, check_roi_size, load_data)
+    build_model, build_trainer, check_roi_size, load_data, training_preset)
 from utils.training.defaults import LR_RULES, default_settings  # noqa: E402
 from utils.training.distributed import (  # noqa: E402
     COMMUNICATORS, abort_other_ranks, create_communicator, scatter_datasets)
@@ -84,7 +84,18 @@ def _model_flags(a):
            "as both run res5 (stride roi-size // 7)")
     a('--scales', type=_positive, nargs='+', default=None,
       help="training shorter sides, picked at random per image (default: "
-           "the preset's)")
+           "--min-size)")
+    a('--min-size', type=_positive, default=None,
+      help="shorter image side at test time, and in training without "
+           "--scales (default: the largest --scales, else the preset's: "
+           "800, fpn-tiny 192)")
+    a('--max-size', type=_positive, default=None,
+      help="cap on the longer image side, training and test (default: the "
+           "preset's: 1333, fpn-tiny 256)")
+    a('--anchor-sizes', type=_positive, nargs='+', default=None,
+      metavar='PX',
+      help='anchor sizes in input pixels: 5 for fpn and fpn-tiny, one per '
+           'level P2-P6; any number for c4 (default: 32 64 128 256 512)')
     a('--gamma', type=float, default=None,
       help="weight of the mask loss (default: the preset's, 1 as "
            "Detectron's MRCNN.WEIGHT_LOSS_MASK)")
@@ -270,9 +281,10 @@ def run(args, comm=None):
                              not args.drop_empty)
     train, val, val_json, meta = load() if comm is None else \
         scatter_datasets(comm, load, args.seed)
-    model, preset = build_model(args.arch, meta['n_fg_class'], fields,
-                                args.roi_size, args.scales, args.seed, path,
-                                log)
+    preset = training_preset(args.arch, meta['n_fg_class'], fields,
+                             args.roi_size, args.scales, args.min_size,
+                             args.max_size, args.anchor_sizes)
+    model = build_model(preset, args.seed, path, log)
     if args.gamma is not None:
         preset = dataclasses.replace(preset, mask_loss_weight=args.gamma)
     args.depth = preset.depth

@@ -76,6 +76,21 @@ def test_cosine_schedule_resumes_exactly(tmp_path):
         assert json.load(f)['lr_schedule'] == 'cosine'
 
 
+def test_sizes_and_anchors_travel_to_the_model_file(tmp_path):
+    from utils.weights.model_io import load_model
+    out = _run(tmp_path, 'sizes', '--iteration', '1', '--min-size', '80',
+               '--max-size', '100', '--anchor-sizes', '8', '16', '40', '80',
+               '160')
+    model, _ = load_model(os.path.join(out, 'model_final.npz'))
+    assert (model.min_size, model.max_size) == (80, 100)
+    # Square cell anchor (ratio 1) of each level: "+1" width = the size.
+    widths = [a[1, 2] - a[1, 0] + 1 for a in model.cell_anchors]
+    assert widths == pytest.approx([8, 16, 40, 80, 160])
+    with open(os.path.join(out, 'config.json')) as f:
+        config = json.load(f)
+    assert config['anchor_sizes'] == [8, 16, 40, 80, 160]
+
+
 def test_bad_dataset_paths_give_one_line_errors(tmp_path):
     proc = subprocess.run(
         [sys.executable, 'train.py', '--dataset', 'coco-json',

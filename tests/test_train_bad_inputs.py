@@ -142,6 +142,11 @@ def test_lr_steps_with_the_cosine_schedule_is_one_line(tmp_path):
     assert not os.path.exists(str(tmp_path / 'o'))
 
 
+def test_anchor_sizes_of_the_wrong_count_is_one_line(data, tmp_path):
+    proc = _train(*_flags(data, tmp_path / 'o', '--anchor-sizes', '16', '32'))
+    _assert_one_line_error(proc, '--anchor-sizes', 'expected 5 sizes, got 2')
+
+
 def test_output_folder_that_is_a_file(data, tmp_path):
     a_file = tmp_path / 'file'
     a_file.write_text('keep me')

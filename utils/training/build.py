@@ -33,24 +33,49 @@ def check_roi_size(arch, roi_size):
                                  roi_size)) from None
 
 
-def build_model(arch, n_fg_class, fields, roi_size=None, scales=None,
-                seed=0, path=None, log=print):
-    """(model, preset): ``arch``'s preset with ``fields`` (what the
-    starting weights fix), the box ROIAlign size (both heads' for c4) and
-    the largest training scale; weights drawn from ``seed``, then those of
-    the npz ``path`` copied in."""
+def training_preset(arch, n_fg_class, fields, roi_size=None, scales=None,
+                    min_size=None, max_size=None, anchor_sizes=None):
+    """``arch``'s preset with ``fields`` (what the starting weights fix)
+    and the sizes of the command line: the box ROIAlign size (both heads'
+    for c4); the test shorter side ``min_size`` (default: the largest
+    training scale, else the preset's); the longer-side cap ``max_size``;
+    ``anchor_sizes`` in input pixels, one per RPN level for FPN (P2-P6),
+    all at its one level for c4. The npz metadata keeps every changed
+    field, so ``demo.py`` and ``--evaluate`` use them too."""
     preset = get_preset(arch, n_fg_class=n_fg_class, **fields)
+    changes = {}
     if roi_size:
-        preset = dataclasses.replace(preset, box_roi_size=roi_size)
+        changes['box_roi_size'] = roi_size
         if arch == 'c4':  # one res5 for both heads: both poolers
-            preset = dataclasses.replace(preset, mask_roi_size=roi_size)
-    if scales:
-        preset = dataclasses.replace(preset, min_size=max(scales))
+            changes['mask_roi_size'] = roi_size
+    if min_size or scales:
+        changes['min_size'] = min_size or max(scales)
+    if max_size:
+        changes['max_size'] = max_size
+    if anchor_sizes:
+        changes['rpn_sizes'] = _anchor_levels(preset, anchor_sizes)
+    return dataclasses.replace(preset, **changes)
+
+
+def _anchor_levels(preset, sizes):
+    levels = len(preset.rpn_strides)
+    if levels == 1:
+        return (tuple(sizes),)
+    if len(sizes) != levels:
+        raise SetupError('--anchor-sizes: {} gives one size per RPN level, '
+                         'expected {} sizes, got {}'.format(
+                             preset.arch, levels, len(sizes)))
+    return tuple((s,) for s in sizes)
+
+
+def build_model(preset, seed=0, path=None, log=print):
+    """The model of ``preset``, weights drawn from ``seed``, then those of
+    the npz ``path`` copied in."""
     numpy.random.seed(seed)  # chainer's initialisers draw from it
     model = build_mask_rcnn(preset)
     if path:
         log(load_pretrained(model, path))
-    return model, preset
+    return model
 
 
 def load_data(paths, box_offset, keep_empty=True):
