@@ -27,7 +27,7 @@ class MaskPredictor(chainer.Chain):
                                         initialW=initializers.Normal(0.001))
 
     def forward(self, h):
-        return self.logits(F.relu(self.deconv(h)))
+        return self.logits(self.deconv(h, relu=True))
 
 
 class ResNetC5MaskHead(chainer.Chain):

@@ -147,27 +147,6 @@ def test_float32_and_the_link():
     assert not dilated._uses_gemm() and dilated(x).shape == (1, 4, 6, 6)
 
 
-@pytest.mark.parametrize('n,bias', [(1, True), (3, False)])
-def test_non_overlapping_deconvolution_equals_chainer(xp, n, bias):
-    from models.conv import non_overlapping_deconvolution_2d
-    rng = numpy.random.RandomState(3)
-    x = xp.asarray(rng.randn(n, 4, 3, 5))
-    W = xp.asarray(rng.randn(4, 6, 2, 2))
-    b = xp.asarray(rng.randn(6)) if bias else None
-    gy = xp.asarray(rng.randn(n, 6, 6, 10))
-    outs = []
-    for f in (lambda x, W, b: non_overlapping_deconvolution_2d(x, W, b),
-              lambda x, W, b: F.deconvolution_2d(x, W, b, 2)):
-        xv, Wv = chainer.Variable(x), chainer.Variable(W)
-        bv = chainer.Variable(b) if bias else None
-        y = f(xv, Wv, bv)
-        y.grad = gy
-        y.backward()
-        outs.append([y.array, xv.grad, Wv.grad] + ([bv.grad] if bias else []))
-    for a, e in zip(*outs):
-        xp.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-11)
-
-
 def test_deconvolution_link_paths():
     from models.conv import Deconvolution2D
     x = numpy.random.RandomState(4).randn(1, 3, 4, 4).astype(numpy.float32)
