@@ -30,6 +30,23 @@ from chainer.utils import type_check
 from functions import conv_columns as cc
 
 
+def check_conv_types(in_types, w_in_axis, w_out_axis):
+    """(x, W[, b]) of a 2D (de)convolution: float x (N, C, H, W), W of the
+    same dtype with C on ``w_in_axis`` and the outputs on ``w_out_axis``
+    ((O, C, kh, kw) convolution, (C, O, kh, kw) deconvolution), b (O,)."""
+    n_in = in_types.size()
+    type_check.expect(2 <= n_in, n_in <= 3)
+    x_type, w_type = in_types[:2]
+    type_check.expect(
+        x_type.dtype.kind == 'f', w_type.dtype == x_type.dtype,
+        x_type.ndim == 4, w_type.ndim == 4,
+        x_type.shape[1] == w_type.shape[w_in_axis])
+    if type_check.eval(n_in) == 3:
+        b_type = in_types[2]
+        type_check.expect(b_type.dtype == x_type.dtype, b_type.ndim == 1,
+                          b_type.shape[0] == w_type.shape[w_out_axis])
+
+
 class Convolution2DGEMM(function_node.FunctionNode):
     """y = conv(x, W) + b with stride and zero padding (no dilation, no
     groups, no ``cover_all``), then ``max(y, 0)`` in place if ``relu``."""
@@ -40,17 +57,7 @@ class Convolution2DGEMM(function_node.FunctionNode):
         self.relu = relu
 
     def check_type_forward(self, in_types):
-        n_in = in_types.size()
-        type_check.expect(2 <= n_in, n_in <= 3)
-        x_type, w_type = in_types[:2]
-        type_check.expect(
-            x_type.dtype.kind == 'f', w_type.dtype == x_type.dtype,
-            x_type.ndim == 4, w_type.ndim == 4,
-            x_type.shape[1] == w_type.shape[1])
-        if type_check.eval(n_in) == 3:
-            b_type = in_types[2]
-            type_check.expect(b_type.dtype == x_type.dtype, b_type.ndim == 1,
-                              b_type.shape[0] == w_type.shape[0])
+        check_conv_types(in_types, w_in_axis=1, w_out_axis=0)
 
     def forward(self, inputs):
         self.retain_inputs((0, 1))

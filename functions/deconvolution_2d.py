@@ -16,7 +16,8 @@ input size, output (H*kh, W*kw).
 """
 from chainer import function_node
 from chainer.backend import get_array_module
-from chainer.utils import type_check
+
+from functions.convolution_2d import check_conv_types
 
 
 def _taps(kh, kw):
@@ -38,17 +39,7 @@ class NonOverlappingDeconvolution2D(function_node.FunctionNode):
         self.relu = relu
 
     def check_type_forward(self, in_types):
-        n_in = in_types.size()
-        type_check.expect(2 <= n_in, n_in <= 3)
-        x_type, w_type = in_types[:2]
-        type_check.expect(
-            x_type.dtype.kind == 'f', w_type.dtype == x_type.dtype,
-            x_type.ndim == 4, w_type.ndim == 4,
-            x_type.shape[1] == w_type.shape[0])
-        if type_check.eval(n_in) == 3:
-            b_type = in_types[2]
-            type_check.expect(b_type.dtype == x_type.dtype, b_type.ndim == 1,
-                              b_type.shape[0] == w_type.shape[1])
+        check_conv_types(in_types, w_in_axis=0, w_out_axis=1)
 
     def forward(self, inputs):
         self.retain_inputs((0, 1))
