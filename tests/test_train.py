@@ -29,17 +29,21 @@ def _params(path):
         return {k: npz[k] for k in npz.files if k != '_meta'}
 
 
+def _assert_same_final_params(run_a, run_b):
+    a = _params(os.path.join(run_a, 'model_final.npz'))
+    b = _params(os.path.join(run_b, 'model_final.npz'))
+    assert a.keys() == b.keys()
+    for k in a:
+        numpy.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6,
+                                      err_msg=k)
+
+
 def test_resume_equals_uninterrupted_run(tmp_path):
     full = _run(tmp_path, 'full', '--iteration', '6', '--snapshot', '3')
     _run(tmp_path, 'first', '--iteration', '3', '--snapshot', '3')
     resumed = _run(tmp_path, 'resumed', '--iteration', '6', '--resume',
                    str(tmp_path / 'first' / 'snapshot_iter_3'))
-    a = _params(os.path.join(full, 'model_final.npz'))
-    b = _params(os.path.join(resumed, 'model_final.npz'))
-    assert a.keys() == b.keys()
-    for k in a:
-        numpy.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6,
-                                      err_msg=k)
+    _assert_same_final_params(full, resumed)
     # The log continues: iteration, learning rate (decayed at 4) and loss.
     log_a = json.load(open(os.path.join(full, 'log')))
     log_b = json.load(open(os.path.join(resumed, 'log')))
@@ -58,11 +62,7 @@ def test_cosine_schedule_resumes_exactly(tmp_path):
                 schedule=cosine)
     resumed = _run(tmp_path, 'resumed', '--iteration', '6', '--resume',
                    os.path.join(full, 'snapshot_iter_3'), schedule=cosine)
-    a = _params(os.path.join(full, 'model_final.npz'))
-    b = _params(os.path.join(resumed, 'model_final.npz'))
-    for k in a:
-        numpy.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6,
-                                      err_msg=k)
+    _assert_same_final_params(full, resumed)
     log_a = json.load(open(os.path.join(full, 'log')))
     log_b = json.load(open(os.path.join(resumed, 'log')))
     assert [e['lr'] for e in log_a] == pytest.approx(
@@ -143,11 +143,7 @@ def test_two_processes_resume_exactly(tmp_path, mpiexec):
     resumed, _ = _run_mpi(mpiexec, tmp_path, 'resumed', '--iteration', '3',
                           '--resume', str(tmp_path / 'first' /
                                           'snapshot_iter_2'))
-    a = _params(os.path.join(full, 'model_final.npz'))
-    b = _params(os.path.join(resumed, 'model_final.npz'))
-    for k in a:
-        numpy.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6,
-                                      err_msg=k)
+    _assert_same_final_params(full, resumed)
     log_a = json.load(open(os.path.join(full, 'log')))
     log_b = json.load(open(os.path.join(resumed, 'log')))
     assert [e['iteration'] for e in log_b] == [1, 2, 3]

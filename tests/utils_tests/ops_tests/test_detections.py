@@ -34,22 +34,31 @@ def _brute(bbox, prob, score_thresh, nms_thresh, limit):
     return dets
 
 
+def _random_class_boxes(rng, R, K1, extent):
+    """(R, 4 * K1) float32 boxes, corners in [0, extent), sides 5-45."""
+    xy = rng.rand(R, K1, 2) * extent
+    wh = rng.rand(R, K1, 2) * 40 + 5
+    bbox = numpy.concatenate([xy, xy + wh], axis=2).reshape(R, 4 * K1)
+    return bbox.astype(numpy.float32)
+
+
+def _rows(dets):
+    """(label, score, box) triples as plain Python numbers."""
+    return [(int(j), float(sc), tuple(float(v) for v in box))
+            for j, sc, box in dets]
+
+
 def test_matches_brute_force():
     rng = numpy.random.RandomState(0)
     for trial in range(5):
         R, K1 = 40, 4
-        xy = rng.rand(R, K1, 2) * 80
-        wh = rng.rand(R, K1, 2) * 40 + 5
-        bbox = numpy.concatenate([xy, xy + wh], axis=2).reshape(R, 4 * K1)
-        bbox = bbox.astype(numpy.float32)
+        bbox = _random_class_boxes(rng, R, K1, 80)
         logits = rng.randn(R, K1) * 2
         prob = (numpy.exp(logits) / numpy.exp(logits).sum(1, keepdims=True)
                 ).astype(numpy.float32)
         b, lb, s = suppress(bbox, prob, 0.05, 0.5, 15)
-        got = sorted((int(j), float(sc), tuple(float(v) for v in box))
-                     for j, sc, box in zip(lb, s, b))
-        want = [(j, float(sc), tuple(float(v) for v in box))
-                for j, sc, box in sorted(_brute(bbox, prob, 0.05, 0.5, 15))]
+        got = sorted(_rows(zip(lb, s, b)))
+        want = _rows(sorted(_brute(bbox, prob, 0.05, 0.5, 15)))
         assert got == want
 
 
@@ -57,18 +66,13 @@ def test_order_by_class_then_score_ties_in_row_order():
     rng = numpy.random.RandomState(1)
     for trial in range(5):
         R, K1 = 30, 4
-        xy = rng.rand(R, K1, 2) * 60
-        wh = rng.rand(R, K1, 2) * 40 + 5
-        bbox = numpy.concatenate([xy, xy + wh], axis=2).reshape(R, 4 * K1)
-        bbox = bbox.astype(numpy.float32)
+        bbox = _random_class_boxes(rng, R, K1, 60)
         # Scores in eighths: many ties, also at the cap.
         prob = (rng.randint(0, 8, size=(R, K1)) / 8.).astype(numpy.float32)
         for limit in (0, 10):
             b, lb, s = suppress(bbox, prob, 0.1, 0.5, limit)
-            got = [(int(j), float(sc), tuple(float(v) for v in box))
-                   for j, sc, box in zip(lb, s, b)]
-            want = [(j, float(sc), tuple(float(v) for v in box))
-                    for j, sc, box in _brute(bbox, prob, 0.1, 0.5, limit)]
+            got = _rows(zip(lb, s, b))
+            want = _rows(_brute(bbox, prob, 0.1, 0.5, limit))
             assert got == want
 
 
