@@ -83,14 +83,12 @@ class Convolution2DGEMM(function_node.FunctionNode):
             y += inputs[2][:, None]
         if self.relu:
             # In place: no second output-sized array, as F.relu would make.
-            xp = get_array_module(y)
-            xp.maximum(y, 0, out=y)
+            get_array_module(y).maximum(y, 0, out=y)
+            self.retain_outputs((0,))
         if y.ndim == 2:
             y = cc.unfold(y, n)             # (O, N*L) -> (N, O, L)
         elif wide:
             y = cc.drop_wide(y, wide, q)
-        if self.relu:
-            self.retain_outputs((0,))
         return y.reshape(n, o, p, q),
 
     def backward(self, indexes, grad_outputs):
