@@ -171,10 +171,9 @@ class MaskRCNN(chainer.Chain):
         rois = (bbox.astype(numpy.float64) *
                 self._on_device(scale, numpy.float64)).astype(numpy.float32)
         roi_indices = self.xp.zeros(len(rois), numpy.int32)
+        # (D, M, M): only the channel of each detection's label.
         logits = as_float32(self.mask_head(features[self.head_levels],
-                                           rois, roi_indices))
-        # (D, K+1, M, M) -> (D, M, M): the channel of each detection's label.
-        logits = logits.array[self.xp.arange(len(label)), label]
+                                           rois, roi_indices, label))
         return F.sigmoid(logits).array
 
     def predict(self, imgs):

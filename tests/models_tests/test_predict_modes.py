@@ -91,9 +91,9 @@ def test_mask_rois_are_scaled_in_float64():
     model = _model()
     seen = []
 
-    def mask_head(features, rois, roi_indices):
+    def mask_head(features, rois, roi_indices, label):
         seen.append(rois)
-        return chainer.Variable(numpy.zeros((len(rois), 3, 28, 28),
+        return chainer.Variable(numpy.zeros((len(rois), 28, 28),
                                             numpy.float32))
     model.mask_head = mask_head
     bbox = numpy.random.RandomState(2).uniform(0, 60, (50, 4)).astype(
