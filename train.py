@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import compat  # noqa: F401,E402  (before chainer)
 import chainer  # noqa: E402
 
+from models.norm import NORMS  # noqa: E402
 from models.presets import ARCHS, get_preset, preset_overrides  # noqa: E402
 from utils.backend import DeviceError  # noqa: E402
 from utils.data.coco_json import DatasetError  # noqa: E402
@@ -36,7 +37,8 @@ from utils.training.build import (  # noqa: E402
     build_model, build_trainer, check_roi_size, load_data, training_preset)
 from utils.training.defaults import LR_RULES, default_settings  # noqa: E402
 from utils.training.distributed import (  # noqa: E402
-    COMMUNICATORS, abort_other_ranks, create_communicator, scatter_datasets)
+    COMMUNICATORS, abort_other_ranks, create_communicator, scatter_datasets,
+    sync_batch_norm)
 from utils.training.errors import SetupError  # noqa: E402
 from utils.training.pretrained import (  # noqa: E402
     PretrainedError, starting_point)
@@ -99,6 +101,12 @@ def _model_flags(a):
     a('--gamma', type=float, default=None,
       help="weight of the mask loss (default: the preset's, 1 as "
            "Detectron's MRCNN.WEIGHT_LOSS_MASK)")
+    a('--norm', choices=NORMS + ('syncbn',), default=None,
+      help="ResNet normalisation (default: the preset's, affine for c4 and "
+           "fpn, gn for fpn-tiny): affine is frozen (converted weights), gn "
+           "and bn train; syncbn is bn with statistics over the batches of "
+           "all ChainerMN processes (needs --communicator); bn and syncbn "
+           "models are saved as bn")
     a('--dtype', choices=('float32', 'mixed16'), default='float32',
       help='float32 (default), or mixed16: float16 activations and weights '
            'with float32 master weights, dynamic loss scaling and float32 '
@@ -249,6 +257,10 @@ def main(argv=None):
     if args.lr_schedule == 'cosine' and args.lr_steps is not None:
         raise SetupError('--lr-steps applies to --lr-schedule step; cosine '
                          'decays over the whole --iteration')
+    if args.norm == 'syncbn' and not args.communicator:
+        raise SetupError('--norm syncbn shares batch statistics between '
+                         'ChainerMN processes: start train.py with mpiexec '
+                         'and --communicator (or use --norm bn)')
     comm = create_communicator(args.communicator) if args.communicator \
         else None
     check_devices(args.gpu, args.gpus)
@@ -283,8 +295,9 @@ def run(args, comm=None):
         scatter_datasets(comm, load, args.seed)
     preset = training_preset(args.arch, meta['n_fg_class'], fields,
                              args.roi_size, args.scales, args.min_size,
-                             args.max_size, args.anchor_sizes)
-    model = build_model(preset, args.seed, path, log)
+                             args.max_size, args.anchor_sizes, args.norm)
+    model = build_model(preset, args.seed, path, log, norm=sync_batch_norm(
+        comm) if args.norm == 'syncbn' else None)
     if args.gamma is not None:
         preset = dataclasses.replace(preset, mask_loss_weight=args.gamma)
     args.depth = preset.depth

@@ -43,16 +43,32 @@ class AffineChannel2D(chainer.Link):
         return W * scale, self.bias.astype(W.dtype, copy=False)
 
 
-NORMS = ('affine', 'gn')
+NORMS = ('affine', 'gn', 'bn')
+BN_EPS = 1e-5  # Caffe2's SpatialBN epsilon
 
 
 def make_norm(kind, channels):
-    """Build the normalisation ``kind`` ('affine' or 'gn') for C
-    channels."""
+    """Build the normalisation ``kind`` for C channels.
+
+    Args:
+        kind (str or callable): 'affine' (frozen, for converted weights),
+            'gn' (GroupNorm, trains from scratch), 'bn' (batch norm that
+            trains: batch statistics in training, the running averages at
+            test time), or a callable ``channels -> link`` such as a batch
+            norm synchronised over ChainerMN processes
+            (``utils/training/distributed.sync_batch_norm``), which saves
+            the same arrays as 'bn'.
+        channels (int): C.
+    """
+    if callable(kind):
+        return kind(channels)
     if kind == 'affine':
         return AffineChannel2D(channels)
     if kind == 'gn':
         # 32 groups (Wu and He), fewer for the narrow quickstart layers.
         return L.GroupNormalization(math.gcd(32, channels), channels,
                                     eps=1e-5)
+    if kind == 'bn':
+        # Running averages with momentum 0.9, as Caffe2's SpatialBN.
+        return L.BatchNormalization(channels, decay=0.9, eps=BN_EPS)
     raise ValueError('norm must be one of {}, got {!r}'.format(NORMS, kind))

@@ -172,27 +172,30 @@ def check_c4_roi_sizes(box_roi_size, mask_roi_size):
                 box_roi_size, mask_roi_size))
 
 
-def build_mask_rcnn(p, thresholds='evaluate'):
+def build_mask_rcnn(p, thresholds='evaluate', norm=None):
     """Build the inference model described by preset ``p``, with the
-    test-time ``thresholds`` of ``MaskRCNN.use_thresholds``."""
+    test-time ``thresholds`` of ``MaskRCNN.use_thresholds``; ``norm``, a
+    callable ``channels -> link``, replaces the layers of ``p.norm`` (a
+    synchronised batch norm in training, ``models.norm.make_norm``)."""
     n_class = p.n_fg_class + 1
+    norm = norm or p.norm
     bg = p.conventions.background_index
     n_anchors = len(p.aspect_ratios) * len(p.rpn_sizes[0])
     if p.arch == 'c4':
         check_c4_roi_sizes(p.box_roi_size, p.mask_roi_size)
-        extractor = C4Extractor(ResNetBody(p.depth, 4, p.norm))
+        extractor = C4Extractor(ResNetBody(p.depth, 4, norm))
         rpn = RPNHead(1024, 1024, n_anchors)
         box_pooler = _pooler(p, p.box_roi_size, (1. / 16,),
                              p.box_sampling_ratio)
         mask_pooler = _pooler(p, p.mask_roi_size, (1. / 16,),
                               p.mask_sampling_ratio)
         # res5 on 14x14 features: stride int(14 / 7) = 2 gives 7x7.
-        res5 = res_stage(p.depth, 5, p.box_roi_size // 7, p.norm)
+        res5 = res_stage(p.depth, 5, p.box_roi_size // 7, norm)
         box_head = ResNetC5Head(res5, n_class, box_pooler, bg)
         mask_head = ResNetC5MaskHead(box_head, n_class, mask_pooler)
         rpn_levels = head_levels = slice(0, 1)
     elif p.arch == 'fpn':
-        body = ResNetBody(p.depth, 5, p.norm, width=p.width, blocks=p.blocks)
+        body = ResNetBody(p.depth, 5, norm, width=p.width, blocks=p.blocks)
         extractor = FPN(body, body.out_channels, p.fpn_channels)
         rpn = RPNHead(p.fpn_channels, p.fpn_channels, n_anchors)
         scales = FPN.scales[:4]

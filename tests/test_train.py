@@ -9,6 +9,7 @@ import numpy
 import pytest
 
 import train
+from utils.weights.model_io import load_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -152,6 +153,19 @@ def test_two_processes_resume_exactly(tmp_path, mpiexec):
     assert sorted(f for f in os.listdir(full) if 'snapshot' in f) == [
         'snapshot_iter_2']
     assert os.path.isfile(os.path.join(full, 'demo.png'))
+
+
+def test_two_processes_with_syncbn_save_a_bn_model(tmp_path, mpiexec):
+    # The synchronised batch norm through train.py (its numbers are checked
+    # against one process in test_sync_batch_norm.py): both ranks step, and
+    # the saved model is a plain 'bn' one with trained running averages.
+    out, _ = _run_mpi(mpiexec, tmp_path, 'syncbn', '--norm', 'syncbn',
+                      '--iteration', '2')
+    model, meta = load_model(os.path.join(out, 'model_final.npz'))
+    assert meta['preset']['norm'] == 'bn'
+    norm = model.extractor.body.conv1.norm
+    assert type(norm).__name__ == 'BatchNormalization'
+    assert numpy.abs(norm.avg_mean).max() > 0
 
 
 def test_impossible_split_is_a_one_line_error(tmp_path):

@@ -155,3 +155,32 @@ def test_resnet_archs_train_evaluate_and_predict(data, tmp_path, arch,
     assert bboxes[0].shape == (len(labels[0]), 4)
     assert masks[0].shape == (len(labels[0]), 64, 80)
     assert ((labels[0] >= 1) & (labels[0] <= 3)).all()
+
+
+def test_norm_bn_trains_its_statistics_and_loads_as_bn(data, tmp_path):
+    out = tmp_path / 'bn'
+    train.main(_data_flags(data) + [
+        '--arch', 'fpn-tiny', '--norm', 'bn', '--loaders', '0',
+        '--iteration', '2', '--validation', '100', '--out', str(out)])
+    model, meta = load_model(str(out / 'model_final.npz'))
+    assert meta['preset']['norm'] == 'bn'
+    norm = model.extractor.body.conv1.norm
+    assert type(norm).__name__ == 'BatchNormalization'
+    # Two training steps moved the running averages off their start.
+    assert numpy.abs(norm.avg_mean).max() > 0
+    assert numpy.abs(norm.avg_var - 1).max() > 0
+    image = sorted((data / 'val' / 'images').iterdir())[0]
+    bboxes, labels, _, masks = model.predict([read_image(str(image))])
+    assert masks[0].shape == (len(labels[0]), 64, 80)
+
+
+def test_norm_syncbn_without_processes_is_a_one_line_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, 'train.py', '--norm', 'syncbn', '--out',
+         str(tmp_path / 'out')], cwd=ROOT, capture_output=True, text=True,
+        timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        'train.py: error: --norm syncbn shares batch statistics between '
+        'ChainerMN processes: start train.py with mpiexec and '
+        '--communicator (or use --norm bn)']

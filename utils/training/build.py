@@ -34,14 +34,17 @@ def check_roi_size(arch, roi_size):
 
 
 def training_preset(arch, n_fg_class, fields, roi_size=None, scales=None,
-                    min_size=None, max_size=None, anchor_sizes=None):
+                    min_size=None, max_size=None, anchor_sizes=None,
+                    norm=None):
     """``arch``'s preset with ``fields`` (what the starting weights fix)
     and the sizes of the command line: the box ROIAlign size (both heads'
     for c4); the test shorter side ``min_size`` (default: the largest
     training scale, else the preset's); the longer-side cap ``max_size``;
     ``anchor_sizes`` in input pixels, one per RPN level for FPN (P2-P6),
-    all at its one level for c4. The npz metadata keeps every changed
-    field, so ``demo.py`` and ``--evaluate`` use them too."""
+    all at its one level for c4; the ResNet ``norm`` (a name of
+    ``models.norm.NORMS``, or 'syncbn', whose model is a 'bn' one). The npz
+    metadata keeps every changed field, so ``demo.py`` and ``--evaluate``
+    use them too."""
     preset = get_preset(arch, n_fg_class=n_fg_class, **fields)
     changes = {}
     if roi_size:
@@ -54,6 +57,8 @@ def training_preset(arch, n_fg_class, fields, roi_size=None, scales=None,
         changes['max_size'] = max_size
     if anchor_sizes:
         changes['rpn_sizes'] = _anchor_levels(preset, anchor_sizes)
+    if norm:
+        changes['norm'] = 'bn' if norm == 'syncbn' else norm
     return dataclasses.replace(preset, **changes)
 
 
@@ -68,11 +73,12 @@ def _anchor_levels(preset, sizes):
     return tuple((s,) for s in sizes)
 
 
-def build_model(preset, seed=0, path=None, log=print):
+def build_model(preset, seed=0, path=None, log=print, norm=None):
     """The model of ``preset``, weights drawn from ``seed``, then those of
-    the npz ``path`` copied in."""
+    the npz ``path`` copied in; ``norm`` is ``build_mask_rcnn``'s (a
+    synchronised batch norm)."""
     numpy.random.seed(seed)  # chainer's initialisers draw from it
-    model = build_mask_rcnn(preset)
+    model = build_mask_rcnn(preset, norm=norm)
     if path:
         log(load_pretrained(model, path))
     return model

@@ -48,6 +48,18 @@ def create_communicator(name):
     return chainermn.create_communicator(name)
 
 
+def sync_batch_norm(comm):
+    """A norm factory for ``models.presets.build_mask_rcnn(norm=...)``:
+    ``channels -> SyncBatchNormalization`` (``sync_batch_norm.py``) on
+    ``comm``."""
+    # Imported here: chainermn needs the MPI that create_communicator loads.
+    from utils.training.sync_batch_norm import SyncBatchNormalization
+
+    def make(channels):
+        return SyncBatchNormalization(channels, comm)
+    return make
+
+
 def abort_other_ranks():
     """After a one-line error on this rank, stop the whole MPI job: the
     other ranks may be waiting for this one in a collective call. Does
