@@ -43,7 +43,8 @@ __device__ void roi_geometry(
 
 __device__ bool interp_1d(
         T p, const int size, int &low, int &high, T &l, T &h) {
-    if (p < (T)-1. || p > (T)size) {
+    // Written as !(inside) so that a NaN sample is outside, as in NumPy.
+    if (!(p >= (T)-1. && p <= (T)size)) {
         return false;
     }
     p = max(p, (T)0.);
@@ -78,7 +79,9 @@ _CUDA_LOOP = string.Template(r'''
                  spatial_scale, aligned, pooled_height, pooled_width,
                  sampling_ratio,
                  start_y, start_x, bin_h, bin_w, grid_h, grid_w, count);
-    int plane = (roi_indices[n] * channels + c) * height * width;
+    // 64-bit: N C H W passes 2^31 for large batches of feature maps.
+    ptrdiff_t plane = ((ptrdiff_t)roi_indices[n] * channels + c) *
+                      height * width;
     int y_low = 0, y_high = 0, x_low = 0, x_high = 0;
     T ly = 0, hy = 0, lx = 0, hx = 0;
     $init

@@ -262,6 +262,19 @@ def test_cupy_equals_numpy(dtype, ratio, aligned):
         numpy.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize('ratio', [0, 2])
+def test_nan_coordinates_sample_nothing(xp, ratio):
+    # A NaN coordinate makes every sample that depends on it outside the
+    # image (weight 0), on NumPy and CuPy alike; other ROIs are unchanged.
+    nan = float('nan')
+    rois = [[nan, 0, 3, 3], [0, nan, 3, 3], [nan, nan, nan, nan],
+            [0, 0, 3, 3]]
+    y = pool(xp, rois, 2, ratio)
+    assert not numpy.isnan(y).any()
+    numpy.testing.assert_array_equal(y[:3], 0)
+    numpy.testing.assert_allclose(y[3], pool(numpy, rois[3:], 2, ratio)[0])
+
+
 @pytest.mark.parametrize('n', [0, 2])
 def test_zero_rois(xp, n):
     x = chainer.Variable(xp.ones((n, 3, 4, 5), xp.float32))
