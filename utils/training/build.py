@@ -33,6 +33,14 @@ def check_roi_size(arch, roi_size):
                                  roi_size)) from None
 
 
+def check_depth(arch, depth):
+    """``--depth`` is a ResNet's: refused for mobilenetv1-fpn."""
+    if arch == 'mobilenetv1-fpn' and depth is not None:
+        raise SetupError('--depth {} with --arch mobilenetv1-fpn: the depth '
+                         'is a ResNet\'s, MobileNetV1 has no other'.format(
+                             depth))
+
+
 def training_preset(arch, n_fg_class, fields, roi_size=None, scales=None,
                     min_size=None, max_size=None, anchor_sizes=None):
     """``arch``'s preset with ``fields`` (what the starting weights fix)
