@@ -121,3 +121,26 @@ def test_blocks_are_the_papers():
     assert [(c, s) for _, c, s in BLOCKS] == [
         (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + \
         [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
+
+
+@pytest.mark.parametrize('norm', ['gn', 'affine'])
+def test_body_on_xp_equals_numpy(xp, norm):
+    """CuPy's grouped convolution (no cuDNN) and the folded affine give
+    NumPy's outputs (on NumPy, a second run equals the first)."""
+    numpy.random.seed(0)
+    body = MobileNetV1Body(norm=norm)
+    rng = numpy.random.RandomState(1)
+    if norm == 'affine':
+        for link in body.links():
+            if isinstance(link, AffineChannel2D):
+                link.scale[...] = rng.uniform(0.5, 1.5, link.scale.shape)
+                link.bias[...] = rng.randn(*link.bias.shape) * 0.1
+    x = rng.randn(1, 3, 64, 64).astype(numpy.float32)
+    with chainer.using_config('train', False):
+        expected = [o.array for o in body(x)]
+        if xp is not numpy:
+            body.to_gpu()
+        outs = body(xp.asarray(x))
+    for out, ref in zip(outs, expected):
+        numpy.testing.assert_allclose(chainer.backend.CpuDevice().send(
+            out.array), ref, rtol=1e-3, atol=1e-3)
