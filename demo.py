@@ -33,7 +33,7 @@ from utils import compat  # noqa: F401,E402  (before chainer)
 import numpy  # noqa: E402
 
 from models.mask_rcnn import THRESHOLDS  # noqa: E402
-from models.presets import build_mask_rcnn, get_preset  # noqa: E402
+from models.presets import ARCHS, build_mask_rcnn, get_preset  # noqa: E402
 from utils.backend import DeviceError, require_gpus  # noqa: E402
 from utils.data.coco_eval import coco_results  # noqa: E402
 from utils.demo_io import (  # noqa: E402
@@ -58,8 +58,8 @@ def parse_args(argv=None):
                    help='model npz from utils/detectron_parser.py or '
                         'train.py (default: random weights, which find '
                         'nothing meaningful)')
-    p.add_argument('--arch', choices=('c4', 'fpn'), default=None,
-                   help="architecture (default: the npz's metadata, or c4 "
+    p.add_argument('--arch', choices=ARCHS, default=None,
+                   help="model preset (default: the npz's metadata, or c4 "
                         "without --modelfile)")
     p.add_argument('--gpu', type=int, default=-1,
                    help='GPU id; needs CuPy (default: -1, the CPU)')

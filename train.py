@@ -34,7 +34,8 @@ from utils.data.coco_json import DatasetError  # noqa: E402
 from utils.ops.image import ImageError  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.training.build import (  # noqa: E402
-    build_model, build_trainer, check_roi_size, load_data, training_preset)
+    build_model, build_trainer, check_depth, check_roi_size, load_data,
+    training_preset)
 from utils.training.defaults import LR_RULES, default_settings  # noqa: E402
 from utils.training.distributed import (  # noqa: E402
     COMMUNICATORS, abort_other_ranks, create_communicator, scatter_datasets,
@@ -68,18 +69,25 @@ def parse_args(argv=None):
 
 def _model_flags(a):
     a('--arch', choices=ARCHS, default=None,
-      help='model preset (default: fpn-tiny for synthetic data, else fpn)')
+      help='model preset; mobilenetv1-fpn: a MobileNetV1 body under the '
+           'fpn heads, GroupNorm from scratch or frozen BatchNorm with '
+           'a converted ImageNet backbone (default: fpn-tiny for synthetic '
+           'data, else fpn)')
     a('--depth', type=int, choices=(50, 101), default=None,
-      help="ResNet depth of c4 and fpn (default: --pretrained's, else 50)")
+      help="ResNet depth of c4 and fpn; not for mobilenetv1-fpn (default: "
+           "--pretrained's, else 50)")
     a('--pretrained', default=None,
       help='npz to start from (a converted model or an ImageNet backbone '
-           'from utils/detectron_parser.py), or "imagenet" for MSRA\'s '
-           'caffemodel in ~/.chainer/dataset/pfnet/chainer/models/ '
-           '(default: random initialisation)')
+           'from utils/detectron_parser.py or utils/mobilenet_parser.py), '
+           'or "imagenet" for MSRA\'s ResNet caffemodel (mobilenetv1-fpn: '
+           'shicai\'s mobilenet.caffemodel) in '
+           '~/.chainer/dataset/pfnet/chainer/models/ (default: random '
+           'initialisation)')
     a('--freeze-at', type=int, default=None, choices=range(6),
       metavar='{0..5}',
       help="Detectron's TRAIN.FREEZE_AT: 1 freezes the stem, k also "
-           "res2..resk (default: 2 with --pretrained, else 0)")
+           "res2..resk (MobileNetV1: the blocks up to stride 2^k) "
+           "(default: 2 with --pretrained, else 0)")
     a('--roi-size', type=_positive, default=None,
       help="box head ROIAlign output size (default: the preset's, C4 14, "
            "FPN 7); for c4 a multiple of 7 that the mask head pools at too, "
@@ -96,17 +104,17 @@ def _model_flags(a):
            "preset's: 1333, fpn-tiny 256)")
     a('--anchor-sizes', type=_positive, nargs='+', default=None,
       metavar='PX',
-      help='anchor sizes in input pixels: 5 for fpn and fpn-tiny, one per '
+      help='anchor sizes in input pixels: 5 for the FPN archs, one per '
            'level P2-P6; any number for c4 (default: 32 64 128 256 512)')
     a('--gamma', type=float, default=None,
       help="weight of the mask loss (default: the preset's, 1 as "
            "Detectron's MRCNN.WEIGHT_LOSS_MASK)")
     a('--norm', choices=NORMS + ('syncbn',), default=None,
-      help="ResNet normalisation (default: the preset's, affine for c4 and "
-           "fpn, gn for fpn-tiny): affine is frozen (converted weights), gn "
-           "and bn train; syncbn is bn with statistics over the batches of "
-           "all ChainerMN processes (needs --communicator); bn and syncbn "
-           "models are saved as bn")
+      help="backbone normalisation (default: the preset's, affine for c4 "
+           "and fpn, gn for fpn-tiny and mobilenetv1-fpn): affine is frozen "
+           "(converted weights), gn and bn train; syncbn is bn with "
+           "statistics over the batches of all ChainerMN processes (needs "
+           "--communicator); bn and syncbn models are saved as bn")
     a('--dtype', choices=('float32', 'mixed16'), default='float32',
       help='float32 (default), or mixed16: float16 activations and weights '
            'with float32 master weights, dynamic loss scaling and float32 '
@@ -274,6 +282,7 @@ def main(argv=None):
                               args.out, args.gpu)
     args = resolve_defaults(args, comm.size if comm else 1)
     check_roi_size(args.arch, args.roi_size)
+    check_depth(args.arch, args.depth)
     run(args, comm)
 
 

@@ -1,4 +1,5 @@
-"""Per-stage inference time and peak memory of R-50-C4 and R-50-FPN.
+"""Per-stage inference time and peak memory of R-50-C4 and R-50-FPN (or
+any preset of ``--arch``, e.g. fpn-tiny, mobilenetv1-fpn).
 
     python bench/inference.py [--size 800 1216] [--repeat 2] [--json OUT]
 
@@ -188,7 +189,9 @@ def main():
                   for b in blas), sgemm))
     backends = ['numpy'] + (['cupy'] if gpu_available() else [])
     rows = []
-    header = ('{:<5s} {:<6s}' + ' {:>9s}' * (len(STAGES) + 1) +
+    # The arch column fits the longest name asked for.
+    name = '{{:<{}s}}'.format(max(5, *map(len, args.arch)))
+    header = (name + ' {:<6s}' + ' {:>9s}' * (len(STAGES) + 1) +
               ' {:>5s} {:>8s}').format('arch', 'xp', *STAGES, 'total',
                                        'dets', 'peak MB')
     print('image {}x{}, times in ms (median of {})'.format(
@@ -201,7 +204,7 @@ def main():
                              threads=args.threads, blas=blas,
                              sgemm_gflops=sgemm, cpu=cpu,
                              load_average=os.getloadavg()))
-            print(('{:<5s} {:<6s}' + ' {:>9.1f}' * (len(STAGES) + 1) +
+            print((name + ' {:<6s}' + ' {:>9.1f}' * (len(STAGES) + 1) +
                    ' {:>5d} {:>8.0f}').format(
                 arch, backend, *[r[s] * 1e3 for s in STAGES + ('total',)],
                 int(r['detections']), r['peak_mb']))

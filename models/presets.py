@@ -16,13 +16,14 @@ from models.conventions import DETECTRON, Conventions
 from models.fpn import FPN
 from models.mask_head import FourConvMaskHead, ResNetC5MaskHead
 from models.mask_rcnn import MaskRCNN
+from models.mobilenet import MobileNetV1Body
 from models.poolers import ROIPooler
 from models.proposals import ProposalGenerator
 from models.resnet import ResNetBody, res_stage
 from models.rpn import RPNHead
 from models.train_chain import TrainTargets
 
-ARCHS = ('c4', 'fpn', 'fpn-tiny')
+ARCHS = ('c4', 'fpn', 'fpn-tiny', 'mobilenetv1-fpn')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +99,24 @@ FPN_TINY = dataclasses.replace(
     rpn_post_nms_top_n=(500, 300), rpn_collect_top_n=(500, 300),
     roi_batch_size=128)
 
-PRESETS = {'c4': C4, 'fpn': FPN_PRESET, 'fpn-tiny': FPN_TINY}
+# MobileNetV1 (width 1.0) body under the fpn preset's pyramid and heads:
+# FPN.DIM 256 on C2..C5 at strides 4..32 (128, 256, 512, 1024 channels),
+# P6 by max pool, RPN one anchor size per level, 2fc box head (1024),
+# 4-conv mask head (256). GroupNorm, so that it trains from scratch; a
+# converted ImageNet backbone (utils/mobilenet_parser.py) switches it to
+# the frozen affine its folded BatchNorm needs (training/pretrained.py).
+# Not a Detectron configuration; ``depth`` is unused.
+MOBILENETV1_FPN = dataclasses.replace(
+    FPN_PRESET, arch='mobilenetv1-fpn', norm='gn', fpn_channels=256,
+    fc_channels=1024, mask_channels=256, min_size=800, max_size=1333)
+
+PRESETS = {'c4': C4, 'fpn': FPN_PRESET, 'fpn-tiny': FPN_TINY,
+           'mobilenetv1-fpn': MOBILENETV1_FPN}
 
 
 def get_preset(arch, **overrides):
-    """The preset of ``arch`` ('c4' or 'fpn') with some fields replaced."""
+    """The preset of ``arch`` (one of ``ARCHS``) with some fields
+    replaced."""
     if arch not in PRESETS:
         raise ValueError('arch must be one of {}, got {!r}'.format(ARCHS,
                                                                    arch))
@@ -194,8 +208,9 @@ def build_mask_rcnn(p, thresholds='evaluate', norm=None):
         box_head = ResNetC5Head(res5, n_class, box_pooler, bg)
         mask_head = ResNetC5MaskHead(box_head, n_class, mask_pooler)
         rpn_levels = head_levels = slice(0, 1)
-    elif p.arch == 'fpn':
-        body = ResNetBody(p.depth, 5, norm, width=p.width, blocks=p.blocks)
+    elif p.arch in ('fpn', 'mobilenetv1-fpn'):
+        body = MobileNetV1Body(norm) if p.arch == 'mobilenetv1-fpn' else \
+            ResNetBody(p.depth, 5, norm, width=p.width, blocks=p.blocks)
         extractor = FPN(body, body.out_channels, p.fpn_channels)
         rpn = RPNHead(p.fpn_channels, p.fpn_channels, n_anchors)
         scales = FPN.scales[:4]

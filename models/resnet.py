@@ -48,15 +48,17 @@ def stem_max_pool(h):
 
 
 class ConvNorm(chainer.Chain):
-    """Convolution without bias followed by a normalisation layer."""
+    """Convolution without bias followed by a normalisation layer;
+    ``groups`` > 1 (a depthwise convolution: groups = channels, W (C, 1,
+    kh, kw)) runs chainer's grouped ``F.convolution_2d``."""
 
     def __init__(self, in_channels, out_channels, ksize, stride=1, pad=0,
-                 norm='affine', initialW=None):
+                 norm='affine', initialW=None, groups=1):
         super().__init__()
         with self.init_scope():
             self.conv = Convolution2D(in_channels, out_channels, ksize,
                                       stride, pad, nobias=True,
-                                      initialW=initialW)
+                                      initialW=initialW, groups=groups)
             self.norm = make_norm(norm, out_channels)
 
     def forward(self, x, relu=False):
@@ -67,8 +69,12 @@ class ConvNorm(chainer.Chain):
             # in place, as it applies the ReLU: one pass over the output
             # instead of four.
             W, b = self.norm.fold(self.conv.W)
-            return convolution_2d(x, W, b, self.conv.stride, self.conv.pad,
-                                  relu)
+            if self.conv.groups == 1:
+                return convolution_2d(x, W, b, self.conv.stride,
+                                      self.conv.pad, relu)
+            h = F.convolution_2d(x, W, b, self.conv.stride, self.conv.pad,
+                                 groups=self.conv.groups)
+            return F.relu(h) if relu else h
         h = self.norm(self.conv(x))
         return F.relu(h) if relu else h
 

@@ -15,7 +15,8 @@ LAYERS = [('utils.compat', 0), ('utils.backend', 0), ('functions', 1),
           ('utils.ops', 2), ('models', 3), ('utils.vis', 4),
           ('utils.demo_io', 4),
           ('utils.data', 4), ('utils.weights', 4), ('utils.training', 5),
-          ('utils.detectron_parser', 6), ('utils', 0)]
+          ('utils.detectron_parser', 6), ('utils.mobilenet_parser', 6),
+          ('utils', 0)]
 
 
 def _module_name(path):

@@ -44,6 +44,7 @@ def test_first_two_commands_are_setup_and_tests():
 
 @pytest.mark.parametrize('script', ['train.py', 'demo.py',
                                     'utils/detectron_parser.py',
+                                    'utils/mobilenet_parser.py',
                                     'bench/inference.py', 'bench/roi_align.py',
                                     'bench/train.py', 'bench/compare.py'])
 def test_every_cli_explains_its_flags(script):
@@ -72,15 +73,17 @@ def test_readme_convert_and_demo_commands_run(tmp_path):
     import numpy
     from models.presets import build_mask_rcnn, get_preset
     from utils.weights.model_io import save_model
-    from tests.helpers.synthetic_weights import (write_detectron2_pickle,
-                                                 write_detectron_pickle,
-                                                 write_imagenet_pickle)
+    from tests.helpers.synthetic_weights import (
+        write_detectron2_pickle, write_detectron_pickle,
+        write_imagenet_pickle, write_mobilenet_caffemodel)
     (tmp_path / 'modelfiles').mkdir()
     write_detectron_pickle(str(tmp_path / 'modelfiles' / 'model_final.pkl'),
                            'fpn', seed=7)
     write_imagenet_pickle(str(tmp_path / 'modelfiles' / 'R-50.pkl'))
     write_detectron2_pickle(
         str(tmp_path / 'modelfiles' / 'model_final_f10217.pkl'), 'fpn')
+    write_mobilenet_caffemodel(
+        str(tmp_path / 'modelfiles' / 'mobilenet.caffemodel'))
     numpy.random.seed(0)
     save_model(str(tmp_path / 'M.npz'),
                build_mask_rcnn(get_preset('fpn-tiny')),
@@ -90,9 +93,10 @@ def test_readme_convert_and_demo_commands_run(tmp_path):
     for name in ('photo.jpg', 'a.jpg', 'b.jpg', 'photos/c.jpg'):
         cv2.imwrite(str(tmp_path / name), rng.randint(
             0, 255, (90, 120, 3)).astype(numpy.uint8))
-    lines = _readme_lines('utils/detectron_parser.py') + [
-        c for c in _readme_lines('demo.py') if '--gpu' not in c]
-    assert len(lines) >= 7
+    lines = _readme_lines('utils/detectron_parser.py') + \
+        _readme_lines('utils/mobilenet_parser.py') + [
+            c for c in _readme_lines('demo.py') if '--gpu' not in c]
+    assert len(lines) >= 8
     for line in lines:
         args = line.split()[1:]
         args[0] = os.path.join(ROOT, args[0])
@@ -101,3 +105,4 @@ def test_readme_convert_and_demo_commands_run(tmp_path):
         assert proc.returncode == 0, (line, proc.stderr[-1500:])
     assert (tmp_path / 'outdir').is_dir()
     assert (tmp_path / 'results.json').is_file()
+    assert (tmp_path / 'modelfiles' / 'mobilenet_backbone.npz').is_file()

@@ -144,3 +144,37 @@ def write_msra_caffemodel(path, depth=50, seed=0):
               for n, t, blobs in layers]
     write_caffemodel(path, layers)
     return layers
+
+
+def write_mobilenet_caffemodel(path, seed=0, drop=None, extra=None):
+    """Write a synthetic shicai/MobileNet-Caffe ``mobilenet.caffemodel``
+    (conv, ``/bn``, ``/scale`` layers with the real shapes; ``fc7``);
+    without layer ``drop``, with ``extra`` [(name, type, [arrays])] added.
+    Returns ``{name: [arrays]}``."""
+    from models.mobilenet import BLOCKS
+    from utils.weights.caffemodel import write_caffemodel
+    rng = numpy.random.RandomState(seed)
+    convs = [('conv1', (32, 3, 3, 3))]
+    c = 32
+    for name, o, _ in BLOCKS:
+        convs += [(name + '/dw', (c, 1, 3, 3)), (name + '/sep', (o, c, 1, 1))]
+        c = o
+    layers = []
+    for name, shape in convs:
+        o = shape[0]
+        factor = rng.uniform(0.5, 2.)  # Caffe's moving-average factor
+        layers += [
+            (name, 'Convolution', [rng.randn(*shape) * 0.1]),
+            (name + '/bn', 'BatchNorm', [rng.randn(o) * factor,
+                                         rng.uniform(0.5, 2., o) * factor,
+                                         numpy.array([factor])]),
+            (name + '/scale', 'Scale', [rng.uniform(0.5, 2., o),
+                                        rng.randn(o)]),
+            (name + '/relu', 'ReLU', [])]
+    layers.append(('fc7', 'Convolution', [rng.randn(1000, 1024, 1, 1) * 0.01,
+                                          rng.randn(1000)]))
+    layers = [layer for layer in layers if layer[0] != drop]
+    layers = [(n, t, [numpy.asarray(b, numpy.float32) for b in blobs])
+              for n, t, blobs in layers + list(extra or [])]
+    write_caffemodel(path, layers)
+    return {n: blobs for n, _, blobs in layers}

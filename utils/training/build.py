@@ -33,6 +33,14 @@ def check_roi_size(arch, roi_size):
                                  roi_size)) from None
 
 
+def check_depth(arch, depth):
+    """``--depth`` is a ResNet's: refused for mobilenetv1-fpn."""
+    if arch == 'mobilenetv1-fpn' and depth is not None:
+        raise SetupError('--depth {} with --arch mobilenetv1-fpn: the depth '
+                         'is a ResNet\'s, MobileNetV1 has no other'.format(
+                             depth))
+
+
 def training_preset(arch, n_fg_class, fields, roi_size=None, scales=None,
                     min_size=None, max_size=None, anchor_sizes=None,
                     norm=None):
@@ -41,7 +49,7 @@ def training_preset(arch, n_fg_class, fields, roi_size=None, scales=None,
     for c4); the test shorter side ``min_size`` (default: the largest
     training scale, else the preset's); the longer-side cap ``max_size``;
     ``anchor_sizes`` in input pixels, one per RPN level for FPN (P2-P6),
-    all at its one level for c4; the ResNet ``norm`` (a name of
+    all at its one level for c4; the backbone's ``norm`` (a name of
     ``models.norm.NORMS``, or 'syncbn', whose model is a 'bn' one). The npz
     metadata keeps every changed field, so ``demo.py`` and ``--evaluate``
     use them too."""

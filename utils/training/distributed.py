@@ -52,8 +52,8 @@ def sync_batch_norm(comm):
     """A norm factory for ``models.presets.build_mask_rcnn(norm=...)``:
     ``channels -> SyncBatchNormalization`` (``sync_batch_norm.py``) on
     ``comm``."""
-    # Imported here: chainermn needs the MPI that create_communicator loads.
-    from utils.training.sync_batch_norm import SyncBatchNormalization
+    from utils.training.sync_batch_norm import (  # chainermn: after MPI
+        SyncBatchNormalization)
 
     def make(channels):
         return SyncBatchNormalization(channels, comm)

@@ -10,53 +10,74 @@ or MSRA's ImageNet caffemodel; and Detectron's frozen stages.
   Detectron's ``R-50.pkl`` / ``R-101.pkl`` or from a caffemodel): the stem
   and res2-res5 are copied into the body (and, for C4, res5 into the box
   head); heads keep their initialisers;
-* ``imagenet``: MSRA's ``ResNet-{50,101}-model.caffemodel`` from
-  ``CAFFEMODEL_DIR`` (where the reference implementation keeps it),
-  converted once to a cached backbone npz beside it.
+* ``imagenet``: MSRA's ``ResNet-{50,101}-model.caffemodel`` (or, for
+  mobilenetv1-fpn, shicai/MobileNet-Caffe's ``mobilenet.caffemodel``)
+  from ``CAFFEMODEL_DIR`` (where the reference implementation keeps
+  them), converted once to a cached backbone npz beside it.
+
+A MobileNetV1 backbone (metadata ``body: 'mobilenetv1'``) holds folded
+BatchNorm, so it sets the preset's norm to the frozen 'affine'.
 
 Backbone npz paths are the body's own, without prefix: ``conv1/conv/W``,
 ``res4/5/branch2b/norm/scale``.
 """
+import functools
 import os
 
 from utils.weights.caffemodel import CaffemodelError
 from utils.weights.model_io import (META_KEY, model_arrays, open_npz,
                                     preset_fields, read_meta)
+from utils.weights.mobilenet import convert_mobilenet
 from utils.weights.msra import convert_caffemodel
 from utils.weights.safe_pickle import ConversionError
 
 CAFFEMODEL_DIR = os.path.join('~', '.chainer', 'dataset', 'pfnet', 'chainer',
                               'models')
 CAFFEMODEL_NAME = 'ResNet-{}-model.caffemodel'
+MOBILENET_CAFFEMODEL = 'mobilenet.caffemodel'
+
+
+# The body a backbone npz must hold for each arch (metadata ``body``; a
+# backbone without it, and any other arch, is a ResNet).
+BACKBONE_BODIES = {'mobilenetv1-fpn': 'mobilenetv1'}
 
 
 class PretrainedError(ValueError):
     """Starting weights that are missing or do not fit."""
 
 
-def resolve(pretrained, depth, caffemodel_dir=CAFFEMODEL_DIR, log=print):
-    """The npz path ``--pretrained`` names; ``imagenet`` converts MSRA's
-    caffemodel of ``depth`` on first use and returns the cached npz."""
+def resolve(pretrained, depth, caffemodel_dir=CAFFEMODEL_DIR, log=print,
+            arch=None):
+    """The npz path ``--pretrained`` names; ``imagenet`` converts the
+    ImageNet caffemodel of ``arch`` (MSRA's ResNet of ``depth``, or
+    shicai's MobileNetV1 for mobilenetv1-fpn) on first use and returns the
+    cached npz."""
     if pretrained != 'imagenet':
         if not os.path.isfile(pretrained):
             raise PretrainedError('pretrained weights not found: {}'.format(
                 pretrained))
         return pretrained
     folder = os.path.expanduser(caffemodel_dir)
-    caffemodel = os.path.join(folder, CAFFEMODEL_NAME.format(depth))
+    if BACKBONE_BODIES.get(arch) == 'mobilenetv1':
+        name, convert = MOBILENET_CAFFEMODEL, convert_mobilenet
+        where = ('https://github.com/shicai/MobileNet-Caffe); or convert '
+                 'it with utils/mobilenet_parser.py and pass that npz')
+    else:
+        name = CAFFEMODEL_NAME.format(depth)
+        convert = functools.partial(convert_caffemodel, depth=depth)
+        where = ('https://github.com/KaimingHe/deep-residual-networks); or '
+                 'convert Detectron\'s R-{}.pkl with '
+                 'utils/detectron_parser.py and pass that npz'.format(depth))
+    caffemodel = os.path.join(folder, name)
     cached = os.path.splitext(caffemodel)[0] + '.npz'
     if os.path.isfile(cached):
         return cached
     if not os.path.isfile(caffemodel):
-        raise PretrainedError(
-            '--pretrained imagenet needs MSRA\'s {} in {} (from '
-            'https://github.com/KaimingHe/deep-residual-networks); or '
-            'convert Detectron\'s R-{}.pkl with utils/detectron_parser.py '
-            'and pass that npz'.format(CAFFEMODEL_NAME.format(depth),
-                                       folder, depth))
+        raise PretrainedError('--pretrained imagenet needs {} in {} (from '
+                              '{}'.format(name, folder, where))
     log('converting {} once to {}'.format(caffemodel, cached))
     try:
-        report = convert_caffemodel(caffemodel, cached, depth)
+        report = convert(caffemodel, cached)
     except (CaffemodelError, ConversionError) as e:
         raise PretrainedError(str(e)) from None
     log('\n'.join(report))
@@ -69,6 +90,14 @@ def pretrained_fields(path, arch):
     when it is of the same ``arch``, its preset overrides."""
     meta = read_meta(path)
     if meta.get('kind') == 'backbone':
+        body = meta.get('body', 'resnet')
+        if body != BACKBONE_BODIES.get(arch, 'resnet'):
+            raise PretrainedError(
+                '{} is a {} backbone, which does not fit --arch {} (a {} '
+                'backbone was expected)'.format(
+                    path, body, arch, BACKBONE_BODIES.get(arch, 'resnet')))
+        if body == 'mobilenetv1':  # folded BatchNorm: the frozen affine
+            return {'norm': 'affine'}
         return {'depth': meta.get('depth', 50)}
     if not meta:
         return {}
@@ -88,7 +117,7 @@ def starting_point(pretrained, arch, depth=None, log=print):
     read."""
     path = None
     if pretrained:
-        path = resolve(pretrained, depth or 50, log=log)
+        path = resolve(pretrained, depth or 50, log=log, arch=arch)
     fields = pretrained_fields(path, arch) if path else {}
     if depth is not None:
         fields['depth'] = depth
@@ -132,33 +161,34 @@ def _backbone_paths(stored, arrays, path, depth):
         if target is None:
             raise PretrainedError(
                 '{}: backbone array {} has no place in this model (a '
-                'ResNet-{} backbone for c4 or fpn was expected)'.format(
-                    path, name, depth))
+                'backbone of its body was expected)'.format(path, name))
         if arrays[target].shape != value.shape:
             raise PretrainedError('{}: {} is {}, the model has {}'.format(
                 path, name, value.shape, arrays[target].shape))
         out[target] = value
-    resnet = [n for n in arrays if n.startswith(('extractor/body/',
-                                                 'box_head/res5/'))]
-    missing = sorted(set(resnet) - set(out))
+    body = [n for n in arrays if n.startswith(('extractor/body/',
+                                               'box_head/res5/'))]
+    missing = sorted(set(body) - set(out))
     if missing:
         raise PretrainedError(
-            '{}: a ResNet-{} backbone leaves {} array(s) of this model\'s '
-            'ResNet empty, e.g. {}'.format(path, depth, len(missing),
-                                           missing[0]))
+            '{}: a {} backbone leaves {} array(s) of this model\'s '
+            'body empty, e.g. {}'.format(
+                path, 'ResNet-{}'.format(depth) if depth else 'MobileNetV1',
+                len(missing), missing[0]))
     return out
 
 
 def freeze(model, freeze_at):
     """Detectron's ``TRAIN.FREEZE_AT`` (detectron2's ``BACKBONE.FREEZE_AT``):
     1 freezes the stem, k >= 2 also res2..res_k (C4's res5 lives in the box
-    head). Affine norms are never trained (``models/norm.py``).
+    head); for MobileNetV1 the blocks up to C_k (``models/mobilenet.py``
+    ``STAGES``). Affine norms are never trained (``models/norm.py``).
 
     Call it after ``optimizer.setup``: chainer's ``disable_update`` only
     switches off update rules that exist, and ``setup`` makes new ones.
 
     Returns:
-        list of str: the frozen stages.
+        list of str: the frozen stages (MobileNetV1: blocks).
     """
     if not 0 <= freeze_at <= 5:
         raise PretrainedError('--freeze-at must be 0..5, got {}'.format(
@@ -169,6 +199,12 @@ def freeze(model, freeze_at):
         raise RuntimeError('freeze() before optimizer.setup() freezes '
                            'nothing')
     body = model.extractor.body
+    blocks = getattr(body, 'freeze_stages', None)
+    if blocks is not None:  # MobileNetV1: several blocks per stage
+        names = [n for stage in blocks[:freeze_at] for n in stage]
+        for name in names:
+            getattr(body, name).disable_update()
+        return names
     for name in stages:
         link = getattr(body, name, None)
         if link is None and name == 'res5':

@@ -6,9 +6,10 @@ paths plus one extra entry, ``_meta``: a JSON string with
 =============  ==========================================================
 key            meaning
 =============  ==========================================================
-kind           'model' (default) or 'backbone' (ImageNet ResNet only)
-arch           'c4' or 'fpn' (models)
-depth          50 or 101
+kind           'model' (default) or 'backbone' (ImageNet body only)
+body           of a backbone: 'resnet' (default) or 'mobilenetv1'
+arch           one of ``models.presets.ARCHS`` (models)
+depth          50 or 101 (the ResNet's; 50 for mobilenetv1-fpn, unused)
 n_fg_class     K (labels 1..K, background 0); default 80
 class_ids      dataset category id of labels 1..K (default: COCO's for
                K = 80, see ``model_classes``)
@@ -138,6 +139,8 @@ def read_meta(path):
 # key -> (check, what is expected); absent keys are allowed.
 _META_CHECKS = {
     'kind': (lambda v: v in ('model', 'backbone'), "'model' or 'backbone'"),
+    'body': (lambda v: v in ('resnet', 'mobilenetv1'),
+             "'resnet' or 'mobilenetv1'"),
     'arch': (lambda v: isinstance(v, str), 'an architecture name'),
     'depth': (lambda v: v in (50, 101), '50 or 101'),
     'n_fg_class': (lambda v: type(v) is int and v > 0,
