@@ -7,8 +7,10 @@ import numpy
 import pytest
 from chainer import gradient_check
 
+from models import train_chain
 from models.box_head import box_head_loss
 from models.box_losses import box_iou_loss, decode_deltas
+from tests.helpers import tiny_training as tiny
 from utils.ops.boxes import decode_bbox
 
 WEIGHTS = (10., 10., 5., 5.)
@@ -201,3 +203,77 @@ def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="one of .*'giou'.*got 'iou'"):
         box_iou_loss('iou', chainer.Variable(numpy.zeros((1, 4))),
                      numpy.zeros((1, 4)))
+
+
+def _reported(chain):
+    """What the chain reports on one batch of 2 tiny images."""
+    reporter = chainer.reporter.Reporter()
+    reporter.add_observer('main', chain)
+    observation = {}
+    with reporter.scope(observation):
+        chain(*tiny.batcher()(tiny.examples(2)))
+    return {k: float(v.array) for k, v in observation.items()}
+
+
+def _chain_forward(monkeypatch, box_loss):
+    """Reported losses of the tiny chain, and the per-ROI (GT-class
+    deltas, loc targets, rois, gt_bbox, label, roi_indices, n_images) it
+    passed to ``box_head_loss``, as host arrays."""
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(args=args, kwargs=kwargs)
+        return box_head_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_chain, 'box_head_loss', spy)
+    reported = _reported(tiny.chain(box_loss=box_loss))
+    monkeypatch.undo()
+    _, bbox_pred, label, loc, roi_indices, n = seen['args']
+    R = len(label)
+    deltas = bbox_pred.array.reshape(R, -1, 4)[numpy.arange(R), label]
+    return reported, (deltas, loc, seen['kwargs']['rois'],
+                      seen['kwargs']['gt_bbox'], label, roi_indices, n)
+
+
+def _image_mean(per_roi, label, roi_indices, n):
+    """Foreground sum / the image's ROI count, averaged over images."""
+    counts = numpy.bincount(roi_indices, minlength=n)
+    fg = label > 0
+    return sum(per_roi[fg & (roi_indices == i)].sum() / counts[i] / n
+               for i in range(n))
+
+
+def test_train_chain_smooth_l1_is_the_default(monkeypatch):
+    smooth, (deltas, loc, _, _, label, roi_indices, n) = _chain_forward(
+        monkeypatch, 'smooth_l1')
+    assert (label > 0).any() and (label == 0).any()
+    d = numpy.abs(deltas - loc)
+    sl1 = numpy.where(d < 1, 0.5 * d ** 2, d - 0.5).sum(axis=1)
+    assert smooth['main/roi_loc'] == pytest.approx(
+        _image_mean(sl1, label, roi_indices, n), rel=1e-5)
+    # A chain built without box_loss reports the same, value for value.
+    assert _reported(tiny.chain()) == smooth
+
+
+def test_train_chain_giou(monkeypatch):
+    smooth = _reported(tiny.chain())
+    giou, (deltas, loc, rois, gt_bbox, label, roi_indices, n) = \
+        _chain_forward(monkeypatch, 'giou')
+    fg = label > 0
+    # The matched ground truth is the box the targets were encoded to.
+    numpy.testing.assert_allclose(
+        decode_bbox(rois[fg], loc[fg], WEIGHTS), gt_bbox[fg], atol=1e-3)
+    per = _ref_loss('giou', decode_bbox(rois, deltas, WEIGHTS).astype(
+        numpy.float64), gt_bbox.astype(numpy.float64), 1)
+    assert giou['main/roi_loc'] == pytest.approx(
+        _image_mean(per, label, roi_indices, n), rel=1e-5)
+    assert giou['main/roi_loc'] != smooth['main/roi_loc']
+    assert giou['main/loss'] != smooth['main/loss']
+    # Same seed, same samples: only the box loss moves.
+    for key in ('main/rpn_loc', 'main/rpn_cls', 'main/roi_cls', 'main/mask'):
+        assert giou[key] == smooth[key], key
+
+
+def test_train_chain_refuses_an_unknown_box_loss():
+    with pytest.raises(ValueError, match="box_loss must be one of"):
+        tiny.chain(box_loss='l2')
