@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import compat  # noqa: F401,E402  (before chainer)
 import chainer  # noqa: E402
 
+from models.box_losses import BOX_LOSSES  # noqa: E402
 from models.norm import NORMS  # noqa: E402
 from models.presets import ARCHS, get_preset, preset_overrides  # noqa: E402
 from utils.backend import DeviceError  # noqa: E402
@@ -115,6 +116,10 @@ def _model_flags(a):
            "(converted weights), gn and bn train; syncbn is bn with "
            "statistics over the batches of all ChainerMN processes (needs "
            "--communicator); bn and syncbn models are saved as bn")
+    a('--box-loss', choices=BOX_LOSSES, default='smooth_l1',
+      help="box head regression loss: smooth_l1, Detectron's, on the "
+           'deltas; giou, diou or ciou: 1 - GIoU / DIoU / CIoU of the '
+           'decoded boxes, weight 1 (training only; default: smooth_l1)')
     a('--dtype', choices=('float32', 'mixed16'), default='float32',
       help='float32 (default), or mixed16: float16 activations and weights '
            'with float32 master weights, dynamic loss scaling and float32 '
@@ -325,7 +330,7 @@ def run(args, comm=None):
         mixed16=args.dtype == 'mixed16', batchsize=args.batchsize,
         loaders=args.loaders, scales=args.scales,
         subdivisions=args.subdivisions, gpu=args.gpu, gpus=args.gpus,
-        comm=comm)
+        comm=comm, box_loss=args.box_loss)
     if args.resume:
         load_snapshot(args.resume, trainer, len(train))
     try:

@@ -2,8 +2,8 @@
 
 Outputs follow Detectron: ``cls_score`` (R, K+1) logits with background at
 0 (a detectron2 ``cls_score`` keeps it last; ``BoxPredictor`` moves it
-first, see ``models/conventions.py``), ``bbox_pred`` (R, 4(K+1)) (dx, dy, dw, dh) per class for weights
-(10, 10, 5, 5).
+first, see ``models/conventions.py``), ``bbox_pred`` (R, 4(K+1))
+(dx, dy, dw, dh) per class for weights (10, 10, 5, 5).
 """
 import chainer
 import chainer.functions as F
@@ -11,6 +11,7 @@ import chainer.links as L
 from chainer import initializers
 from chainer.backend import get_array_module
 
+from models.box_losses import box_iou_loss, decode_deltas
 from models.losses import per_image_mean, smooth_l1
 
 
@@ -65,7 +66,8 @@ class ResNetC5Head(chainer.Chain):
 
 
 class TwoFCHead(chainer.Chain):
-    """FPN box head: 7x7x256 ROI features flattened (C, H, W) -> 2 x FC 1024."""
+    """FPN box head: 7x7x256 ROI features flattened (C, H, W) ->
+    2 x FC 1024."""
 
     def __init__(self, in_size, n_class, pooler, fc_channels=1024,
                  background_index=0):
@@ -86,21 +88,32 @@ class TwoFCHead(chainer.Chain):
 
 
 def box_head_loss(cls_score, bbox_pred, label, loc, roi_indices, n_images,
-                  beta=1.):
-    """Detectron's Fast R-CNN losses.
+                  beta=1., box_loss='smooth_l1', rois=None, gt_bbox=None,
+                  weights=(10., 10., 5., 5.), box_offset=1):
+    """Detectron's Fast R-CNN losses, or an IoU-type box loss.
 
     Args:
         cls_score (Variable): (R, K+1) logits; bbox_pred (R, 4(K+1)).
         label (array): (R,) int32, 0 for background.
         loc (array): (R, 4) targets of the labelled class (weights
-            (10, 10, 5, 5)).
+            ``weights``); used by 'smooth_l1'.
         roi_indices (array): (R,) int32 image of each ROI.
+        box_loss (str): 'smooth_l1' (Detectron's, ``beta`` 1), or 'giou',
+            'diou', 'ciou' (``models/box_losses.py``).
+        rois (array): (R, 4) float ``(x1, y1, x2, y2)`` the deltas apply
+            to, and gt_bbox (R, 4) the matched ground truth (any value on
+            background rows), both in the resized image's pixels; used by
+            the IoU-type losses.
+        weights, box_offset: the box coder's, as at inference.
 
     Returns:
-        (Variable, Variable): box loss (smooth L1, ``beta`` 1, on the
-        ground-truth class's deltas of foreground ROIs) and class loss
-        (softmax cross entropy), each divided by the image's ROI count and
-        averaged over images.
+        (Variable, Variable): box loss and class loss (softmax cross
+        entropy), each summed over the image's ROIs, divided by the image's
+        ROI count (foreground and background, as Detectron divides by the
+        sampled ROIs) and averaged over images, with weight 1. The box loss
+        is on the ground-truth class's prediction of foreground ROIs:
+        smooth L1 summed over the 4 deltas, or ``1 - (G/D/C)IoU`` of the
+        decoded box (weight 1, as detectron2's ``box_reg_loss_weight``).
     """
     xp = get_array_module(label)
     counts = xp.maximum(xp.bincount(roi_indices, minlength=n_images), 1)
@@ -108,9 +121,18 @@ def box_head_loss(cls_score, bbox_pred, label, loc, roi_indices, n_images,
     cls_loss = per_image_mean(cls, roi_indices, counts, n_images)
     R = len(label)
     # (R, 4(K+1)) -> (R, K+1, 4) -> (R, 4): deltas of each ROI's label.
-    pred = F.reshape(bbox_pred, (R, -1, 4))[xp.arange(R), label]
-    fg = (label > 0).astype(pred.dtype)[:, None]
-    per_roi = F.sum(smooth_l1(pred, loc.astype(pred.dtype), beta) * fg,
-                    axis=1)
-    loc_loss = per_image_mean(per_roi, roi_indices, counts, n_images)
+    pred = F.reshape(bbox_pred, (R, bbox_pred.shape[1] // 4, 4))[
+        xp.arange(R), label]
+    if box_loss == 'smooth_l1':
+        fg = (label > 0).astype(pred.dtype)[:, None]
+        per_roi = F.sum(smooth_l1(pred, loc.astype(pred.dtype), beta) * fg,
+                        axis=1)
+        loc_loss = per_image_mean(per_roi, roi_indices, counts, n_images)
+        return loc_loss, cls_loss
+    # Background rows are left out, not zeroed: their ground truth is
+    # arbitrary and could make a NaN that a zero weight keeps.
+    fg = xp.flatnonzero(label > 0)
+    box = decode_deltas(rois[fg], pred[fg], weights, box_offset)
+    per_fg = box_iou_loss(box_loss, box, gt_bbox[fg], box_offset)
+    loc_loss = per_image_mean(per_fg, roi_indices[fg], counts, n_images)
     return loc_loss, cls_loss

@@ -25,6 +25,7 @@ import chainer.functions as F
 import numpy
 
 from models.box_head import box_head_loss
+from models.box_losses import BOX_LOSSES
 from models.mask_head import mask_head_loss
 from models.mask_rcnn import as_float32
 from models.rpn import rpn_loss
@@ -72,13 +73,21 @@ class MaskRCNNTrainChain(chainer.Chain):
         model (models.mask_rcnn.MaskRCNN): the model to train.
         targets (TrainTargets): sampling and loss numbers.
         seed (int): seed of the sampling generator.
+        box_loss (str): the box head's regression loss, one of
+            ``BOX_LOSSES``: 'smooth_l1' (Detectron's) or an IoU-type loss
+            of ``models/box_losses.py``. Training only: the model file does
+            not keep it.
     """
 
-    def __init__(self, model, targets, seed=0):
+    def __init__(self, model, targets, seed=0, box_loss='smooth_l1'):
         super().__init__()
+        if box_loss not in BOX_LOSSES:
+            raise ValueError('box_loss must be one of {}, got {!r}'.format(
+                BOX_LOSSES, box_loss))
         with self.init_scope():
             self.model = model
         self.targets = targets
+        self.box_loss = box_loss
         self.rng = numpy.random.RandomState(seed)
 
     def serialize(self, serializer):
@@ -89,7 +98,7 @@ class MaskRCNNTrainChain(chainer.Chain):
         features = self.model.extractor(x)
         (rpn_loc_loss, rpn_cls_loss), samples = self._rpn_losses(
             features, scales, sizes, gt_bboxes, gt_labels)
-        rois = _batch(samples)
+        rois = _batch(samples, gt_bboxes)
         head_features = features[self.model.head_levels]
         roi_loc_loss, roi_cls_loss = self._box_losses(head_features, rois,
                                                       len(scales))
@@ -136,13 +145,18 @@ class MaskRCNNTrainChain(chainer.Chain):
 
     def _box_losses(self, head_features, rois, n):
         """(loc, cls) losses of the box head on the sampled ROIs."""
-        xp = self.model.xp
-        cls_score, bbox_pred = (as_float32(v) for v in self.model.box_head(
+        model = self.model
+        xp = model.xp
+        cls_score, bbox_pred = (as_float32(v) for v in model.box_head(
             head_features, xp.asarray(rois.rois),
             xp.asarray(rois.roi_indices)))
-        return box_head_loss(cls_score, bbox_pred, xp.asarray(rois.label),
-                             xp.asarray(rois.loc),
-                             xp.asarray(rois.roi_indices), n)
+        return box_head_loss(
+            cls_score, bbox_pred, xp.asarray(rois.label),
+            xp.asarray(rois.loc), xp.asarray(rois.roi_indices), n,
+            box_loss=self.box_loss, rois=xp.asarray(rois.rois),
+            gt_bbox=xp.asarray(rois.gt_bbox),
+            weights=model.bbox_reg_weights,
+            box_offset=model.conventions.box_offset)
 
     def _mask_loss(self, head_features, rois, samples, scales, gt_segms):
         """Mask loss on the foreground ROIs, against targets rasterised
@@ -164,21 +178,35 @@ class MaskRCNNTrainChain(chainer.Chain):
 
 class _ROIBatch:
     """The batch's sampled ROIs, flat: ``rois`` (R', 4), ``roi_indices``
-    (R',) int32, ``label`` (R',) int32, ``loc`` (R', 4) targets."""
+    (R',) int32, ``label`` (R',) int32, ``loc`` (R', 4) targets,
+    ``gt_bbox`` (R', 4) float32 matched ground truth (zeros for
+    background)."""
 
-    def __init__(self, rois, roi_indices, label, loc):
+    def __init__(self, rois, roi_indices, label, loc, gt_bbox):
         self.rois, self.roi_indices = rois, roi_indices
-        self.label, self.loc = label, loc
+        self.label, self.loc, self.gt_bbox = label, loc, gt_bbox
 
 
-def _batch(samples):
-    """Per-image ``SampledROIs`` -> one flat ``_ROIBatch``."""
+def _batch(samples, gt_bboxes):
+    """Per-image ``SampledROIs`` and ground truth -> one flat
+    ``_ROIBatch``."""
     return _ROIBatch(
         numpy.concatenate([s.rois for s in samples]),
         numpy.concatenate([numpy.full(len(s.rois), i, numpy.int32)
                            for i, s in enumerate(samples)]),
         numpy.concatenate([s.label for s in samples]),
-        numpy.concatenate([s.loc for s in samples]))
+        numpy.concatenate([s.loc for s in samples]),
+        numpy.concatenate([_matched(g, s.gt_index)
+                           for s, g in zip(samples, gt_bboxes)]))
+
+
+def _matched(gt_bbox, gt_index):
+    """(S, 4) float32 ``gt_bbox[gt_index]``, zeros where the index is -1
+    (background)."""
+    out = numpy.zeros((len(gt_index), 4), numpy.float32)
+    fg = gt_index >= 0
+    out[fg] = gt_bbox[gt_index[fg]]
+    return out
 
 
 def _host(a):

@@ -92,6 +92,18 @@ def test_sizes_and_anchors_travel_to_the_model_file(tmp_path):
     assert config['anchor_sizes'] == [8, 16, 40, 80, 160]
 
 
+def test_box_loss_is_recorded_for_training_only(tmp_path):
+    from utils.weights.model_io import read_meta
+    out = _run(tmp_path, 'giou', '--iteration', '2', '--box-loss', 'giou')
+    with open(os.path.join(out, 'config.json')) as f:
+        assert json.load(f)['box_loss'] == 'giou'
+    log = json.load(open(os.path.join(out, 'log')))
+    assert all(0 < e['main/roi_loc'] < 2 for e in log)
+    # Inference does not depend on it: the model file does not keep it.
+    assert 'box_loss' not in json.dumps(read_meta(
+        os.path.join(out, 'model_final.npz')))
+
+
 def test_bad_dataset_paths_give_one_line_errors(tmp_path):
     proc = subprocess.run(
         [sys.executable, 'train.py', '--dataset', 'coco-json',

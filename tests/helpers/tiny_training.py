@@ -35,14 +35,15 @@ def examples(n, seed=0, size=(64, 80)):
     return out
 
 
-def chain(seed=0, **preset_fields):
-    """The training chain of 'fpn-tiny' (2 classes, 64 px), seeded; preset
-    fields (e.g. ``ALL_SAMPLES``) replaced."""
+def chain(seed=0, box_loss='smooth_l1', **preset_fields):
+    """The training chain of 'fpn-tiny' (2 classes, 64 px), seeded, with
+    ``box_loss``; preset fields (e.g. ``ALL_SAMPLES``) replaced."""
     numpy.random.seed(seed)
     p = get_preset('fpn-tiny', n_fg_class=2, min_size=64, max_size=96,
                    **preset_fields)
     model = build_mask_rcnn(p)
-    return MaskRCNNTrainChain(model, train_targets(p), seed=seed)
+    return MaskRCNNTrainChain(model, train_targets(p), seed=seed,
+                              box_loss=box_loss)
 
 
 def batcher():

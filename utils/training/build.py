@@ -145,22 +145,24 @@ def build_iterator(dataset, batchsize, loaders, seed):
 def build_trainer(model, preset, data, schedule, out, seed=0,
                   weight_decay=1e-4, freeze_at=0, mixed16=False,
                   batchsize=2, loaders=2, scales=None, subdivisions=1,
-                  gpu=-1, gpus=None, comm=None):
+                  gpu=-1, gpus=None, comm=None, box_loss='smooth_l1'):
     """The trainer of ``model`` on ``data`` (train, val, val json path,
     class ids), on ``schedule`` (``trainer.Schedule``), writing to ``out``.
 
-    The preset gives the targets and the mask loss weight; ``freeze_at`` is
-    Detectron's
-    TRAIN.FREEZE_AT, ``scales`` the training shorter sides (default: the
-    preset's ``min_size``); ``gpu``, ``gpus``, ``comm`` and
-    ``subdivisions`` are ``setup.build_updater``'s. Each ChainerMN process
-    draws its own flips, scales, samples and data order (``seed`` plus its
-    rank); rank 0 writes the log, plots, snapshots and evaluations.
+    The preset gives the targets and the mask loss weight; ``box_loss``
+    is the box head's regression loss (``MaskRCNNTrainChain``'s);
+    ``freeze_at`` is Detectron's TRAIN.FREEZE_AT, ``scales`` the training
+    shorter sides (default: the preset's ``min_size``); ``gpu``,
+    ``gpus``, ``comm`` and ``subdivisions`` are ``setup.build_updater``'s.
+    Each ChainerMN process draws its own flips, scales, samples and data
+    order (``seed`` plus its rank); rank 0 writes the log, plots,
+    snapshots and evaluations.
     """
     train, val, val_json, class_ids = data
     root = comm is None or comm.rank == 0
     seed = seed + (comm.rank if comm is not None else 0)
-    chain = MaskRCNNTrainChain(model, train_targets(preset), seed=seed)
+    chain = MaskRCNNTrainChain(model, train_targets(preset), seed=seed,
+                               box_loss=box_loss)
     optimizer, frozen = build_optimizer(chain, schedule.lr, weight_decay,
                                         freeze_at, mixed16)
     if root:
