@@ -55,11 +55,11 @@ def load_snapshot(path, trainer, n_train):
         try:
             chainer.serializers.NpzDeserializer(npz).load(trainer)
         except KeyError as e:
+            missing = e.args[0].split(' is not a ')[0] if e.args else e
             raise SnapshotError(
                 '{} does not fit this training set-up: {} is missing (resume '
-                'with the --arch, --dtype, --gpus and number of processes '
-                'that wrote it)'.format(path, e.args[0].split(' is not a ')[0]
-                                        if e.args else e)) from None
+                'with the --arch, --dtype, --ema, --gpus and number of '
+                'processes that wrote it)'.format(path, missing)) from None
         except (ValueError, TypeError) as e:
             if 'allow_pickle' in str(e):
                 raise
