@@ -99,7 +99,11 @@ class WeightAverage(training.Extension):
                     setattr(link, key, copy.deepcopy(source))
 
     def serialize(self, serializer):
-        decay = serializer('decay', self.decay)
+        try:
+            decay = serializer('decay', self.decay)
+        except KeyError:  # loading a snapshot of a run without it
+            raise ValueError('it holds no weight average (it was written '
+                             'without --ema)') from None
         if decay != self.decay:  # only loading can give another value
             raise ValueError('its weight average has decay {}, this run '
                              '--ema {}'.format(decay, self.decay))
