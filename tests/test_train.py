@@ -198,16 +198,17 @@ def _run_mpi(mpiexec, tmp_path, name, *extra):
 
 def test_two_processes_resume_exactly(tmp_path, mpiexec):
     # Each rank trains on its 3 of the 6 images (an epoch boundary inside
-    # iteration 2), with its own flips and samples; only rank 0 writes.
+    # iteration 2), with its own flips and samples and its own weight
+    # average (--ema); only rank 0 writes, every rank resumes.
     full, stdout = _run_mpi(mpiexec, tmp_path, 'full', '--iteration', '3',
-                            '--snapshot', '2')
+                            '--snapshot', '2', '--ema', '0.5')
     assert stdout.count('learning rate 0.02 for batch 4 = 2 processes x '
                         '2') == 1
     _run_mpi(mpiexec, tmp_path, 'first', '--iteration', '2',
-             '--snapshot', '2')
+             '--snapshot', '2', '--ema', '0.5')
     resumed, _ = _run_mpi(mpiexec, tmp_path, 'resumed', '--iteration', '3',
-                          '--resume', str(tmp_path / 'first' /
-                                          'snapshot_iter_2'))
+                          '--ema', '0.5', '--resume',
+                          str(tmp_path / 'first' / 'snapshot_iter_2'))
     _assert_same_final_params(full, resumed)
     log_a = json.load(open(os.path.join(full, 'log')))
     log_b = json.load(open(os.path.join(resumed, 'log')))
