@@ -314,6 +314,8 @@ def run(args, comm=None):
     meta.update(arch=args.arch, depth=preset.depth,
                 conventions=preset.conventions.to_dict(),
                 preset=preset_overrides(preset))
+    if args.ema:  # the saved weights are the average
+        meta['ema'] = args.ema
     if root:
         write_config(args, preset)
     trainer, result = build_trainer(

@@ -139,6 +139,8 @@ def test_ema_with_cosine_resumes_exactly(tmp_path):
         [d['score'] for d in again], rel=1e-4)
     with open(os.path.join(full, 'config.json')) as f:
         assert json.load(f)['ema'] == 0.5
+    with numpy.load(os.path.join(full, 'model_final.npz')) as npz:
+        assert json.loads(str(npz['_meta']))['ema'] == 0.5
 
 
 def test_sizes_and_anchors_travel_to_the_model_file(tmp_path):
