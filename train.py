@@ -256,11 +256,11 @@ def write_config(args, preset):
         '{} = {} processes x {}'.format(args.effective_batchsize,
                                         args.processes, args.batchsize),
         args.lr_rule))
-    if args.ema and 1 / (1 - args.ema) > args.iteration:
-        print('warning: --ema {} forgets the starting weights in about {:.0f} '
-              'iterations, more than --iteration {}: the saved model will be '
-              'mostly them'.format(args.ema, 1 / (1 - args.ema),
-                                   args.iteration))
+    if args.ema and args.ema ** args.iteration > 0.05:
+        print('warning: with --ema {} the starting weights still weigh {:.2g} '
+              'in the average after --iteration {} (DECAY ** iterations); '
+              'a smaller DECAY forgets them sooner'.format(
+                  args.ema, args.ema ** args.iteration, args.iteration))
 
 
 def main(argv=None):

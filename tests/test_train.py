@@ -143,6 +143,18 @@ def test_ema_with_cosine_resumes_exactly(tmp_path):
         assert json.loads(str(npz['_meta']))['ema'] == 0.5
 
 
+@pytest.mark.parametrize('decay, warned', [(0.999, True), (0.99, False)])
+def test_ema_warns_while_the_start_weighs_over_5_percent(tmp_path, capsys,
+                                                         decay, warned):
+    # 0.999 ** 500 = exp(-0.50025) = 0.606; 0.99 ** 500 = 0.0066.
+    args = train.resolve_defaults(train.parse_args([
+        '--ema', str(decay), '--iteration', '500', '--out', str(tmp_path)]))
+    train.write_config(args, 'preset')
+    expected = ('warning: with --ema 0.999 the starting weights still weigh '
+                '0.61 in the average after --iteration 500')
+    assert (expected in capsys.readouterr().out) == warned
+
+
 def test_sizes_and_anchors_travel_to_the_model_file(tmp_path):
     from utils.weights.model_io import load_model
     out = _run(tmp_path, 'sizes', '--iteration', '1', '--min-size', '80',

@@ -70,7 +70,7 @@ class WeightAverage(training.Extension):
         # snapshot; the average itself was loaded by ``serialize``.
         self.publish()
 
-    def __call__(self, trainer=None):
+    def __call__(self, trainer):
         decay = self.decay
         for name, param in sorted(self.link.namedparams()):
             average = self.averages[name]

@@ -1,8 +1,8 @@
 """The chainer ``Trainer`` of ``train.py``: Detectron's learning-rate
 schedule, the divergence guard and the weight average (``--ema``) on every
-process; on rank 0 the writers
-(log, plots, progress, sound snapshots) and the COCO evaluation, whose
-failure is raised only after the snapshot of its iteration."""
+process; on rank 0 the writers (log, plots, progress, sound snapshots) and
+the COCO evaluation, whose failure is raised only after the snapshot of
+its iteration."""
 import dataclasses
 
 import chainer
