@@ -188,6 +188,12 @@ def _schedule_flags(a):
            '100 synthetic)')
     a('--weight-decay', type=float, default=1e-4,
       help='L2 weight decay (default: 1e-4)')
+    a('--ema', type=_decay, default=None, metavar='DECAY',
+      help='evaluate and save an exponential moving average of the '
+           'weights, avg = DECAY * avg + (1 - DECAY) * weights after each '
+           'step, from the starting weights; it forgets them in about 1 / '
+           '(1 - DECAY) iterations, e.g. 0.999: 1000 (default: off, the '
+           'last weights)')
     a('--seed', type=int, default=0, help='random seed (default: 0)')
 
 
@@ -214,6 +220,18 @@ def _positive(text):
     if value < 1:
         raise argparse.ArgumentTypeError(
             'expected a positive integer, got {!r}'.format(text))
+    return value
+
+
+def _decay(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            'expected a decay between 0 and 1 (both excluded), got '
+            '{!r}'.format(text))
     return value
 
 
@@ -259,6 +277,11 @@ def write_config(args, preset):
         '{} = {} processes x {}'.format(args.effective_batchsize,
                                         args.processes, args.batchsize),
         args.lr_rule))
+    if args.ema and args.ema ** args.iteration > 0.05:
+        print('warning: with --ema {} the starting weights still weigh {:.2g} '
+              'in the average after --iteration {} (DECAY ** iterations); '
+              'a smaller DECAY forgets them sooner'.format(
+                  args.ema, args.ema ** args.iteration, args.iteration))
 
 
 def main(argv=None):
@@ -318,9 +341,11 @@ def run(args, comm=None):
     meta.update(arch=args.arch, depth=preset.depth,
                 conventions=preset.conventions.to_dict(),
                 preset=preset_overrides(preset))
+    if args.ema:  # the saved weights are the average
+        meta['ema'] = args.ema
     if root:
         write_config(args, preset)
-    trainer = build_trainer(
+    trainer, result = build_trainer(
         model, preset, (train, val, val_json, meta['class_ids']),
         Schedule(args.iteration, args.lr, tuple(args.lr_steps), args.warmup,
                  args.snapshot, args.validation, args.log_interval,
@@ -330,7 +355,7 @@ def run(args, comm=None):
         mixed16=args.dtype == 'mixed16', batchsize=args.batchsize,
         loaders=args.loaders, scales=args.scales,
         subdivisions=args.subdivisions, gpu=args.gpu, gpus=args.gpus,
-        comm=comm, box_loss=args.box_loss)
+        comm=comm, box_loss=args.box_loss, ema_decay=args.ema)
     if args.resume:
         load_snapshot(args.resume, trainer, len(train))
     try:
@@ -338,11 +363,11 @@ def run(args, comm=None):
     except EvaluationFailed as e:
         kept = [latest_snapshot(args.out, e.iteration)]
         if root and e.iteration == args.iteration:
-            kept.append(save_final(model, meta, val, args.out))
+            kept.append(save_final(result, meta, val, args.out))
         kept = ', '.join(k for k in kept if k) or 'no snapshot yet'
         raise EvaluationFailed(e.iteration, e.error, kept) from None
     if root:
-        save_final(model, meta, val, args.out)
+        save_final(result, meta, val, args.out)
 
 
 if __name__ == '__main__':

@@ -9,6 +9,7 @@ import numpy
 import pytest
 
 import train
+from utils.training.results import evaluate_model, load_evaluated_model
 from utils.weights.model_io import load_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,6 +76,84 @@ def test_cosine_schedule_resumes_exactly(tmp_path):
     assert all(x > y for x, y in zip(lrs[1:], lrs[2:]))
     with open(os.path.join(full, 'config.json')) as f:
         assert json.load(f)['lr_schedule'] == 'cosine'
+
+
+def _snapshot(run, iteration):
+    """{key: array} of the trained model ('model/...') and of the weight
+    average ('ema/...') in ``run``'s snapshot at ``iteration``."""
+    live = 'updater/model:main/model/'
+    ema = 'extensions/ema/average/'
+    with numpy.load(os.path.join(run, 'snapshot_iter_{}'.format(
+            iteration))) as npz:
+        return {k.replace(live, 'model/').replace(ema, 'ema/'): npz[k]
+                for k in npz.files if k.startswith((live, ema))}
+
+
+def test_ema_with_cosine_resumes_exactly(tmp_path):
+    # The weight average follows a_t = d a_(t-1) + (1 - d) p_t, continues
+    # exactly from a snapshot, is what the evaluation sees and what
+    # model_final.npz holds.
+    flags = ('--lr-schedule', 'cosine', '--ema', '0.5', '--snapshot', '1')
+    full = _run(tmp_path, 'full', '--iteration', '6', schedule=flags)
+    resumed = _run(tmp_path, 'resumed', '--iteration', '6', '--resume',
+                   os.path.join(full, 'snapshot_iter_3'), schedule=flags)
+    log_a = json.load(open(os.path.join(full, 'log')))
+    log_b = json.load(open(os.path.join(resumed, 'log')))
+    for key in ('iteration', 'lr', 'main/loss', 'main/mask',
+                'validation/main/bbox/AP', 'validation/main/segm/AP'):
+        assert [e.get(key) for e in log_a] == pytest.approx(
+            [e.get(key) for e in log_b], rel=1e-4), key
+    last_a, last_b = _snapshot(full, 6), _snapshot(resumed, 6)
+    assert last_a.keys() == last_b.keys()
+    for k in last_a:
+        numpy.testing.assert_allclose(last_a[k], last_b[k], rtol=1e-5,
+                                      atol=1e-6, err_msg=k)
+    _assert_same_final_params(full, resumed)
+    # The recurrence, checked on the snapshots of every iteration.
+    before = _snapshot(full, 5)
+    names = [k[len('ema/'):] for k in last_a if k.startswith('ema/')]
+    assert len(names) > 20
+    for name in names:
+        numpy.testing.assert_allclose(
+            last_a['ema/' + name], 0.5 * before['ema/' + name] +
+            0.5 * last_a['model/' + name], rtol=1e-6, atol=1e-7,
+            err_msg=name)
+    # The saved model is the average, not the last weights.
+    final = _params(os.path.join(full, 'model_final.npz'))
+    differ = 0
+    for name in names:
+        numpy.testing.assert_array_equal(final[name], last_a['ema/' + name])
+        differ += not numpy.allclose(final[name], last_a['model/' + name])
+    assert differ > 20
+    # The evaluation at iteration 6 saw the average: the saved model's
+    # detections are the logged ones.
+    model, class_ids = load_evaluated_model(
+        os.path.join(full, 'model_final.npz'))
+    val = tmp_path / 'data' / 'val'
+    evaluate_model(model, class_ids, (str(val / 'annotations.json'),
+                                      str(val / 'images')),
+                   str(tmp_path / 'eval'))
+    logged = json.load(open(os.path.join(full, 'detections_iter_6.json')))
+    again = json.load(open(str(tmp_path / 'eval' / 'detections.json')))
+    assert len(logged) == len(again) > 0
+    assert [d['score'] for d in logged] == pytest.approx(
+        [d['score'] for d in again], rel=1e-4)
+    with open(os.path.join(full, 'config.json')) as f:
+        assert json.load(f)['ema'] == 0.5
+    with numpy.load(os.path.join(full, 'model_final.npz')) as npz:
+        assert json.loads(str(npz['_meta']))['ema'] == 0.5
+
+
+@pytest.mark.parametrize('decay, warned', [(0.999, True), (0.99, False)])
+def test_ema_warns_while_the_start_weighs_over_5_percent(tmp_path, capsys,
+                                                         decay, warned):
+    # 0.999 ** 500 = exp(-0.50025) = 0.606; 0.99 ** 500 = 0.0066.
+    args = train.resolve_defaults(train.parse_args([
+        '--ema', str(decay), '--iteration', '500', '--out', str(tmp_path)]))
+    train.write_config(args, 'preset')
+    expected = ('warning: with --ema 0.999 the starting weights still weigh '
+                '0.61 in the average after --iteration 500')
+    assert (expected in capsys.readouterr().out) == warned
 
 
 def test_sizes_and_anchors_travel_to_the_model_file(tmp_path):
@@ -146,16 +225,17 @@ def _run_mpi(mpiexec, tmp_path, name, *extra):
 
 def test_two_processes_resume_exactly(tmp_path, mpiexec):
     # Each rank trains on its 3 of the 6 images (an epoch boundary inside
-    # iteration 2), with its own flips and samples; only rank 0 writes.
+    # iteration 2), with its own flips and samples and its own weight
+    # average (--ema); only rank 0 writes, every rank resumes.
     full, stdout = _run_mpi(mpiexec, tmp_path, 'full', '--iteration', '3',
-                            '--snapshot', '2')
+                            '--snapshot', '2', '--ema', '0.5')
     assert stdout.count('learning rate 0.02 for batch 4 = 2 processes x '
                         '2') == 1
     _run_mpi(mpiexec, tmp_path, 'first', '--iteration', '2',
-             '--snapshot', '2')
+             '--snapshot', '2', '--ema', '0.5')
     resumed, _ = _run_mpi(mpiexec, tmp_path, 'resumed', '--iteration', '3',
-                          '--resume', str(tmp_path / 'first' /
-                                          'snapshot_iter_2'))
+                          '--ema', '0.5', '--resume',
+                          str(tmp_path / 'first' / 'snapshot_iter_2'))
     _assert_same_final_params(full, resumed)
     log_a = json.load(open(os.path.join(full, 'log')))
     log_b = json.load(open(os.path.join(resumed, 'log')))

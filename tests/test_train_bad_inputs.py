@@ -135,6 +135,37 @@ def test_meaningless_numbers_are_refused(flag, tmp_path):
     assert not os.path.exists(str(tmp_path / 'o'))
 
 
+@pytest.mark.parametrize('value', ['1', '0', 'x'])
+def test_ema_decay_must_be_between_0_and_1(value, tmp_path):
+    proc = _train('--ema', value, '--out', str(tmp_path / 'o'), timeout=60)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.endswith("argument --ema: expected a decay between 0 and 1 "
+                         "(both excluded), got '{}'".format(value))
+    assert not os.path.exists(str(tmp_path / 'o'))
+
+
+def test_resume_with_ema_of_a_snapshot_without_it(data, tmp_path):
+    snapshot = str(data / 'run' / 'snapshot_iter_2')
+    proc = _train(*_flags(data, tmp_path / 'o', '--resume', snapshot,
+                          '--ema', '0.9'))
+    _assert_one_line_error(proc, snapshot, 'does not fit', 'no weight '
+                           'average (it was written without --ema)')
+
+
+def test_resume_without_ema_of_a_snapshot_with_it(data, tmp_path):
+    # Loading would ignore the average: refused rather than lost.
+    first = tmp_path / 'ema'
+    train.main(_data_flags(data) + [
+        '--arch', 'fpn-tiny', '--loaders', '0', '--iteration', '2',
+        '--snapshot', '2', '--validation', '100', '--ema', '0.75', '--out',
+        str(first)])
+    snapshot = str(first / 'snapshot_iter_2')
+    proc = _train(*_flags(data, tmp_path / 'o', '--resume', snapshot))
+    _assert_one_line_error(proc, snapshot, 'holds a weight average (--ema '
+                           '0.75): resume with that --ema')
+
+
 def test_lr_steps_with_the_cosine_schedule_is_one_line(tmp_path):
     proc = _train('--lr-schedule', 'cosine', '--lr-steps', '300',
                   '--out', str(tmp_path / 'o'), timeout=60)

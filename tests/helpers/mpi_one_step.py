@@ -1,7 +1,9 @@
 """One training step of the tiny problem of ``tests/helpers/tiny_training.py``
 with ChainerMN: every rank takes its shard of the batch, the multi-node
-optimizer averages the gradients and steps. Rank 0 writes the averaged
-gradients, the new parameters and the (rank-averaged) loss to OUT.npz.
+optimizer averages the gradients and steps, then each rank updates its
+weight average (``--ema 0.5``). Rank 0 writes the averaged gradients, the
+new parameters, the (rank-averaged) loss and every rank's weight average
+to OUT.npz.
 
     mpiexec -n 2 python tests/helpers/mpi_one_step.py OUT.npz [N_IMAGES]
 
@@ -21,8 +23,9 @@ import chainer  # noqa: E402
 import numpy  # noqa: E402
 
 from tests.helpers import tiny_training as tiny  # noqa: E402
-from utils.training.distributed import (create_communicator,  # noqa: E402
-                               multi_node_optimizer)
+from utils.training.distributed import (  # noqa: E402
+    create_communicator, multi_node_optimizer)
+from utils.training.ema import WeightAverage  # noqa: E402
 from utils.training.subdivision_updater import SubdivisionUpdater  # noqa: E402
 
 
@@ -37,15 +40,20 @@ def main(out, n_images):
         opt.setup(chain)
         opt.add_hook(chainer.optimizer_hooks.WeightDecay(1e-4))
         opt = multi_node_optimizer(comm, opt)
+        average = WeightAverage(chain, 0.5)  # of rank 0's broadcast weights
         updater = SubdivisionUpdater(tiny.OneBatch(shard), opt,
                                      tiny.batcher(), subdivisions=2)
         observation = tiny.update_once(updater, chain)
+        average(None)
     loss = comm.allreduce_obj(observation['main/loss']) / comm.size
     grads, params = tiny.grads_and_params(chain)
+    averages = comm.gather_obj({'ema{}/{}'.format(comm.rank, k): v
+                                for k, v in average.averages.items()})
     if comm.rank == 0:
         numpy.savez(out, loss=loss, n_ranks=comm.size, shard=len(shard),
                     **{'grad/' + k: v for k, v in grads.items()},
-                    **{'param/' + k: v for k, v in params.items()})
+                    **{'param/' + k: v for k, v in params.items()},
+                    **{k: v for rank in averages for k, v in rank.items()})
 
 
 if __name__ == '__main__':

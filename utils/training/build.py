@@ -15,6 +15,7 @@ from utils.data.coco_dataset import COCODataset
 from utils.data.coco_eval import COCOEvaluator
 from utils.data.order_sampler import SeededShuffleOrderSampler
 from utils.threads import OneThreadPerLoader
+from utils.training.ema import WeightAverage
 from utils.training.errors import SetupError
 from utils.training.pretrained import freeze, load_pretrained
 from utils.training.setup import build_updater
@@ -145,9 +146,13 @@ def build_iterator(dataset, batchsize, loaders, seed):
 def build_trainer(model, preset, data, schedule, out, seed=0,
                   weight_decay=1e-4, freeze_at=0, mixed16=False,
                   batchsize=2, loaders=2, scales=None, subdivisions=1,
-                  gpu=-1, gpus=None, comm=None, box_loss='smooth_l1'):
-    """The trainer of ``model`` on ``data`` (train, val, val json path,
-    class ids), on ``schedule`` (``trainer.Schedule``), writing to ``out``.
+                  gpu=-1, gpus=None, comm=None, box_loss='smooth_l1',
+                  ema_decay=None):
+    """(trainer, the model to save) of ``model`` on ``data`` (train, val,
+    val json path, class ids), on ``schedule`` (``trainer.Schedule``),
+    writing to ``out``. With ``ema_decay`` the model evaluated and saved
+    is the exponential moving average of ``model``'s weights
+    (``ema.WeightAverage``, kept on every process), else ``model``.
 
     The preset gives the targets and the mask loss weight; ``box_loss``
     is the box head's regression loss (``MaskRCNNTrainChain``'s);
@@ -174,9 +179,12 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
                            model.conventions.box_offset)
     updater = build_updater(chain, optimizer, it, batcher, subdivisions,
                             gpu, gpus, comm)
+    # Made after the updater moved the model to its (main) device.
+    average = WeightAverage(model, ema_decay) if ema_decay else None
+    result = average.averaged if average else model
     trainer = make_trainer(updater, schedule, out, comm, {
-        'iterator': it, 'batcher': batcher, 'sampling': chain.rng})
+        'iterator': it, 'batcher': batcher, 'sampling': chain.rng}, average)
     if root:
         extend_writers(trainer, schedule, model, COCOEvaluator(
-            val, model, val_json, out, class_ids=class_ids))
-    return trainer
+            val, result, val_json, out, class_ids=class_ids))
+    return trainer, result

@@ -52,19 +52,34 @@ def load_snapshot(path, trainer, n_train):
             raise SnapshotError(
                 '{} was written for a training set of {} images, this one '
                 'has {}'.format(path, npz[order[0]].size, n_train))
+        _check_no_average_dropped(npz, path, trainer)
         try:
             chainer.serializers.NpzDeserializer(npz).load(trainer)
         except KeyError as e:
+            missing = e.args[0].split(' is not a ')[0] if e.args else e
             raise SnapshotError(
                 '{} does not fit this training set-up: {} is missing (resume '
-                'with the --arch, --dtype, --gpus and number of processes '
-                'that wrote it)'.format(path, e.args[0].split(' is not a ')[0]
-                                        if e.args else e)) from None
+                'with the --arch, --dtype, --ema, --gpus and number of '
+                'processes that wrote it)'.format(path, missing)) from None
         except (ValueError, TypeError) as e:
             if 'allow_pickle' in str(e):
                 raise
             raise SnapshotError('{} does not fit this training set-up: {}'
                                 .format(path, str(e).splitlines()[0]))
+
+
+def _check_no_average_dropped(npz, path, trainer):
+    # Loading ignores snapshot entries the trainer does not ask for: a run
+    # without --ema would silently drop the average the snapshot holds.
+    key = 'extensions/ema/decay'
+    if key not in npz.files:
+        return
+    try:
+        trainer.get_extension('ema')
+    except ValueError:
+        raise SnapshotError(
+            '{} holds a weight average (--ema {}): resume with that --ema '
+            'to continue it'.format(path, float(npz[key]))) from None
 
 
 def check_snapshot(path):

@@ -1,7 +1,8 @@
 """The chainer ``Trainer`` of ``train.py``: Detectron's learning-rate
-schedule and the divergence guard on every process; on rank 0 the writers
-(log, plots, progress, sound snapshots) and the COCO evaluation, whose
-failure is raised only after the snapshot of its iteration."""
+schedule, the divergence guard and the weight average (``--ema``) on every
+process; on rank 0 the writers (log, plots, progress, sound snapshots) and
+the COCO evaluation, whose failure is raised only after the snapshot of
+its iteration."""
 import dataclasses
 
 import chainer
@@ -51,14 +52,19 @@ class Schedule:
                                 self.validation)) | {self.iteration})
 
 
-def make_trainer(updater, schedule, out, comm=None, rank_states=None):
-    """A trainer with the schedule and the guard. With ChainerMN
-    (``comm``), losses are averaged over ranks and ``rank_states``
-    (name -> iterator, batcher, random state) go into rank 0's snapshot."""
+def make_trainer(updater, schedule, out, comm=None, rank_states=None,
+                 average=None):
+    """A trainer with the schedule, the guard and ``average`` (an
+    ``ema.WeightAverage``, or None), which goes into the snapshot as
+    ``extensions/ema``. With ChainerMN (``comm``), losses are averaged
+    over ranks and ``rank_states`` (name -> iterator, batcher, random
+    state) go into rank 0's snapshot."""
     trainer = chainer.training.Trainer(updater, (schedule.iteration,
                                                  'iteration'), out)
     trainer.extend(NonFiniteLossGuard())
     trainer.extend(schedule.lr_extension())
+    if average is not None:
+        trainer.extend(average, name='ema')
     if comm is not None:
         average_observations(trainer, comm, LOSS_KEYS)
         trainer.extend(RankStates(comm, {

@@ -21,6 +21,8 @@ conventions    ``models.conventions.Conventions`` as a dict: Detectron's
 preset         ``models.presets.Preset`` fields that differ from the
                arch's preset (e.g. detectron2's ROIAlign sampling ratio)
 source         where the weights came from: {'file', 'sha256', ...}
+ema            the weights are ``train.py --ema``'s moving average with
+               this decay (absent: the last weights of the training)
 =============  ==========================================================
 """
 import contextlib
@@ -152,6 +154,8 @@ _META_CHECKS = {
     'conventions': (lambda v: isinstance(v, dict), 'an object'),
     'preset': (lambda v: isinstance(v, dict), 'an object'),
     'source': (lambda v: isinstance(v, dict), 'an object'),
+    'ema': (lambda v: isinstance(v, float) and 0 < v < 1,
+            'a decay between 0 and 1'),
 }
 
 

@@ -12,7 +12,8 @@ import pytest
 from chainer import serializers
 
 from tests.helpers import tiny_training as tiny
-from utils.training.distributed import RankStates, SerializableRandomState, on_root
+from utils.training.distributed import (RankStates, SerializableRandomState,
+                                        on_root)
 from utils.data.order_sampler import SeededShuffleOrderSampler
 from utils.training.setup import SetupError
 from utils.training.subdivision_updater import SubdivisionUpdater
@@ -25,12 +26,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 def test_two_ranks_equal_one_process_on_the_union(tmp_path, mpiexec):
     out = str(tmp_path / 'mpi.npz')
     proc = subprocess.run(
-        [mpiexec, '-n', '2', sys.executable, 'tests/helpers/mpi_one_step.py', out,
-         '4'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [mpiexec, '-n', '2', sys.executable, 'tests/helpers/mpi_one_step.py',
+         out, '4'], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     # The reference: one process, the four images in one piece.
     with chainer.using_config('dtype', numpy.float64):
         chain = tiny.chain(**tiny.ALL_SAMPLES)
+        start = {n: p.array.copy() for n, p in chain.namedparams()}
         opt = chainer.optimizers.MomentumSGD(0.01)
         opt.setup(chain)
         opt.add_hook(chainer.optimizer_hooks.WeightDecay(1e-4))
@@ -53,6 +55,13 @@ def test_two_ranks_equal_one_process_on_the_union(tmp_path, mpiexec):
             numpy.testing.assert_allclose(mpi['param/' + name],
                                           params[name], rtol=1e-10,
                                           atol=1e-13, err_msg=name)
+            # Every rank holds the same weight average (--ema 0.5), that
+            # of one process: a_1 = (a_0 + p_1) / 2.
+            numpy.testing.assert_array_equal(mpi['ema1/' + name],
+                                             mpi['ema0/' + name])
+            numpy.testing.assert_allclose(
+                mpi['ema0/' + name], 0.5 * start[name] + 0.5 * params[name],
+                rtol=1e-10, atol=1e-13, err_msg=name)
 
 
 class _FakeComm:
