@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import compat  # noqa: F401,E402  (before chainer)
 import numpy  # noqa: E402
 
-from models.mask_rcnn import THRESHOLDS  # noqa: E402
+from utils.ops.detections import THRESHOLDS  # noqa: E402
 from models.presets import build_mask_rcnn, get_preset  # noqa: E402
 from utils.backend import DeviceError, require_gpus  # noqa: E402
 from utils.data.coco_eval import coco_results  # noqa: E402
