@@ -151,8 +151,8 @@ class OnnxMaskRCNN:
             pixel_std=c.pixel_std, channel_order=c.channel_order)
         features, rois = self.propose(x, size, scale)
         if len(rois):
-            cls_score, bbox_pred = self._heads('box', features, rois,
-                                               ['cls_score', 'bbox_pred'])
+            cls_score, bbox_pred = self.run_head(
+                'box', features, rois, ['cls_score', 'bbox_pred'])
             bbox, label, score = box_detections(
                 rois, cls_score, bbox_pred, scale, orig_size,
                 self.bbox_reg_weights, self.score_thresh, self.nms_thresh,
@@ -161,8 +161,8 @@ class OnnxMaskRCNN:
             bbox, label, score = no_detections()
         probs = numpy.zeros((0, 1, 1), numpy.float32)
         if len(bbox):
-            logits, = self._heads('mask', features, mask_rois(bbox, scale),
-                                  ['mask_logits'])
+            logits, = self.run_head('mask', features,
+                                    mask_rois(bbox, scale), ['mask_logits'])
             probs = class_mask_probs(logits, label)
         mask = paste_by_rule(c.paste, probs, bbox, orig_size,
                              self.mask_thresh)
@@ -171,9 +171,16 @@ class OnnxMaskRCNN:
     def propose(self, x, size, scale):
         """Head features {name: array} and the (R, 4) proposals of the
         (3, H, W) input ``x``."""
+        return self.proposals_of(self.run_backbone(x), size, scale)
+
+    def run_backbone(self, x):
+        """{output name: array} of the backbone and RPN graph part."""
         names = [o.name for o in self.session.get_outputs()
                  if o.name.startswith(('rpn_', 'head_features_'))]
-        out = dict(zip(names, self._run(names, image=x[None])))
+        return dict(zip(names, self._run(names, image=x[None])))
+
+    def proposals_of(self, out, size, scale):
+        """``propose`` given the outputs of ``run_backbone``."""
         n_rpn = len(self.rpn_strides)
         # (1, H, W, A) -> (H*W*A,); (1, H, W, 4A) -> (H*W*A, 4): the (H, W,
         # A) order of the anchors.
@@ -189,7 +196,7 @@ class OnnxMaskRCNN:
                     for k in range(self.n_levels)}
         return features, rois
 
-    def _heads(self, kind, features, rois, outputs):
+    def run_head(self, kind, features, rois, outputs):
         """Run the box or mask head on ``rois`` grouped by FPN level (one
         group for C4); rows come back in the order of ``rois``."""
         idx, restore = group_by_level(rois, self.k_min, self.n_levels,

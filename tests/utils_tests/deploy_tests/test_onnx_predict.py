@@ -61,12 +61,12 @@ def test_empty_fpn_level_and_level_order(pair):
     features, rois = onnx_model.propose(inp, size, scale)
     idx, _ = group_by_level(rois, 2, 4)
     assert len(idx[3]) == 0 and len(rois) > 0
-    cls_score, bbox_pred = onnx_model._heads('box', features, rois,
-                                             ['cls_score', 'bbox_pred'])
+    cls_score, bbox_pred = onnx_model.run_head(
+        'box', features, rois, ['cls_score', 'bbox_pred'])
     # Brute force: each ROI alone through the graph gives its own row.
     for r in (0, len(rois) - 1):
-        one, _ = onnx_model._heads('box', features, rois[r:r + 1],
-                                   ['cls_score', 'bbox_pred'])
+        one, _ = onnx_model.run_head('box', features, rois[r:r + 1],
+                                     ['cls_score', 'bbox_pred'])
         numpy.testing.assert_allclose(one[0], cls_score[r], atol=1e-5)
 
 
