@@ -4,13 +4,16 @@ Random weights with changes that make the comparison meaningful. A
 random ResNet-50 with unit affine scales grows its activations through
 depth, giving RPN deltas of tens (every box clipped to the image) and
 class logits of hundreds (every score 1.0), so the RPN's delta layer is
-scaled to outputs within +-0.5 and the box head's class layer to logits
-within +-4 on a test image, as a trained model's would be. Images are
+scaled to outputs within +-0.5, the box head's class layer to logits
+within +-4 and the mask logits to +-8 (not all near 0, where any rounding
+flips a pixel at the 0.5 threshold) on a test image, as a trained model's
+would be. Images are
 96-160 px with few proposals so that each test takes seconds.
 """
 import chainer
 import numpy
 
+from models.conventions import DETECTRON
 from models.presets import build_mask_rcnn, get_preset, preset_overrides
 from utils.ops.image import prepare
 from utils.weights.model_io import save_model
@@ -19,10 +22,11 @@ ARCHS = ('c4', 'fpn', 'fpn-tiny')
 N_FG_CLASS = 3
 
 
-def small_preset(arch):
+def small_preset(arch, conventions=DETECTRON):
     """``arch``'s preset at 128 px with 30 proposals; 'fpn' keeps its
     affine norm but narrow layers (Detectron's widths are the same code)."""
     kw = dict(n_fg_class=N_FG_CLASS, min_size=128, max_size=160,
+              conventions=conventions,
               rpn_pre_nms_top_n=(2000, 300), rpn_post_nms_top_n=(2000, 30))
     if arch != 'c4':
         kw['rpn_collect_top_n'] = (2000, 30)
@@ -52,7 +56,8 @@ def _scale(layer, outputs, peak):
 
 
 def _calibrate(model, img):
-    """RPN deltas within +-0.5, class logits within +-4 on ``img``."""
+    """RPN deltas within +-0.5, class logits within +-4 and mask logits
+    within +-8 on ``img``."""
     x, scale, size = prepare(img, model.min_size, model.max_size,
                              model.pad_stride)
     with chainer.using_config('train', False), chainer.no_backprop_mode():
@@ -64,11 +69,14 @@ def _calibrate(model, img):
         cls_score, _ = model.box_head(heads, rois,
                                       numpy.zeros(len(rois), numpy.int32))
         _scale(model.box_head.predictor.cls_score, [cls_score], 4.)
+        logits = model.mask_head(heads, rois,
+                                 numpy.zeros(len(rois), numpy.int32))
+        _scale(model.mask_head.predictor.logits, [logits], 8.)
 
 
-def write_npz(arch, path):
+def write_npz(arch, path, conventions=DETECTRON):
     """A crafted model npz of ``arch`` with its metadata at ``path``."""
-    p = small_preset(arch)
+    p = small_preset(arch, conventions)
     numpy.random.seed(0)
     model = build_mask_rcnn(p)
     _calibrate(model, images()[0])

@@ -14,10 +14,13 @@ import pytest
 pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 
-from tests.helpers.onnx_models import images  # noqa: E402
+from models.conventions import DETECTRON2  # noqa: E402
+from tests.helpers.onnx_models import images, write_npz  # noqa: E402
+from utils import export_onnx  # noqa: E402
 from utils.deploy.onnx_predict import OnnxMaskRCNN  # noqa: E402
 from utils.ops.fpn_levels import group_by_level  # noqa: E402
 from utils.ops.image import network_input  # noqa: E402
+from utils.weights.model_io import load_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
@@ -46,6 +49,20 @@ def test_same_detections(pair):
     theirs = onnx_model.predict(imgs)
     for i in range(len(imgs)):
         assert len(ours[0][i]) > 0, 'no detections: the test proves nothing'
+        assert_same([o[i] for o in ours], [t[i] for t in theirs])
+
+
+def test_same_detections_with_detectron2_conventions(tmp_path):
+    """ROIAlignV2 ('half_pixel'), background last in cls_score, no "+1",
+    detectron2's anchors, resize and paste: an fpn-tiny under them."""
+    npz = str(write_npz('fpn-tiny', tmp_path / 'd2.npz', DETECTRON2))
+    export_onnx.main([npz, '-o', str(tmp_path / 'd2.onnx')])
+    model, _ = load_model(npz)
+    assert model.box_head.predictor.background_index == -1
+    ours = model.predict(images())
+    theirs = OnnxMaskRCNN(str(tmp_path / 'd2.onnx')).predict(images())
+    for i in range(3):
+        assert len(ours[0][i]) > 0
         assert_same([o[i] for o in ours], [t[i] for t in theirs])
 
 
