@@ -46,7 +46,8 @@ from utils.deploy.onnx_predict import OnnxMaskRCNN, OnnxModelError  # noqa
 from utils.ops.image import ImageError, read_image  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.weights.model_io import (  # noqa: E402
-    DEFAULT_N_FG_CLASS, ModelFileError, load_model, model_classes)
+    DEFAULT_N_FG_CLASS, ModelFileError, check_meta, load_model,
+    model_classes)
 from utils.vis import draw_detections  # noqa: E402
 
 VISUALIZE = THRESHOLDS['visualize']  # Detectron's visualisation thresholds
@@ -126,6 +127,7 @@ def build(args):
     if args.backend == 'onnxruntime':
         model = OnnxMaskRCNN(args.modelfile, thresholds, args.threads or
                              default_threads())
+        check_meta(model.meta, args.modelfile)  # as load_model checks npz
         return model, model.meta
     if args.modelfile:
         model, meta = load_model(args.modelfile, args.arch)

@@ -9,7 +9,7 @@ import cv2
 import numpy
 import pytest
 
-pytest.importorskip('onnx')
+onnx = pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 
 import pycocotools.mask as mask_util  # noqa: E402
@@ -91,4 +91,13 @@ def test_refusals_in_one_line(folder):
                     'a.png'), '--modelfile')
     _one_line(_demo(folder, '--backend', 'onnxruntime', '--modelfile',
                     'M.onnx', '--gpu', '0', '--image', 'a.png'), '--gpu')
+    # A file whose npz metadata is wrong: refused as load_model would.
+    proto = onnx.load(str(folder / 'M.onnx'))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props['meta'] = '{"n_fg_class": "three"}'
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, str(folder / 'bad_meta.onnx'))
+    _one_line(_demo(folder, '--backend', 'onnxruntime', '--modelfile',
+                    'bad_meta.onnx', '--image', 'a.png', '--out', 'x.png'),
+              'bad_meta.onnx', 'n_fg_class')
     assert not (folder / 'x.png').exists()
