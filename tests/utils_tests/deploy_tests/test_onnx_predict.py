@@ -102,6 +102,23 @@ def test_no_detections(pair):
     assert_same([o[0] for o in ours], [t[0] for t in theirs])
 
 
+def test_no_proposals(pair):
+    """An RPN that keeps nothing (every box under the minimum size): no
+    head runs, no detection, on both backends."""
+    arch, model, path, _ = pair
+    onnx_model = OnnxMaskRCNN(path)
+    onnx_model.proposal_generator.min_size = 1e6
+    kept, model.proposal_generator.min_size = \
+        model.proposal_generator.min_size, 1e6
+    try:
+        ours = model.predict(images()[:1])
+    finally:
+        model.proposal_generator.min_size = kept
+    theirs = onnx_model.predict(images()[:1])
+    assert len(theirs[0][0]) == 0 and theirs[1][0].dtype == numpy.int32
+    assert_same([o[0] for o in ours], [t[0] for t in theirs])
+
+
 RUN_WITHOUT_CHAINER = """
 import json, sys
 for name in ('chainer', 'cupy', 'onnx', 'PIL', 'pycocotools'):
