@@ -295,7 +295,7 @@ def test_help_states_each_default_once_in_words():
         assert block.count('default') == 1, block
 
 
-# --- model files (utils/weights/model_io.py checks them) ---------------------------
+# --- model files (utils/weights/model_io.py checks them) ---------------------
 
 def _corrupt_crc(src, dst):
     """Copy ``src`` with one byte flipped inside its largest member's
