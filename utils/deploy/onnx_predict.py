@@ -136,9 +136,18 @@ class OnnxMaskRCNN:
         return self.session.run(outputs, dict(self._idle, **feeds))
 
     def predict(self, imgs):
-        """As ``MaskRCNN.predict``: lists of bbox (D, 4) float32 (x1, y1,
-        x2, y2) original pixels, label (D,) int32 in 1..K, score (D,)
-        float32 and mask (D, H, W) bool, from RGB CHW 0-255 images."""
+        """Detect objects and their masks, as ``MaskRCNN.predict``.
+
+        ========  ==========================  ==============================
+        in/out    shape, dtype                meaning
+        ========  ==========================  ==============================
+        imgs      list of (3, H, W) float32   RGB, 0-255
+        bboxes    list of (D, 4) float32      (x1, y1, x2, y2), orig. pixels
+        labels    list of (D,) int32          1..K (0 is background)
+        scores    list of (D,) float32        class probability
+        masks     list of (D, H, W) bool      pasted at ``mask_thresh``
+        ========  ==========================  ==============================
+        """
         outs = [self._predict_one(img) for img in imgs]
         return tuple(list(o) for o in zip(*outs)) if outs else ([],) * 4
 
