@@ -1,6 +1,10 @@
 """Run Mask R-CNN on images and draw the detections.
 
     python demo.py --image IMG [IMG|FOLDER ...] --modelfile MODEL.npz --contour
+    python demo.py --backend onnxruntime --modelfile MODEL.onnx --image IMG
+
+``--backend onnxruntime`` runs a file of ``utils/export_onnx.py`` on the
+CPU with the same post-processing, outputs and flags.
 
 Without ``--image`` it uses matplotlib's bundled photo of Grace Hopper;
 without ``--modelfile`` it runs a randomly initialised R-50-C4 (this proves
@@ -32,16 +36,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import compat  # noqa: F401,E402  (before chainer)
 import numpy  # noqa: E402
 
-from models.mask_rcnn import THRESHOLDS  # noqa: E402
 from models.presets import ARCHS, build_mask_rcnn, get_preset  # noqa: E402
+from utils.ops.detections import THRESHOLDS  # noqa: E402
 from utils.backend import DeviceError, require_gpus  # noqa: E402
 from utils.data.coco_eval import coco_results  # noqa: E402
 from utils.demo_io import (  # noqa: E402
     UsageError, list_images, prepare_outputs)
+from utils.deploy.onnx_predict import OnnxMaskRCNN, OnnxModelError  # noqa
 from utils.ops.image import ImageError, read_image  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.weights.model_io import (  # noqa: E402
-    DEFAULT_N_FG_CLASS, ModelFileError, load_model, model_classes)
+    DEFAULT_N_FG_CLASS, ModelFileError, check_meta, load_model,
+    model_classes)
 from utils.vis import draw_detections  # noqa: E402
 
 VISUALIZE = THRESHOLDS['visualize']  # Detectron's visualisation thresholds
@@ -58,6 +64,11 @@ def parse_args(argv=None):
                    help='model npz from utils/detectron_parser.py or '
                         'train.py (default: random weights, which find '
                         'nothing meaningful)')
+    p.add_argument('--backend', choices=('chainer', 'onnxruntime'),
+                   default='chainer',
+                   help='chainer runs a model npz; onnxruntime runs the '
+                        '.onnx of utils/export_onnx.py on the CPU (bash '
+                        'setup.sh --onnx) (default: chainer)')
     p.add_argument('--arch', choices=ARCHS, default=None,
                    help="model preset (default: the npz's metadata, or c4 "
                         "without --modelfile)")
@@ -95,7 +106,29 @@ def sample_photo():
         return f.name
 
 
+def check_backend(args):
+    """Refuse flags the onnxruntime backend cannot honour."""
+    if args.backend != 'onnxruntime':
+        return
+    if not args.modelfile:
+        raise UsageError('--backend onnxruntime needs --modelfile '
+                         'MODEL.onnx (from utils/export_onnx.py)')
+    if args.gpu >= 0:
+        raise UsageError('--backend onnxruntime runs on the CPU; expected '
+                         'no --gpu (or --gpu -1)')
+    if args.arch is not None:
+        raise UsageError('--backend onnxruntime reads the architecture '
+                         'from the .onnx file; expected no --arch')
+
+
 def build(args):
+    thresholds = dict(VISUALIZE, score_thresh=args.score_thresh,
+                      nms_thresh=args.nms_thresh)
+    if args.backend == 'onnxruntime':
+        model = OnnxMaskRCNN(args.modelfile, thresholds, args.threads or
+                             default_threads())
+        check_meta(model.meta, args.modelfile)  # as load_model checks npz
+        return model, model.meta
     if args.modelfile:
         model, meta = load_model(args.modelfile, args.arch)
     else:
@@ -104,8 +137,7 @@ def build(args):
         numpy.random.seed(0)
         model = build_mask_rcnn(get_preset(args.arch or 'c4'))
         meta = {}
-    model.use_thresholds(dict(VISUALIZE, score_thresh=args.score_thresh,
-                              nms_thresh=args.nms_thresh))
+    model.use_thresholds(thresholds)
     if args.gpu >= 0:
         import chainer
         chainer.backends.cuda.get_device_from_id(args.gpu).use()
@@ -173,6 +205,7 @@ def failure_line(failed, n_images):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_backend(args)
     args.image = args.image or [sample_photo()]
     images = list_images(args.image)
     out = args.out or ('output.png' if len(images) == 1 else 'output')
@@ -200,5 +233,6 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (DeviceError, ImageError, ModelFileError, UsageError) as e:
+    except (DeviceError, ImageError, ModelFileError, OnnxModelError,
+            UsageError) as e:
         sys.exit('demo.py: error: {}'.format(e))

@@ -4,6 +4,7 @@
 #   bash setup.sh            # CPU
 #   bash setup.sh --gpu 13   # also cupy-cuda13x (or --gpu 12 for cupy-cuda12x)
 #   bash setup.sh --mpi      # also mpi4py and MPICH (ChainerMN, mpiexec)
+#   bash setup.sh --onnx     # also onnx and onnxruntime (ONNX export/demo)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -11,11 +12,13 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 CUDA=""
 MPI=""
+ONNX=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --gpu) CUDA="$2"; shift 2 ;;
     --mpi) MPI=1; shift ;;
-    *) echo "setup.sh: unknown argument '$1' (expected --gpu 12|13, --mpi)" >&2; exit 2 ;;
+    --onnx) ONNX=1; shift ;;
+    *) echo "setup.sh: unknown argument '$1' (expected --gpu 12|13, --mpi, --onnx)" >&2; exit 2 ;;
   esac
 done
 
@@ -35,5 +38,8 @@ if [ -n "$CUDA" ]; then
 fi
 if [ -n "$MPI" ]; then
   "${PIP[@]}" install -r requirements/mpi.txt
+fi
+if [ -n "$ONNX" ]; then
+  "${PIP[@]}" install -r requirements/onnx.txt
 fi
 "$VENV/bin/python" -c "from utils import compat; import chainer; print('chainer', chainer.__version__, 'ready in $VENV')"

@@ -6,6 +6,11 @@ faster).
     python bench/compare.py roi_align OURS.json TORCHVISION.json
     python bench/compare.py train OURS.json TORCHVISION.json
 
+For inference it also prints each row's total latency in milliseconds next
+to torchvision's: ours on NumPy (and CuPy) and the same weights exported
+to ONNX on onnxruntime's CPU provider, timed by ``bench/inference.py`` in
+the same run on the same image size.
+
 OURS comes from ``bench/inference.py``, ``bench/roi_align.py`` or
 ``bench/train.py`` with ``--json``; TORCHVISION from
 ``bench/torchvision_ref.py <what> --json``, run on the same machine.
@@ -28,11 +33,16 @@ def inference(ours, theirs):
     print('latency ratio ours / torchvision ({} dets vs {})'.format(
         '/'.join(str(int(r['detections'])) for r in ours),
         int(ref['detections'])))
-    print('{:<6s} {:<6s}'.format('arch', 'xp') +
+    print('{:<6s} {:<11s}'.format('arch', 'xp') +
           ''.join(' {:>9s}'.format(s) for s in STAGES))
     for row in ours:
-        print('{:<6s} {:<6s}'.format(row['arch'], row['backend']) + ''.join(
-            ' {:>9.2f}'.format(row[s] / ref[s]) for s in STAGES))
+        print('{:<6s} {:<11s}'.format(row['arch'], row['backend']) +
+              ''.join(' {:>9.2f}'.format(row[s] / ref[s]) for s in STAGES))
+    print('total latency, ms')
+    for row in ours + [ref]:
+        print('{:<6s} {:<11s} {:>9.1f}'.format(
+            row['arch'].replace('torchvision-', 'tv-'), row['backend'],
+            row['total'] * 1e3))
 
 
 def roi_align(ours, theirs):

@@ -6,7 +6,12 @@ any preset of ``--arch``, e.g. fpn-tiny, mobilenetv1-fpn).
 Random weights (speed does not depend on them); the evaluate preset
 (score > 0.05, NMS 0.5, 100 detections) with the class logits biased so
 that the full 100 detections and their masks are computed, as with real
-weights. Rows: arch x backend (numpy, and cupy when a GPU is present).
+weights. Rows: arch x backend (numpy, cupy when a GPU is present, and
+onnxruntime on the CPU when onnx and onnxruntime are installed: the same
+weights exported by ``utils/deploy/onnx_export.py``, timed in the same
+run on the same image; its ``backbone`` includes the RPN head's
+convolutions, which run in the same graph, and its ``rpn`` is the
+proposal step alone).
 CPU peak memory is the process's peak resident set (``ru_maxrss``), GPU
 peak is CuPy's memory-pool high-water mark.
 
@@ -19,10 +24,12 @@ would see, unset the OpenBLAS pin of our CI machines in this command only:
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/inference.py``.
 """
 import argparse
+import importlib.util
 import json
 import os
 import resource
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
@@ -35,7 +42,9 @@ import numpy  # noqa: E402
 from functions.convolution_2d import Convolution2DGEMM  # noqa: E402
 from models.presets import build_mask_rcnn, get_preset  # noqa: E402
 from utils.backend import gpu_available  # noqa: E402
-from utils.ops.image import prepare  # noqa: E402
+from utils.ops.detections import (box_detections, class_mask_probs,  # noqa
+                                  mask_rois)
+from utils.ops.image import network_input, prepare  # noqa: E402
 from utils.ops.masks import paste_masks  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 
@@ -77,6 +86,52 @@ def stage_times(model, img):
     t['total'] = t6 - t0
     t['detections'] = int(len(bbox))
     return t
+
+
+def onnx_stage_times(model, img):
+    """Seconds per stage of ``OnnxMaskRCNN.predict``, as ``stage_times``."""
+    c = model.conventions
+    t = [time.perf_counter()]
+    x, scale, size = network_input(
+        img, model.min_size, model.max_size, model.pad_stride, c.resize,
+        c.proposal_bounds, pixel_mean=c.pixel_mean, pixel_std=c.pixel_std,
+        channel_order=c.channel_order)
+    t.append(time.perf_counter())
+    out = model.run_backbone(x)
+    t.append(time.perf_counter())
+    features, rois = model.proposals_of(out, size, scale)
+    t.append(time.perf_counter())
+    cls_score, bbox_pred = model.run_head('box', features, rois,
+                                          ['cls_score', 'bbox_pred'])
+    bbox, label, score = box_detections(
+        rois, cls_score, bbox_pred, scale, img.shape[1:],
+        model.bbox_reg_weights, model.score_thresh, model.nms_thresh,
+        model.limit, c.box_offset)
+    t.append(time.perf_counter())
+    logits, = model.run_head('mask', features, mask_rois(bbox, scale),
+                             ['mask_logits'])
+    probs = class_mask_probs(logits, label)
+    t.append(time.perf_counter())
+    paste_masks(probs, bbox, img.shape[1:])
+    t.append(time.perf_counter())
+    row = {s: t[i + 1] - t[i] for i, s in enumerate(STAGES)}
+    row['total'] = t[-1] - t[0]
+    row['detections'] = int(len(bbox))
+    return row
+
+
+def onnx_available():
+    return all(importlib.util.find_spec(m) is not None
+               for m in ('onnx', 'onnxruntime'))
+
+
+def onnx_model(model, arch, threads, folder):
+    """``model`` exported to ``folder`` and loaded in onnxruntime."""
+    from utils.deploy.onnx_export import export_onnx, save_onnx  # optional
+    from utils.deploy.onnx_predict import OnnxMaskRCNN  # onnxruntime
+    path = os.path.join(folder, arch + '.onnx')
+    save_onnx(export_onnx(model, {'arch': arch}, arch), path)
+    return OnnxMaskRCNN(path, 'evaluate', threads)
 
 
 class ConvFlops(chainer.FunctionHook):
@@ -134,7 +189,8 @@ def sgemm_gflops(n=4096, repeat=3):
     return 2 * n ** 3 / float(numpy.median(times)) / 1e9
 
 
-def bench(arch, backend, size, repeat):
+def bench_model(arch):
+    """Random weights whose proposals all score high for class 1."""
     numpy.random.seed(0)
     model = build_mask_rcnn(get_preset(arch))
     # Make every proposal score high for class 1 so that 100 detections
@@ -146,11 +202,21 @@ def bench(arch, backend, size, repeat):
     predictor.W.array[...] = numpy.random.RandomState(1).normal(
         0, 1e-6, predictor.W.shape)
     predictor.b.array[1] = 5.
+    return model
+
+
+def bench(model, backend, size, repeat, ort_model=None):
+    """Median stage times of ``model`` (or of ``ort_model``, the same
+    weights in onnxruntime, for backend 'onnxruntime')."""
     if backend == 'cupy':
         model.to_gpu()
     img = numpy.random.RandomState(0).uniform(
         0, 255, (3,) + tuple(size)).astype(numpy.float32)
-    runs = [stage_times(model, img) for _ in range(repeat + 1)][1:]
+    if backend == 'onnxruntime':
+        runs = [onnx_stage_times(ort_model, img)
+                for _ in range(repeat + 1)][1:]
+    else:
+        runs = [stage_times(model, img) for _ in range(repeat + 1)][1:]
     row = {k: float(numpy.median([r[k] for r in runs])) for k in runs[0]}
     # FLOPs of the backbone on the padded input it sees.
     x = prepare(img, model.min_size, model.max_size, model.pad_stride)[0]
@@ -176,6 +242,9 @@ def main():
                    help='timed runs after one warm-up (median reported)')
     p.add_argument('--json', default=None,
                    help='also write the rows to this JSON file')
+    p.add_argument('--no-onnxruntime', action='store_true',
+                   help='skip the onnxruntime rows, which are timed when '
+                        'onnx and onnxruntime are installed')
     p.add_argument('--threads', type=int, default=default_threads(),
                    help='BLAS and OpenCV threads (utils/threads.py)')
     args = p.parse_args()
@@ -197,9 +266,15 @@ def main():
     print('image {}x{}, times in ms (median of {})'.format(
         args.size[0], args.size[1], args.repeat))
     print(header)
+    folder = tempfile.TemporaryDirectory(prefix='bench_onnx_')
     for arch in args.arch:
-        for backend in backends:
-            r = bench(arch, backend, args.size, args.repeat)
+        model = bench_model(arch)
+        ort = None
+        if onnx_available() and not args.no_onnxruntime:  # before to_gpu
+            ort = onnx_model(model, arch, args.threads, folder.name)
+        for backend in ['numpy', 'onnxruntime'][:1 + bool(ort)] + \
+                backends[1:]:
+            r = bench(model, backend, args.size, args.repeat, ort)
             rows.append(dict(r, arch=arch, backend=backend,
                              threads=args.threads, blas=blas,
                              sgemm_gflops=sgemm, cpu=cpu,
@@ -214,6 +289,7 @@ def main():
                       'of SGEMM'.format(r['backbone_gflop'], rate,
                                         rate / sgemm))
             sys.stdout.flush()
+    folder.cleanup()
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(rows, f, indent=1)

@@ -54,7 +54,7 @@ def main():
     args = p.parse_args()
     ours_cmd = [sys.executable, os.path.join(ROOT, 'bench', 'inference.py'),
                 '--arch', args.arch, '--repeat', str(args.repeat),
-                '--threads', str(args.threads)]
+                '--threads', str(args.threads), '--no-onnxruntime']
     theirs_cmd = [args.torch_python,
                   os.path.join(ROOT, 'bench', 'torchvision_ref.py'),
                   'inference', '--device', 'cpu', '--threads',

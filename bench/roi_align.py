@@ -6,7 +6,7 @@ Cases (image 800 x 1344, 512 ROIs, float32):
   ``sampling_ratio=0`` (adaptive).
 * ``FPN``: levels P2..P5 with 256 channels and strides 4, 8, 16, 32, 7 x 7
   bins, ``sampling_ratio=2``; ROIs go to levels by FPN equation 1
-  (``models.poolers.assign_levels``, Detectron's rule) and each level is
+  (``utils.ops.fpn_levels.assign_levels``, Detectron's rule) and each level is
   pooled with its own call, as ``ROIPooler`` does. Times are summed over
   the levels.
 
@@ -32,7 +32,7 @@ import numpy  # noqa: E402
 import chainer  # noqa: E402
 
 from functions.roi_align_2d import roi_align_2d  # noqa: E402
-from models.poolers import assign_levels  # noqa: E402
+from utils.ops.fpn_levels import assign_levels  # noqa: E402
 from utils.backend import gpu_available  # noqa: E402
 
 IMAGE_H, IMAGE_W = 800, 1344

@@ -24,17 +24,10 @@ import numpy
 
 from models.anchors import shifted_anchors
 from models.conventions import DETECTRON
-from utils.ops.boxes import clip_bbox, decode_bbox
-from utils.ops.detections import suppress
-from utils.ops.image import prepare, prepare_d2
-from utils.ops.masks import paste_masks, paste_masks_d2
-
-#: Named test-time thresholds for ``MaskRCNN.use_thresholds``: Detectron's
-#: TEST.SCORE_THRESH / TEST.NMS / TEST.DETECTIONS_PER_IM.
-THRESHOLDS = {
-    'evaluate': {'score_thresh': 0.05, 'nms_thresh': 0.5, 'limit': 100},
-    'visualize': {'score_thresh': 0.7, 'nms_thresh': 0.3, 'limit': 100},
-}
+from utils.ops.detections import (box_detections, mask_rois,
+                                  no_detections, sigmoid, thresholds_of)
+from utils.ops.image import network_input
+from utils.ops.masks import paste_by_rule
 
 
 class MaskRCNN(chainer.Chain):
@@ -45,7 +38,7 @@ class MaskRCNN(chainer.Chain):
         rpn (models.rpn.RPNHead): shared RPN head.
         box_head, mask_head (chainer.Link): ``(features, rois,
             roi_indices)`` -> outputs.
-        proposal_generator (models.proposals.ProposalGenerator).
+        proposal_generator (utils.ops.proposals.ProposalGenerator).
         cell_anchors (list of ndarray): (A, 4) anchors of each RPN level.
         rpn_strides (tuple of int): stride of each RPN level.
         rpn_levels (slice): features the RPN sees.
@@ -55,8 +48,8 @@ class MaskRCNN(chainer.Chain):
         bbox_reg_weights (tuple): head delta weights (10, 10, 5, 5).
         mask_thresh (float): binarisation threshold (strict ``>``).
         thresholds (str or dict): 'evaluate', 'visualize' (a key of
-            ``THRESHOLDS``) or a dict of ``score_thresh``, ``nms_thresh``,
-            ``limit``.
+            ``utils.ops.detections.THRESHOLDS``) or a dict of
+            ``score_thresh``, ``nms_thresh``, ``limit``.
         conventions (models.conventions.Conventions): Detectron's
             semantics (default) or detectron2's; the model's pieces were
             built with the same object.
@@ -95,16 +88,10 @@ class MaskRCNN(chainer.Chain):
 
     def use_thresholds(self, thresholds):
         """Set ``score_thresh``, ``nms_thresh`` and ``limit`` from a key of
-        ``THRESHOLDS`` or a dict with those three keys."""
-        if isinstance(thresholds, str):
-            if thresholds not in THRESHOLDS:
-                raise ValueError(
-                    'thresholds must be one of {} or a dict, got {!r}'.format(
-                        sorted(THRESHOLDS), thresholds))
-            thresholds = THRESHOLDS[thresholds]
-        self.score_thresh = float(thresholds['score_thresh'])
-        self.nms_thresh = float(thresholds['nms_thresh'])
-        self.limit = int(thresholds['limit'])
+        ``utils.ops.detections.THRESHOLDS`` or a dict with those three
+        keys."""
+        self.score_thresh, self.nms_thresh, self.limit = thresholds_of(
+            thresholds)
 
     def host_anchors(self, features):
         """Anchors of each RPN level, (H_l*W_l*A, 4) NumPy arrays."""
@@ -133,7 +120,7 @@ class MaskRCNN(chainer.Chain):
         rois in its resized pixels, best first. ``anchors`` are on the
         model's device; ``train`` picks the proposal numbers."""
         return self.proposal_generator(
-            [F.sigmoid(v[i]).array for v in logits],
+            [sigmoid(v.array[i]) for v in logits],
             [v.array[i] for v in deltas], anchors, size, scale,
             train=train)[0]
 
@@ -155,26 +142,19 @@ class MaskRCNN(chainer.Chain):
         roi_indices = self.xp.zeros(len(rois), numpy.int32)
         cls_score, bbox_pred = self.box_head(features[self.head_levels],
                                              rois, roi_indices)
-        prob = F.softmax(as_float32(cls_score)).array
-        box_offset = self.conventions.box_offset
-        # (R, 4(K+1)) class-specific boxes in original-image pixels.
-        bbox = decode_bbox(rois / self._on_device(scale, numpy.float32),
-                           as_float32(bbox_pred).array,
-                           self.bbox_reg_weights, box_offset=box_offset)
-        bbox = clip_bbox(bbox, orig_size, box_offset=box_offset)
-        return suppress(bbox, prob, self.score_thresh, self.nms_thresh,
-                        self.limit, box_offset)
+        return box_detections(
+            rois, as_float32(cls_score).array, as_float32(bbox_pred).array,
+            scale, orig_size, self.bbox_reg_weights, self.score_thresh,
+            self.nms_thresh, self.limit, self.conventions.box_offset)
 
     def detect_masks(self, features, bbox, label, scale):
         """(D, M, M) mask probabilities of each detection's class."""
-        # Detectron scales the float64 boxes, then casts.
-        rois = (bbox.astype(numpy.float64) *
-                self._on_device(scale, numpy.float64)).astype(numpy.float32)
+        rois = mask_rois(bbox, scale)
         roi_indices = self.xp.zeros(len(rois), numpy.int32)
         # (D, M, M): only the channel of each detection's label.
         logits = as_float32(self.mask_head(features[self.head_levels],
                                            rois, roi_indices, label))
-        return F.sigmoid(logits).array
+        return sigmoid(logits.array)
 
     def predict(self, imgs):
         """Detect objects and their masks.
@@ -208,15 +188,10 @@ class MaskRCNN(chainer.Chain):
 
     def _predict_one(self, img):
         orig_size = img.shape[1:]
-        resize = (prepare_d2 if self.conventions.resize == 'detectron2'
-                  else prepare)
-        x, scale, size = resize(img, self.min_size, self.max_size,
-                                self.pad_stride, **self.normalization)
-        if self.conventions.proposal_bounds == 'padded':
-            # Detectron's im_info holds the padded blob's size ("for exact
-            # reproducibility"): its test-time proposals are clipped and
-            # filtered against it. Training uses the image's own size.
-            size = x.shape[1:]
+        c = self.conventions
+        x, scale, size = network_input(
+            img, self.min_size, self.max_size, self.pad_stride, c.resize,
+            c.proposal_bounds, **self.normalization)
         # The model's device, whichever is current (--gpu N, N != 0).
         with chainer.using_device(self.device), \
                 chainer.using_config('train', False), \
@@ -238,17 +213,9 @@ class MaskRCNN(chainer.Chain):
         # Model boundary: results go to the host for pasting and the user.
         bbox, label, score, probs = (chainer.backend.CpuDevice().send(a)
                                      for a in (bbox, label, score, probs))
-        paste = (paste_masks_d2 if self.conventions.paste == 'detectron2'
-                 else paste_masks)
-        mask = paste(probs, bbox, orig_size, self.mask_thresh)
+        mask = paste_by_rule(c.paste, probs, bbox, orig_size,
+                             self.mask_thresh)
         return bbox, label, score, mask
-
-    def _on_device(self, scale, dtype):
-        """A float scale as it is; a per-coordinate (4,) scale
-        (detectron2's resize) as an array of the model's device."""
-        if numpy.ndim(scale) == 0:
-            return scale
-        return self.xp.asarray(scale, dtype)
 
     @property
     def dtype(self):
@@ -260,9 +227,3 @@ def as_float32(v):
     """A head output as float32 for boxes, scores and losses (a no-op
     unless the model runs float16 under ``--dtype mixed16``)."""
     return F.cast(v, numpy.float32) if v.dtype == numpy.float16 else v
-
-
-def no_detections(xp):
-    """bbox (0, 4) float32, label (0,) int32, score (0,) float32."""
-    return (xp.zeros((0, 4), numpy.float32), xp.zeros(0, numpy.int32),
-            xp.zeros(0, numpy.float32))

@@ -1,42 +1,15 @@
 """ROI feature extraction from one or several feature levels.
 
-FPN assigns each ROI to one level by its size (FPN paper, equation 1, in
-Detectron's form ``map_rois_to_fpn_levels``)::
-
-    level = floor(canonical_level + log2(sqrt(area) / canonical_scale + 1e-6))
-
-clipped to ``[k_min, k_max]``, with the "+1" area ``(x2-x1+1)*(y2-y1+1)``.
+FPN assigns each ROI to one level by its size; the rule and the grouping
+are ``utils/ops/fpn_levels.py``, which the onnxruntime predictor shares.
 The box head and the mask head both pool through ``ROIPooler`` so the rule
-is written once.
+is applied in one place.
 """
 import numpy
 import chainer.functions as F
-from chainer.backend import get_array_module
 
 from functions.roi_align_2d import roi_align_2d
-
-
-def assign_levels(rois, k_min, k_max, canonical_scale=224,
-                  canonical_level=4, box_offset=1):
-    """FPN level of each ROI.
-
-    Args:
-        rois (array): (R, 4) (x1, y1, x2, y2) in input-image pixels.
-        k_min, k_max (int): the finest and coarsest level.
-        box_offset (int): 1 for "+1" widths in the area (Detectron), 0 for
-            detectron2.
-
-    Returns:
-        array: (R,) int32 levels in ``[k_min, k_max]``.
-    """
-    xp = get_array_module(rois)
-    w = rois[:, 2] - rois[:, 0] + box_offset
-    h = rois[:, 3] - rois[:, 1] + box_offset
-    # Detectron asserts positive areas; clamping at 0 sends degenerate
-    # boxes to k_min instead of producing NaN.
-    s = xp.sqrt(xp.maximum(w * h, 0))
-    lvl = xp.floor(canonical_level + xp.log2(s / canonical_scale + 1e-6))
-    return xp.clip(lvl, k_min, k_max).astype(numpy.int32)
+from utils.ops.fpn_levels import group_by_level
 
 
 class ROIPooler:
@@ -76,23 +49,14 @@ class ROIPooler:
         """
         if len(self.scales) == 1:
             return self._pool(features[0], rois, roi_indices, self.scales[0])
-        xp = get_array_module(rois)
-        levels = assign_levels(rois, self.k_min,
-                               self.k_min + len(self.scales) - 1,
-                               box_offset=self.box_offset)
-        pooled, order = [], []
-        for l, (x, scale) in enumerate(zip(features, self.scales)):
-            idx = xp.where(levels == self.k_min + l)[0]
-            if len(idx) == 0:
-                continue
-            pooled.append(self._pool(x, rois[idx], roi_indices[idx], scale))
-            order.append(idx)
+        idx, restore = group_by_level(rois, self.k_min, len(self.scales),
+                                      self.box_offset)
+        pooled = [self._pool(x, rois[i], roi_indices[i], scale)
+                  for x, scale, i in zip(features, self.scales, idx)
+                  if len(i)]
         if not pooled:
             return self._pool(features[0], rois, roi_indices, self.scales[0])
-        order = xp.concatenate(order)
         # `restore` undoes the grouping by level: pooled[restore] follows rois.
-        restore = xp.empty_like(order)
-        restore[order] = xp.arange(len(order), dtype=order.dtype)
         return F.concat(pooled, axis=0)[restore]
 
     def _pool(self, x, rois, roi_indices, scale):

@@ -18,7 +18,7 @@ from models.mask_head import FourConvMaskHead, ResNetC5MaskHead
 from models.mask_rcnn import MaskRCNN
 from models.mobilenet import MobileNetV1Body
 from models.poolers import ROIPooler
-from models.proposals import ProposalGenerator
+from utils.ops.proposals import ProposalGenerator
 from models.resnet import ResNetBody, res_stage
 from models.rpn import RPNHead
 from models.train_chain import TrainTargets
@@ -60,7 +60,8 @@ class Preset:
     fc_channels: int = 1024                  # FAST_RCNN.MLP_HEAD_DIM
     mask_channels: int = 256                 # MRCNN.DIM_REDUCED
     # Training targets and loss (Detectron TRAIN.*, MRCNN.*); ignored at
-    # test time. The test thresholds are MaskRCNN.THRESHOLDS['evaluate'].
+    # test time. The test thresholds are
+    # utils.ops.detections.THRESHOLDS['evaluate'].
     rpn_batch_size: int = 256                # TRAIN.RPN_BATCH_SIZE_PER_IM
     rpn_fg_fraction: float = 0.5             # TRAIN.RPN_FG_FRACTION
     rpn_positive_iou: float = 0.7            # TRAIN.RPN_POSITIVE_OVERLAP

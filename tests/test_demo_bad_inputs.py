@@ -290,12 +290,12 @@ def test_help_states_each_default_once_in_words():
     assert 'None' not in proc.stdout
     options = re.split('options:|optional arguments:', proc.stdout)[1]
     blocks = ['--' + b for b in options.split('\n  --')[1:]]
-    assert len(blocks) == 10, blocks
+    assert len(blocks) == 11, blocks
     for block in blocks:
         assert block.count('default') == 1, block
 
 
-# --- model files (utils/weights/model_io.py checks them) ---------------------------
+# --- model files (utils/weights/model_io.py checks them) ---------------------
 
 def _corrupt_crc(src, dst):
     """Copy ``src`` with one byte flipped inside its largest member's

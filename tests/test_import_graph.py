@@ -10,12 +10,14 @@ PACKAGES = ('functions', 'models', 'utils')
 # Layer of each module prefix; a module may import its own or lower layers.
 # utils.compat and utils.backend are the foundation (nothing of the project
 # below them); utils.vis draws arrays and is shared by the scripts;
-# utils.demo_io picks demo.py's input and output files.
+# utils.demo_io picks demo.py's input and output files; utils.deploy
+# exports to ONNX and runs it (its predictor must not import chainer).
 LAYERS = [('utils.compat', 0), ('utils.backend', 0), ('functions', 1),
           ('utils.ops', 2), ('models', 3), ('utils.vis', 4),
           ('utils.demo_io', 4),
           ('utils.data', 4), ('utils.weights', 4), ('utils.training', 5),
-          ('utils.detectron_parser', 6), ('utils.mobilenet_parser', 6),
+          ('utils.deploy', 5), ('utils.detectron_parser', 6),
+          ('utils.export_onnx', 6), ('utils.mobilenet_parser', 6),
           ('utils', 0)]
 
 

@@ -8,7 +8,7 @@ from models.box_head import BoxPredictor
 from models.conventions import DETECTRON, DETECTRON2, Conventions
 from models.poolers import ROIPooler
 from models.presets import build_mask_rcnn, get_preset
-from models.proposals import ProposalGenerator
+from utils.ops.proposals import ProposalGenerator
 from utils.ops.image import prepare
 from utils.ops.masks import paste_masks_d2
 

@@ -5,7 +5,8 @@ import numpy
 import pytest
 
 from functions.roi_align_2d import roi_align_2d
-from models.poolers import ROIPooler, assign_levels
+from models.poolers import ROIPooler
+from utils.ops.fpn_levels import assign_levels
 
 
 def test_levels_by_hand():

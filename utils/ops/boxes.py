@@ -1,8 +1,8 @@
 """Box arithmetic, as Detectron's ``detectron/utils/ops/boxes.py`` does it.
 
 Every function takes NumPy or CuPy arrays and returns arrays of the same
-module (``chainer.backend.get_array_module``); nothing moves between host
-and device. Boxes are ``(x1, y1, x2, y2)`` in pixels (docs/conventions.md).
+module (``utils.ops.array_module``); nothing moves between host and
+device. Boxes are ``(x1, y1, x2, y2)`` in pixels (docs/conventions.md).
 
 ``box_offset`` is how a width is measured: ``1`` (default) is Detectron's
 legacy inclusive box, ``w = x2 - x1 + 1``, so a one-pixel box has
@@ -22,7 +22,7 @@ The box coder (``encode_bbox`` / ``decode_bbox``, Detectron's
 """
 import math
 
-from chainer.backend import get_array_module
+from utils.ops.array_module import get_array_module
 
 #: Detectron's ``BBOX_XFORM_CLIP``: ``dw, dh`` are clipped here before exp.
 BBOX_XFORM_CLIP = math.log(1000. / 16.)

@@ -18,7 +18,6 @@ import os
 
 import cv2
 import numpy
-from PIL import Image
 
 # Detectron's PIXEL_MEANS (BGR), the default of models.conventions too.
 DETECTRON_PIXEL_MEANS = (102.9801, 115.9465, 122.7717)
@@ -111,6 +110,9 @@ def prepare_d2(img, min_size=800, max_size=1333, stride=1,
         ``stride``; the scale per box coordinate ``(sx, sy, sx, sy)``
         (float64), resized / original; and (H, W) of the resized image.
     """
+    # Pillow only for detectron2's resize: the onnxruntime predictor of a
+    # Detectron model needs NumPy and OpenCV alone.
+    from PIL import Image
     _, h, w = img.shape
     new_h, new_w = _d2_size(h, w, min_size, max_size)
     chw = img[::-1] if channel_order == 'BGR' else img
@@ -127,6 +129,32 @@ def prepare_d2(img, min_size=800, max_size=1333, stride=1,
     out[:, :new_h, :new_w] = hwc.transpose(2, 0, 1)
     sx, sy = new_w / w, new_h / h
     return out, numpy.array([sx, sy, sx, sy]), (new_h, new_w)
+
+
+def network_input(img, min_size, max_size, stride, resize='detectron',
+                  proposal_bounds='padded', **normalization):
+    """The test-time input of one RGB CHW image under a model's conventions
+    (``models/conventions.py``), for the Chainer model and the
+    onnxruntime predictor alike.
+
+    Args:
+        resize (str): 'detectron' (``prepare``) or 'detectron2'
+            (``prepare_d2``).
+        proposal_bounds (str): 'padded' or 'image' (below).
+        normalization: ``pixel_mean``, ``pixel_std``, ``channel_order``.
+
+    Returns:
+        (numpy.ndarray, float or numpy.ndarray, (int, int)): the (3, H',
+        W') float32 input, the scale, and the (H, W) that test-time
+        proposals are clipped and filtered against: the padded input's
+        with 'padded' (Detectron's ``im_info`` holds the padded blob's size
+        "for exact reproducibility"), the resized image's with 'image'.
+    """
+    prep = prepare_d2 if resize == 'detectron2' else prepare
+    x, scale, size = prep(img, min_size, max_size, stride, **normalization)
+    if proposal_bounds == 'padded':
+        size = x.shape[1:]
+    return x, scale, size
 
 
 def _d2_size(h, w, min_size, max_size):

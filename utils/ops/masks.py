@@ -52,6 +52,13 @@ def paste_masks(masks, bbox, size, thresh=0.5):
     return out
 
 
+def paste_by_rule(rule, masks, bbox, size, thresh=0.5):
+    """``paste_masks`` for ``rule`` 'detectron', ``paste_masks_d2`` for
+    'detectron2' (``Conventions.paste``)."""
+    paste = paste_masks_d2 if rule == 'detectron2' else paste_masks
+    return paste(masks, bbox, size, thresh)
+
+
 def paste_masks_d2(masks, bbox, size, thresh=0.5):
     """Full-image binary masks by detectron2's rule (module docstring).
 

@@ -29,7 +29,7 @@ stay on the device; the mask never goes to the host.
 import functools
 
 import numpy
-from chainer.backend import get_array_module
+from utils.ops.array_module import get_array_module
 
 _BLOCK = 64          # boxes per mask word: bits in unsigned long long
 _REDUCE_THREADS = 256

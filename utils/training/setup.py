@@ -5,7 +5,7 @@ import os
 
 import chainer
 
-from models.mask_rcnn import THRESHOLDS
+from utils.ops.detections import THRESHOLDS
 from utils.backend import require_gpus
 from utils.data.synthetic_coco import ensure_synthetic_coco
 from utils.training.distributed import multi_node_optimizer

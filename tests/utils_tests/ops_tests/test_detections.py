@@ -1,7 +1,11 @@
 """Per-class NMS and the per-image cap against an independent brute force."""
+import chainer.functions as F
 import numpy
+import pytest
 
-from utils.ops.detections import suppress
+from utils.ops.detections import (box_detections, sigmoid, softmax,
+                                  suppress, thresholds_of)
+from utils.ops.boxes import clip_bbox, decode_bbox
 
 
 def _iou(a, b):
@@ -92,3 +96,39 @@ def test_no_detection():
     b, lb, s = suppress(numpy.zeros((3, 8), 'f'),
                         numpy.full((3, 2), 0.01, 'f'), 0.05, 0.5, 100)
     assert b.shape == (0, 4) and lb.shape == (0,) and s.shape == (0,)
+
+
+def test_sigmoid_and_softmax_are_chainers_numbers():
+    """The predictor without chainer applies the same formulas: equal
+    float32 numbers, not just close ones."""
+    x = numpy.random.RandomState(0).normal(0, 5, (7, 5)).astype('f')
+    numpy.testing.assert_array_equal(sigmoid(x), F.sigmoid(x).array)
+    numpy.testing.assert_array_equal(softmax(x), F.softmax(x).array)
+    numpy.testing.assert_allclose(
+        softmax(x), numpy.exp(x) / numpy.exp(x).sum(1, keepdims=True),
+        rtol=1e-5)
+
+
+def test_box_detections_is_decode_clip_suppress():
+    rng = numpy.random.RandomState(1)
+    rois = numpy.sort(rng.uniform(0, 100, (6, 4)), axis=1).astype('f')
+    rois = rois[:, [0, 2, 1, 3]]
+    cls_score = rng.normal(0, 2, (6, 3)).astype('f')
+    bbox_pred = rng.normal(0, 0.5, (6, 12)).astype('f')
+    got = box_detections(rois, cls_score, bbox_pred, 2., (40, 60),
+                         (10., 10., 5., 5.), 0.05, 0.5, 100)
+    prob = numpy.exp(cls_score) / numpy.exp(cls_score).sum(1, keepdims=True)
+    bbox = clip_bbox(decode_bbox(rois / 2., bbox_pred, (10., 10., 5., 5.)),
+                     (40, 60))
+    want = suppress(bbox, prob.astype('f'), 0.05, 0.5, 100)
+    assert len(got[0]) == len(want[0]) > 0
+    for g, w in zip(got, want):
+        numpy.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+def test_thresholds_of():
+    assert thresholds_of('visualize') == (0.7, 0.3, 100)
+    assert thresholds_of({'score_thresh': 0, 'nms_thresh': 1,
+                          'limit': 5}) == (0., 1., 5)
+    with pytest.raises(ValueError, match='evaluate'):
+        thresholds_of('fast')

@@ -2,7 +2,7 @@
 post-NMS top-N, and the FPN collection over levels, on hand-made inputs."""
 import numpy
 
-from models.proposals import ProposalGenerator
+from utils.ops.proposals import ProposalGenerator
 
 
 def _level(boxes, scores):

@@ -14,7 +14,7 @@ pixels (``Boxes.nonempty``) without the centre test. With several levels
 its issue #459, which we do not reproduce).
 """
 import numpy
-from chainer.backend import get_array_module
+from utils.ops.array_module import get_array_module
 
 from utils.ops.boxes import clip_bbox, decode_bbox
 from utils.ops.nms import argsort_desc, non_maximum_suppression
