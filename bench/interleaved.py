@@ -28,10 +28,12 @@ STAGES = ('backbone', 'rpn', 'box head', 'mask head', 'paste', 'total')
 
 
 def run(cmd, out):
+    """The JSON rows of one benchmark process, by backend ('numpy',
+    'onnxruntime'; torchvision's: 'cpu')."""
     subprocess.run(cmd + ['--json', out], check=True,
                    stdout=subprocess.DEVNULL)
     with open(out) as f:
-        return json.load(f)[0]
+        return {r['backend']: r for r in json.load(f)}
 
 
 def cell(values):
@@ -50,25 +52,33 @@ def main():
     p.add_argument('--repeat', type=int, default=3,
                    help='timed runs per process (median), after a warm-up')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--onnxruntime', action='store_true',
+                   help='also time the same weights exported to ONNX on '
+                        "onnxruntime's CPU provider (in our process, after "
+                        'ours; needs bash setup.sh --onnx)')
     p.add_argument('--json', default=None)
     args = p.parse_args()
     ours_cmd = [sys.executable, os.path.join(ROOT, 'bench', 'inference.py'),
                 '--arch', args.arch, '--repeat', str(args.repeat),
-                '--threads', str(args.threads), '--no-onnxruntime']
+                '--threads', str(args.threads)] + (
+                    [] if args.onnxruntime else ['--no-onnxruntime'])
     theirs_cmd = [args.torch_python,
                   os.path.join(ROOT, 'bench', 'torchvision_ref.py'),
                   'inference', '--device', 'cpu', '--threads',
                   str(args.threads), '--repeat', str(args.repeat)]
     before = os.getloadavg()
-    ours, theirs = [], []
+    ours, ort, theirs = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, 'row.json')
         for i in range(args.rounds):
-            ours.append(run(ours_cmd, out))
-            theirs.append(run(theirs_cmd, out))
-            print('round {}: ours {:.0f} ms, torchvision {:.0f} ms'.format(
-                i + 1, ours[-1]['total'] * 1e3, theirs[-1]['total'] * 1e3),
-                flush=True)
+            rows = run(ours_cmd, out)
+            ours.append(rows['numpy'])
+            ort += [rows['onnxruntime']] if args.onnxruntime else []
+            theirs.append(run(theirs_cmd, out)['cpu'])
+            print('round {}: ours {:.0f} ms, {}torchvision {:.0f} ms'.format(
+                i + 1, ours[-1]['total'] * 1e3, 'onnxruntime {:.0f} ms, '
+                .format(ort[-1]['total'] * 1e3) if ort else '',
+                theirs[-1]['total'] * 1e3), flush=True)
     after = os.getloadavg()
     blas = ', '.join('{internal_api} {version} {architecture}'.format(**b)
                      for b in ours[0]['blas'])
@@ -83,13 +93,19 @@ def main():
         b = [r[s] for r in theirs]
         print('{:<10s} {:>20s} {:>20s} {:>7.2f}'.format(
             s, cell(a), cell(b), numpy.median(a) / numpy.median(b)))
+    if ort:
+        print('{:<10s} {:>20s} {:>20s} {:>7.2f}'.format(
+            'onnxruntime', cell([r['total'] for r in ort]), 'total',
+            numpy.median([r['total'] for r in ort]) /
+            numpy.median([r['total'] for r in theirs])))
     rate = [r['backbone_gflop'] / r['backbone'] for r in ours]
     print('backbone: {:.1f} GFLOP at {:.0f} GFLOP/s, {:.2f} of SGEMM'.format(
         ours[0]['backbone_gflop'], numpy.median(rate), numpy.median(
             [g / r['sgemm_gflops'] for g, r in zip(rate, ours)])))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({'ours': ours, 'torchvision': theirs,
+            json.dump({'ours': ours, 'onnxruntime': ort,
+                       'torchvision': theirs,
                        'load_average': [before, after]}, f, indent=1)
 
 
