@@ -29,11 +29,13 @@ import chainer  # noqa: E402
 
 from models.presets import ARCHS, get_preset, preset_overrides  # noqa: E402
 from utils.backend import DeviceError  # noqa: E402
+from utils.data.color_jitter import ColorJitter  # noqa: E402
 from utils.data.coco_json import DatasetError  # noqa: E402
 from utils.ops.image import ImageError  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.training.build import (  # noqa: E402
-    build_model, build_trainer, check_roi_size, load_data, training_preset)
+    build_augmentations, build_model, build_trainer, check_roi_size,
+    load_data, training_preset)
 from utils.training.defaults import LR_RULES, default_settings  # noqa: E402
 from utils.training.distributed import (  # noqa: E402
     COMMUNICATORS, abort_other_ranks, create_communicator, scatter_datasets)
@@ -59,6 +61,9 @@ def parse_args(argv=None):
     _data_flags(p.add_argument_group('data').add_argument)
     _devices_flags(p.add_argument_group('devices and batch').add_argument)
     _schedule_flags(p.add_argument_group('optimisation').add_argument)
+    _augment_flags(p.add_argument_group(
+        'augmentation (all off by default: Detectron\'s flip and scales '
+        'only)').add_argument)
     _run_flags(p.add_argument_group(
         'snapshots, evaluation and output').add_argument)
     return p.parse_args(argv)
@@ -170,6 +175,23 @@ def _schedule_flags(a):
     a('--seed', type=int, default=0, help='random seed (default: 0)')
 
 
+def _augment_flags(a):
+    a('--color-jitter', type=_color_jitter, default=None,
+      metavar='B,C,S,H',
+      help='random brightness, contrast and saturation factors in '
+           '[max(0, 1-x), 1+x] for x = B, C, S >= 0 and a hue turn in '
+           '[-H, H] (H <= 0.5 of a turn), in random order, as torchvision '
+           'ColorJitter; e.g. 0.4,0.4,0.4,0.1 (default: off)')
+    a('--random-crop', type=_crop_range, default=None, metavar='LO,HI',
+      help='cut each training image to a random window of LO..HI times its '
+           'sides (0 < LO <= HI) before the resize: below 1 a crop (zoom '
+           'in), above 1 padding with the pixel mean (zoom out); e.g. '
+           '0.5,1.5 (default: off)')
+    a('--crop-min-visible', type=float, default=None, metavar='FRACTION',
+      help='with --random-crop, drop an instance when less than this '
+           'fraction of its mask area stays in the window (default: 0.25)')
+
+
 def _run_flags(a):
     a('--snapshot', type=_positive, default=None,
       help='trainer snapshot interval in iterations (default: 5000, '
@@ -194,6 +216,35 @@ def _positive(text):
         raise argparse.ArgumentTypeError(
             'expected a positive integer, got {!r}'.format(text))
     return value
+
+
+def _floats(text, n):
+    try:
+        values = tuple(float(v) for v in text.split(','))
+    except ValueError:
+        values = ()
+    if len(values) not in n:
+        raise argparse.ArgumentTypeError(
+            'expected {} comma-separated numbers, got {!r}'.format(
+                ' or '.join(str(k) for k in n), text))
+    return values
+
+
+def _color_jitter(text):
+    values = _floats(text, (4,))
+    try:
+        ColorJitter(*values)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+    return values
+
+
+def _crop_range(text):
+    values = _floats(text, (2,))
+    if not 0 < values[0] <= values[1]:
+        raise argparse.ArgumentTypeError(
+            'expected 0 < LO <= HI, got {!r}'.format(text))
+    return values
 
 
 def _ids(text):
@@ -240,6 +291,16 @@ def write_config(args, preset):
         args.lr_rule))
 
 
+def _check_crop_min_visible(random_crop, fraction):
+    if fraction is None:
+        return
+    if not random_crop:
+        raise SetupError('--crop-min-visible applies to --random-crop')
+    if not 0 <= fraction <= 1:
+        raise SetupError('--crop-min-visible: expected a fraction in [0, 1], '
+                         'got {}'.format(fraction))
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.dtype == 'mixed16':
@@ -249,6 +310,7 @@ def main(argv=None):
     if args.lr_schedule == 'cosine' and args.lr_steps is not None:
         raise SetupError('--lr-steps applies to --lr-schedule step; cosine '
                          'decays over the whole --iteration')
+    _check_crop_min_visible(args.random_crop, args.crop_min_visible)
     comm = create_communicator(args.communicator) if args.communicator \
         else None
     check_devices(args.gpu, args.gpus)
@@ -303,7 +365,9 @@ def run(args, comm=None):
         mixed16=args.dtype == 'mixed16', batchsize=args.batchsize,
         loaders=args.loaders, scales=args.scales,
         subdivisions=args.subdivisions, gpu=args.gpu, gpus=args.gpus,
-        comm=comm)
+        comm=comm, augmentations=build_augmentations(
+            model, args.color_jitter, args.random_crop,
+            args.crop_min_visible))
     if args.resume:
         load_snapshot(args.resume, trainer, len(train))
     try:

@@ -1,8 +1,9 @@
 """From dataset examples to the training chain's batch.
 
 Workers only decode images (``COCODataset``); the random choices (flip,
-training scale) are made here, in the main process, by one seeded and
-serialised generator, so a run is reproducible and resumes exactly.
+the optional crop and colour jitter, training scale) are made here, in the
+main process, by one seeded and serialised generator, so a run is
+reproducible and resumes exactly.
 """
 import chainer
 import numpy
@@ -55,19 +56,30 @@ class TrainBatcher:
             ``channel_order`` for ``utils.ops.image.prepare`` (the model's
             ``normalization``; default Detectron's).
         box_offset (int): the model's ``conventions.box_offset`` (flips).
+        crop (callable): ``crop(img, bbox, label, segms, rng)`` returning
+            the four, e.g. ``utils.data.random_crop.RandomCrop``; None: off.
+        color_jitter (callable): ``color_jitter(img, rng)`` returning the
+            image, e.g. ``utils.data.color_jitter.ColorJitter``; None: off.
+
+    Per example, in this order: flip, crop, colour jitter (on the RGB 0-255
+    image), training scale, ``prepare``. A transform that is off draws
+    nothing, so the Detectron recipe draws what it drew before.
 
     ``batcher(batch, device)`` returns ``(x, scales, sizes, gt_bboxes,
     gt_labels, gt_segms)``; see ``models/train_chain.py``.
     """
 
     def __init__(self, scales=(800,), max_size=1333, stride=1, flip=True,
-                 seed=0, normalization=None, box_offset=1):
+                 seed=0, normalization=None, box_offset=1, crop=None,
+                 color_jitter=None):
         self.normalization = dict(normalization or {})
         self.box_offset = box_offset
         self.scales = tuple(scales)
         self.max_size = max_size
         self.stride = stride
         self.flip = flip
+        self.crop = crop
+        self.color_jitter = color_jitter
         self.rng = numpy.random.RandomState(seed)
 
     def __call__(self, batch, device=None):
@@ -79,6 +91,11 @@ class TrainBatcher:
             if self.flip and self.rng.rand() < 0.5:
                 img, bbox, segm = flip_example(img, bbox, segm,
                                                self.box_offset)
+            if self.crop is not None:
+                img, bbox, label, segm = self.crop(img, bbox, label, segm,
+                                                   self.rng)
+            if self.color_jitter is not None:
+                img = self.color_jitter(img, self.rng)
             min_size = self.scales[self.rng.randint(len(self.scales))]
             x, scale, size = prepare(img, min_size, self.max_size,
                                      self.stride, **self.normalization)

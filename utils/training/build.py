@@ -11,6 +11,8 @@ from models.presets import (
     build_mask_rcnn, check_c4_roi_sizes, get_preset, train_targets)
 from models.train_chain import MaskRCNNTrainChain
 from utils.data.batching import CarryReadErrors, TrainBatcher
+from utils.data.color_jitter import ColorJitter
+from utils.data.random_crop import RandomCrop
 from utils.data.coco_dataset import COCODataset
 from utils.data.coco_eval import COCOEvaluator
 from utils.data.order_sampler import SeededShuffleOrderSampler
@@ -128,10 +130,33 @@ def build_iterator(dataset, batchsize, loaders, seed):
                                             order_sampler=sampler)
 
 
+def build_augmentations(model, color_jitter=None, random_crop=None,
+                        crop_min_visible=0.25):
+    """(crop, jitter) for ``TrainBatcher``, None where off.
+
+    Args:
+        model: the model (its pixel mean fills the window outside the
+            image; its ``box_offset`` clips boxes).
+        color_jitter ((float, float, float, float)): brightness, contrast,
+            saturation and hue ranges of ``ColorJitter``.
+        random_crop ((float, float)): ``RandomCrop``'s window side range.
+        crop_min_visible (float): ``RandomCrop``'s ``min_visible``.
+    """
+    jitter = ColorJitter(*color_jitter) if color_jitter else None
+    crop = None
+    if random_crop:
+        norm = model.normalization
+        mean = tuple(norm['pixel_mean'])
+        rgb_mean = mean[::-1] if norm['channel_order'] == 'BGR' else mean
+        crop = RandomCrop(random_crop, crop_min_visible, rgb_mean,
+                          model.conventions.box_offset)
+    return crop, jitter
+
+
 def build_trainer(model, preset, data, schedule, out, seed=0,
                   weight_decay=1e-4, freeze_at=0, mixed16=False,
                   batchsize=2, loaders=2, scales=None, subdivisions=1,
-                  gpu=-1, gpus=None, comm=None):
+                  gpu=-1, gpus=None, comm=None, augmentations=(None, None)):
     """The trainer of ``model`` on ``data`` (train, val, val json path,
     class ids), on ``schedule`` (``trainer.Schedule``), writing to ``out``.
 
@@ -139,9 +164,11 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
     Detectron's
     TRAIN.FREEZE_AT, ``scales`` the training shorter sides (default: the
     preset's ``min_size``); ``gpu``, ``gpus``, ``comm`` and
-    ``subdivisions`` are ``setup.build_updater``'s. Each ChainerMN process
-    draws its own flips, scales, samples and data order (``seed`` plus its
-    rank); rank 0 writes the log, plots, snapshots and evaluations.
+    ``subdivisions`` are ``setup.build_updater``'s; ``augmentations`` is
+    ``build_augmentations``'s (crop, jitter). Each ChainerMN process
+    draws its own flips, crops, colours, scales, samples and data order
+    (``seed`` plus its rank); rank 0 writes the log, plots, snapshots
+    and evaluations.
     """
     train, val, val_json, class_ids = data
     root = comm is None or comm.rank == 0
@@ -152,10 +179,12 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
     if root:
         print('frozen: {}'.format(', '.join(frozen) or 'nothing'))
     it = build_iterator(train, batchsize, loaders, seed)
+    crop, jitter = augmentations
     batcher = TrainBatcher(scales or (preset.min_size,),
                            preset.max_size, preset.pad_stride, True, seed,
                            model.normalization,
-                           model.conventions.box_offset)
+                           model.conventions.box_offset, crop=crop,
+                           color_jitter=jitter)
     updater = build_updater(chain, optimizer, it, batcher, subdivisions,
                             gpu, gpus, comm)
     trainer = make_trainer(updater, schedule, out, comm, {

@@ -1,0 +1,84 @@
+"""The batcher's augmentations: drawn from its one seeded generator in a
+fixed order (flip, crop, colour jitter, scale), nothing drawn when off,
+and restored exactly from a snapshot."""
+import chainer
+import numpy
+
+from tests.helpers.tiny_training import examples
+from utils.data.batching import TrainBatcher
+from utils.data.coco_dataset import flip_example
+from utils.data.color_jitter import ColorJitter
+from utils.data.random_crop import RandomCrop
+from utils.ops.image import prepare
+
+SCALES = (48, 64)
+
+
+def _batcher(seed=3, on=True):
+    crop = RandomCrop((0.5, 1.5), 0.25, (122.7717, 115.9465, 102.9801))
+    jitter = ColorJitter(0.4, 0.4, 0.4, 0.1)
+    return TrainBatcher(SCALES, 96, 32, flip=True, seed=seed,
+                        crop=crop if on else None,
+                        color_jitter=jitter if on else None)
+
+
+def _assert_same(out_a, out_b):
+    x_a, scales_a, sizes_a, bboxes_a, labels_a, segms_a = out_a
+    x_b, scales_b, sizes_b, bboxes_b, labels_b, segms_b = out_b
+    numpy.testing.assert_array_equal(x_a, x_b)
+    assert scales_a == scales_b and sizes_a == sizes_b
+    for a, b in zip(bboxes_a + labels_a, bboxes_b + labels_b):
+        numpy.testing.assert_array_equal(a, b)
+    for segm_a, segm_b in zip(segms_a, segms_b):
+        for a, b in zip(segm_a, segm_b):
+            for pa, pb in zip(a, b):
+                numpy.testing.assert_array_equal(pa, pb)
+
+
+def test_draw_order_matches_a_hand_written_pipeline():
+    batch = examples(3, seed=1)
+    out = _batcher()(batch)
+    batcher = _batcher()   # its crop and jitter, driven by our generator
+    rng = numpy.random.RandomState(3)
+    for i, (img, bbox, label, segms) in enumerate(batch):
+        if rng.rand() < 0.5:
+            img, bbox, segms = flip_example(img, bbox, segms)
+        img, bbox, label, segms = batcher.crop(img, bbox, label, segms, rng)
+        img = batcher.color_jitter(img, rng)
+        x, scale, size = prepare(img, SCALES[rng.randint(2)], 96, 32)
+        assert out[1][i] == scale and out[2][i] == size
+        numpy.testing.assert_array_equal(out[0][i, :, :x.shape[1],
+                                                :x.shape[2]], x)
+        numpy.testing.assert_allclose(out[3][i], bbox * scale, rtol=1e-6)
+        numpy.testing.assert_array_equal(out[4][i], label)
+        assert len(out[5][i]) == len(segms)
+        for a, b in zip(out[5][i], segms):
+            for pa, pb in zip(a, b):
+                numpy.testing.assert_array_equal(pa, pb)
+
+
+def test_off_draws_what_the_detectron_recipe_draws():
+    batch = examples(4, seed=2)
+    plain = TrainBatcher(SCALES, 96, 32, flip=True, seed=3)
+    off = _batcher(on=False)
+    _assert_same(plain(batch), off(batch))
+    assert plain.rng.rand() == off.rng.rand()   # as many draws
+    # On, it draws more and changes the images.
+    plain, aug = TrainBatcher(SCALES, 96, 32, flip=True, seed=3), _batcher()
+    x_plain, x_aug = plain(batch)[0], aug(batch)[0]
+    assert x_plain.shape != x_aug.shape or not (x_plain == x_aug).all()
+    assert aug.rng.rand() != plain.rng.rand()
+
+
+def test_snapshot_restores_the_draws(tmp_path):
+    b1, b2 = examples(2, seed=4), examples(2, seed=5)
+    full = _batcher()
+    full(b1)
+    expect = full(b2)
+    first = _batcher()
+    first(b1)
+    path = str(tmp_path / 'batcher.npz')
+    chainer.serializers.save_npz(path, first)
+    resumed = _batcher(seed=99)   # the snapshot's state replaces the seed
+    chainer.serializers.load_npz(path, resumed)
+    _assert_same(resumed(b2), expect)
