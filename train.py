@@ -190,6 +190,10 @@ def _augment_flags(a):
     a('--crop-min-visible', type=float, default=None, metavar='FRACTION',
       help='with --random-crop, drop an instance when less than this '
            'fraction of its mask area stays in the window (default: 0.25)')
+    a('--mixup', type=_probability, default=0., metavar='P',
+      help='with probability P blend an image with another of the batch '
+           '(weight ~ Beta(32, 32), about 0.5) and train on the instances of '
+           'both (default: 0, off)')
 
 
 def _run_flags(a):
@@ -245,6 +249,17 @@ def _crop_range(text):
         raise argparse.ArgumentTypeError(
             'expected 0 < LO <= HI, got {!r}'.format(text))
     return values
+
+
+def _probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(
+            'expected a probability in [0, 1], got {!r}'.format(text))
+    return value
 
 
 def _ids(text):
@@ -367,7 +382,7 @@ def run(args, comm=None):
         subdivisions=args.subdivisions, gpu=args.gpu, gpus=args.gpus,
         comm=comm, augmentations=build_augmentations(
             model, args.color_jitter, args.random_crop,
-            args.crop_min_visible))
+            args.crop_min_visible, args.mixup))
     if args.resume:
         load_snapshot(args.resume, trainer, len(train))
     try:

@@ -60,10 +60,14 @@ class TrainBatcher:
             the four, e.g. ``utils.data.random_crop.RandomCrop``; None: off.
         color_jitter (callable): ``color_jitter(img, rng)`` returning the
             image, e.g. ``utils.data.color_jitter.ColorJitter``; None: off.
+        mixup (``utils.data.mixup.MixUp``): None: off.
 
     Per example, in this order: flip, crop, colour jitter (on the RGB 0-255
-    image), training scale, ``prepare``. A transform that is off draws
-    nothing, so the Detectron recipe draws what it drew before.
+    image), mixup, training scale, ``prepare``. A mixed example's partner
+    is the next example of the batch (the first for the last; itself in a
+    batch of one), flipped, cropped and jittered again with its own draws
+    right after the mixup draw. A transform that is off draws nothing, so
+    the Detectron recipe draws what it drew before.
 
     ``batcher(batch, device)`` returns ``(x, scales, sizes, gt_bboxes,
     gt_labels, gt_segms)``; see ``models/train_chain.py``.
@@ -71,7 +75,7 @@ class TrainBatcher:
 
     def __init__(self, scales=(800,), max_size=1333, stride=1, flip=True,
                  seed=0, normalization=None, box_offset=1, crop=None,
-                 color_jitter=None):
+                 color_jitter=None, mixup=None):
         self.normalization = dict(normalization or {})
         self.box_offset = box_offset
         self.scales = tuple(scales)
@@ -80,22 +84,18 @@ class TrainBatcher:
         self.flip = flip
         self.crop = crop
         self.color_jitter = color_jitter
+        self.mixup = mixup
         self.rng = numpy.random.RandomState(seed)
 
     def __call__(self, batch, device=None):
         xs, scales, sizes, bboxes, labels, segms = [], [], [], [], [], []
-        for example in batch:
-            if isinstance(example, ReadError):
-                raise DatasetError(example.message)
-            img, bbox, label, segm = example
-            if self.flip and self.rng.rand() < 0.5:
-                img, bbox, segm = flip_example(img, bbox, segm,
-                                               self.box_offset)
-            if self.crop is not None:
-                img, bbox, label, segm = self.crop(img, bbox, label, segm,
-                                                   self.rng)
-            if self.color_jitter is not None:
-                img = self.color_jitter(img, self.rng)
+        for i, example in enumerate(batch):
+            img, bbox, label, segm = self._augment(example)
+            lam = self.mixup.draw(self.rng) if self.mixup else None
+            if lam is not None:
+                partner = self._augment(batch[(i + 1) % len(batch)])
+                img, bbox, label, segm = self.mixup(
+                    (img, bbox, label, segm), partner, lam)
             min_size = self.scales[self.rng.randint(len(self.scales))]
             x, scale, size = prepare(img, min_size, self.max_size,
                                      self.stride, **self.normalization)
@@ -111,6 +111,20 @@ class TrainBatcher:
         if device is not None:
             x = _device(device).send(x)
         return x, scales, sizes, bboxes, labels, segms
+
+    def _augment(self, example):
+        """Flip, crop and colour jitter of one example, as drawn."""
+        if isinstance(example, ReadError):
+            raise DatasetError(example.message)
+        img, bbox, label, segm = example
+        if self.flip and self.rng.rand() < 0.5:
+            img, bbox, segm = flip_example(img, bbox, segm, self.box_offset)
+        if self.crop is not None:
+            img, bbox, label, segm = self.crop(img, bbox, label, segm,
+                                               self.rng)
+        if self.color_jitter is not None:
+            img = self.color_jitter(img, self.rng)
+        return img, bbox, label, segm
 
     def serialize(self, serializer):
         serialize_random_state(serializer, self.rng)

@@ -12,6 +12,7 @@ from models.presets import (
 from models.train_chain import MaskRCNNTrainChain
 from utils.data.batching import CarryReadErrors, TrainBatcher
 from utils.data.color_jitter import ColorJitter
+from utils.data.mixup import MixUp
 from utils.data.random_crop import RandomCrop
 from utils.data.coco_dataset import COCODataset
 from utils.data.coco_eval import COCOEvaluator
@@ -131,8 +132,9 @@ def build_iterator(dataset, batchsize, loaders, seed):
 
 
 def build_augmentations(model, color_jitter=None, random_crop=None,
-                        crop_min_visible=0.25):
-    """(crop, jitter) for ``TrainBatcher``, None where off.
+                        crop_min_visible=0.25, mixup=0.):
+    """``TrainBatcher``'s keyword arguments ``crop``, ``color_jitter`` and
+    ``mixup``, None where off.
 
     Args:
         model: the model (its pixel mean fills the window outside the
@@ -141,22 +143,23 @@ def build_augmentations(model, color_jitter=None, random_crop=None,
             saturation and hue ranges of ``ColorJitter``.
         random_crop ((float, float)): ``RandomCrop``'s window side range.
         crop_min_visible (float): ``RandomCrop``'s ``min_visible``.
+        mixup (float): ``MixUp``'s probability; 0: off.
     """
-    jitter = ColorJitter(*color_jitter) if color_jitter else None
-    crop = None
-    if random_crop:
-        norm = model.normalization
-        mean = tuple(norm['pixel_mean'])
-        rgb_mean = mean[::-1] if norm['channel_order'] == 'BGR' else mean
-        crop = RandomCrop(random_crop, crop_min_visible, rgb_mean,
-                          model.conventions.box_offset)
-    return crop, jitter
+    norm = model.normalization
+    mean = tuple(norm['pixel_mean'])
+    rgb_mean = mean[::-1] if norm['channel_order'] == 'BGR' else mean
+    return {
+        'crop': RandomCrop(random_crop, crop_min_visible, rgb_mean,
+                           model.conventions.box_offset)
+        if random_crop else None,
+        'color_jitter': ColorJitter(*color_jitter) if color_jitter else None,
+        'mixup': MixUp(mixup, rgb_mean) if mixup else None}
 
 
 def build_trainer(model, preset, data, schedule, out, seed=0,
                   weight_decay=1e-4, freeze_at=0, mixed16=False,
                   batchsize=2, loaders=2, scales=None, subdivisions=1,
-                  gpu=-1, gpus=None, comm=None, augmentations=(None, None)):
+                  gpu=-1, gpus=None, comm=None, augmentations=None):
     """The trainer of ``model`` on ``data`` (train, val, val json path,
     class ids), on ``schedule`` (``trainer.Schedule``), writing to ``out``.
 
@@ -165,7 +168,7 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
     TRAIN.FREEZE_AT, ``scales`` the training shorter sides (default: the
     preset's ``min_size``); ``gpu``, ``gpus``, ``comm`` and
     ``subdivisions`` are ``setup.build_updater``'s; ``augmentations`` is
-    ``build_augmentations``'s (crop, jitter). Each ChainerMN process
+    ``build_augmentations``'s (default: none). Each ChainerMN process
     draws its own flips, crops, colours, scales, samples and data order
     (``seed`` plus its rank); rank 0 writes the log, plots, snapshots
     and evaluations.
@@ -179,12 +182,11 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
     if root:
         print('frozen: {}'.format(', '.join(frozen) or 'nothing'))
     it = build_iterator(train, batchsize, loaders, seed)
-    crop, jitter = augmentations
     batcher = TrainBatcher(scales or (preset.min_size,),
                            preset.max_size, preset.pad_stride, True, seed,
                            model.normalization,
-                           model.conventions.box_offset, crop=crop,
-                           color_jitter=jitter)
+                           model.conventions.box_offset,
+                           **(augmentations or {}))
     updater = build_updater(chain, optimizer, it, batcher, subdivisions,
                             gpu, gpus, comm)
     trainer = make_trainer(updater, schedule, out, comm, {

@@ -1,6 +1,6 @@
 """The batcher's augmentations: drawn from its one seeded generator in a
-fixed order (flip, crop, colour jitter, scale), nothing drawn when off,
-and restored exactly from a snapshot."""
+fixed order (flip, crop, colour jitter, mixup, scale), nothing drawn when
+off, and restored exactly from a snapshot."""
 import chainer
 import numpy
 
@@ -8,18 +8,21 @@ from tests.helpers.tiny_training import examples
 from utils.data.batching import TrainBatcher
 from utils.data.coco_dataset import flip_example
 from utils.data.color_jitter import ColorJitter
+from utils.data.mixup import MixUp, mixup_examples
 from utils.data.random_crop import RandomCrop
 from utils.ops.image import prepare
 
 SCALES = (48, 64)
+RGB_MEAN = (122.7717, 115.9465, 102.9801)
 
 
-def _batcher(seed=3, on=True):
-    crop = RandomCrop((0.5, 1.5), 0.25, (122.7717, 115.9465, 102.9801))
+def _batcher(seed=3, on=True, mixup=None):
+    crop = RandomCrop((0.5, 1.5), 0.25, RGB_MEAN)
     jitter = ColorJitter(0.4, 0.4, 0.4, 0.1)
     return TrainBatcher(SCALES, 96, 32, flip=True, seed=seed,
                         crop=crop if on else None,
-                        color_jitter=jitter if on else None)
+                        color_jitter=jitter if on else None,
+                        mixup=MixUp(mixup, RGB_MEAN) if mixup else None)
 
 
 def _assert_same(out_a, out_b):
@@ -57,6 +60,40 @@ def test_draw_order_matches_a_hand_written_pipeline():
                 numpy.testing.assert_array_equal(pa, pb)
 
 
+def _augment(batcher, example, rng):
+    img, bbox, label, segms = example
+    if rng.rand() < 0.5:
+        img, bbox, segms = flip_example(img, bbox, segms)
+    img, bbox, label, segms = batcher.crop(img, bbox, label, segms, rng)
+    return batcher.color_jitter(img, rng), bbox, label, segms
+
+
+def test_mixup_draws_and_partners_match_a_hand_written_pipeline():
+    mixing = _batcher(mixup=0.5)
+    batcher = _batcher()
+    rng = numpy.random.RandomState(3)
+    n_mixed = 0
+    for seed in (6, 7, 8):
+        batch = examples(3, seed=seed)
+        out = mixing(batch)
+        for i in range(3):
+            img, bbox, label, segms = _augment(batcher, batch[i], rng)
+            if rng.rand() < 0.5:   # mixed with the next example, drawn anew
+                lam = rng.beta(32, 32)
+                partner = _augment(batcher, batch[(i + 1) % 3], rng)
+                img, bbox, label, segms = mixup_examples(
+                    (img, bbox, label, segms), partner, lam, RGB_MEAN)
+                n_mixed += 1
+            x, scale, size = prepare(img, SCALES[rng.randint(2)], 96, 32)
+            numpy.testing.assert_array_equal(out[0][i, :, :x.shape[1],
+                                                    :x.shape[2]], x)
+            numpy.testing.assert_allclose(out[3][i], bbox * scale,
+                                          rtol=1e-6)
+            numpy.testing.assert_array_equal(out[4][i], label)
+            assert len(out[5][i]) == len(segms)
+    assert 0 < n_mixed < 9   # some examples mixed, not all
+
+
 def test_off_draws_what_the_detectron_recipe_draws():
     batch = examples(4, seed=2)
     plain = TrainBatcher(SCALES, 96, 32, flip=True, seed=3)
@@ -72,13 +109,13 @@ def test_off_draws_what_the_detectron_recipe_draws():
 
 def test_snapshot_restores_the_draws(tmp_path):
     b1, b2 = examples(2, seed=4), examples(2, seed=5)
-    full = _batcher()
+    full = _batcher(mixup=0.5)
     full(b1)
     expect = full(b2)
-    first = _batcher()
+    first = _batcher(mixup=0.5)
     first(b1)
     path = str(tmp_path / 'batcher.npz')
     chainer.serializers.save_npz(path, first)
-    resumed = _batcher(seed=99)   # the snapshot's state replaces the seed
+    resumed = _batcher(seed=99, mixup=0.5)   # the snapshot's state wins
     chainer.serializers.load_npz(path, resumed)
     _assert_same(resumed(b2), expect)
