@@ -188,8 +188,13 @@ def _augment_flags(a):
            'in), above 1 padding with the pixel mean (zoom out); e.g. '
            '0.5,1.5 (default: off)')
     a('--crop-min-visible', type=float, default=None, metavar='FRACTION',
-      help='with --random-crop, drop an instance when less than this '
-           'fraction of its mask area stays in the window (default: 0.25)')
+      help='with --random-crop or --mosaic, drop an instance when less '
+           'than this fraction of its mask area stays in the window or '
+           'quadrant (default: 0.25)')
+    a('--mosaic', type=_probability, default=0., metavar='P',
+      help='with probability P put an image and the next three of the '
+           'batch in the four quadrants of one, split at a random centre '
+           '(default: 0, off)')
     a('--mixup', type=_probability, default=0., metavar='P',
       help='with probability P blend an image with another of the batch '
            '(weight ~ Beta(32, 32), about 0.5) and train on the instances of '
@@ -306,11 +311,12 @@ def write_config(args, preset):
         args.lr_rule))
 
 
-def _check_crop_min_visible(random_crop, fraction):
+def _check_crop_min_visible(random_crop, mosaic, fraction):
     if fraction is None:
         return
-    if not random_crop:
-        raise SetupError('--crop-min-visible applies to --random-crop')
+    if not random_crop and not mosaic:
+        raise SetupError('--crop-min-visible applies to --random-crop and '
+                         '--mosaic')
     if not 0 <= fraction <= 1:
         raise SetupError('--crop-min-visible: expected a fraction in [0, 1], '
                          'got {}'.format(fraction))
@@ -325,7 +331,8 @@ def main(argv=None):
     if args.lr_schedule == 'cosine' and args.lr_steps is not None:
         raise SetupError('--lr-steps applies to --lr-schedule step; cosine '
                          'decays over the whole --iteration')
-    _check_crop_min_visible(args.random_crop, args.crop_min_visible)
+    _check_crop_min_visible(args.random_crop, args.mosaic,
+                            args.crop_min_visible)
     comm = create_communicator(args.communicator) if args.communicator \
         else None
     check_devices(args.gpu, args.gpus)
@@ -382,7 +389,7 @@ def run(args, comm=None):
         subdivisions=args.subdivisions, gpu=args.gpu, gpus=args.gpus,
         comm=comm, augmentations=build_augmentations(
             model, args.color_jitter, args.random_crop,
-            args.crop_min_visible, args.mixup))
+            args.crop_min_visible, args.mosaic, args.mixup))
     if args.resume:
         load_snapshot(args.resume, trainer, len(train))
     try:

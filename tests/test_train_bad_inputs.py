@@ -148,8 +148,9 @@ def test_lr_steps_with_the_cosine_schedule_is_one_line(tmp_path):
     (('--color-jitter=-1,0,0,0',), ('brightness', '>= 0, got -1.0')),
     (('--random-crop', '1.5,0.5'), ('--random-crop', '0 < LO <= HI')),
     (('--random-crop', 'a,b'), ('--random-crop', 'expected 2 comma')),
-    (('--crop-min-visible', '0.5'), ('--crop-min-visible', '--random-crop')),
+    (('--crop-min-visible', '0.5'), ('--crop-min-visible', '--mosaic')),
     (('--mixup', '1.5'), ('--mixup', "probability in [0, 1], got '1.5'")),
+    (('--mosaic', 'x'), ('--mosaic', "probability in [0, 1], got 'x'")),
     (('--random-crop', '0.5,1', '--crop-min-visible', '2'),
      ('--crop-min-visible', 'fraction in [0, 1], got 2.0')),
 ])

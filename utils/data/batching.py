@@ -60,13 +60,15 @@ class TrainBatcher:
             the four, e.g. ``utils.data.random_crop.RandomCrop``; None: off.
         color_jitter (callable): ``color_jitter(img, rng)`` returning the
             image, e.g. ``utils.data.color_jitter.ColorJitter``; None: off.
+        mosaic (``utils.data.mosaic.Mosaic``): None: off.
         mixup (``utils.data.mixup.MixUp``): None: off.
 
     Per example, in this order: flip, crop, colour jitter (on the RGB 0-255
-    image), mixup, training scale, ``prepare``. A mixed example's partner
-    is the next example of the batch (the first for the last; itself in a
-    batch of one), flipped, cropped and jittered again with its own draws
-    right after the mixup draw. A transform that is off draws nothing, so
+    image), mosaic, mixup, training scale, ``prepare``. A mosaic's other
+    three examples, and a mixed example's partner, are the next examples
+    of the batch, cyclically (the example itself in a batch of one),
+    flipped, cropped and jittered again with their own draws right after
+    the mosaic or mixup draw. A transform that is off draws nothing, so
     the Detectron recipe draws what it drew before.
 
     ``batcher(batch, device)`` returns ``(x, scales, sizes, gt_bboxes,
@@ -75,7 +77,7 @@ class TrainBatcher:
 
     def __init__(self, scales=(800,), max_size=1333, stride=1, flip=True,
                  seed=0, normalization=None, box_offset=1, crop=None,
-                 color_jitter=None, mixup=None):
+                 color_jitter=None, mosaic=None, mixup=None):
         self.normalization = dict(normalization or {})
         self.box_offset = box_offset
         self.scales = tuple(scales)
@@ -84,6 +86,7 @@ class TrainBatcher:
         self.flip = flip
         self.crop = crop
         self.color_jitter = color_jitter
+        self.mosaic = mosaic
         self.mixup = mixup
         self.rng = numpy.random.RandomState(seed)
 
@@ -91,6 +94,13 @@ class TrainBatcher:
         xs, scales, sizes, bboxes, labels, segms = [], [], [], [], [], []
         for i, example in enumerate(batch):
             img, bbox, label, segm = self._augment(example)
+            centre = self.mosaic.draw(img.shape[1:], self.rng) \
+                if self.mosaic else None
+            if centre is not None:
+                img, bbox, label, segm = self.mosaic(
+                    [(img, bbox, label, segm)] + [
+                        self._augment(batch[(i + k) % len(batch)])
+                        for k in (1, 2, 3)], centre)
             lam = self.mixup.draw(self.rng) if self.mixup else None
             if lam is not None:
                 partner = self._augment(batch[(i + 1) % len(batch)])

@@ -13,6 +13,7 @@ from models.train_chain import MaskRCNNTrainChain
 from utils.data.batching import CarryReadErrors, TrainBatcher
 from utils.data.color_jitter import ColorJitter
 from utils.data.mixup import MixUp
+from utils.data.mosaic import Mosaic
 from utils.data.random_crop import RandomCrop
 from utils.data.coco_dataset import COCODataset
 from utils.data.coco_eval import COCOEvaluator
@@ -132,9 +133,9 @@ def build_iterator(dataset, batchsize, loaders, seed):
 
 
 def build_augmentations(model, color_jitter=None, random_crop=None,
-                        crop_min_visible=0.25, mixup=0.):
-    """``TrainBatcher``'s keyword arguments ``crop``, ``color_jitter`` and
-    ``mixup``, None where off.
+                        crop_min_visible=0.25, mosaic=0., mixup=0.):
+    """``TrainBatcher``'s keyword arguments ``crop``, ``color_jitter``,
+    ``mosaic`` and ``mixup``, None where off.
 
     Args:
         model: the model (its pixel mean fills the window outside the
@@ -142,7 +143,9 @@ def build_augmentations(model, color_jitter=None, random_crop=None,
         color_jitter ((float, float, float, float)): brightness, contrast,
             saturation and hue ranges of ``ColorJitter``.
         random_crop ((float, float)): ``RandomCrop``'s window side range.
-        crop_min_visible (float): ``RandomCrop``'s ``min_visible``.
+        crop_min_visible (float): ``min_visible`` of ``RandomCrop`` and
+            ``Mosaic``.
+        mosaic (float): ``Mosaic``'s probability; 0: off.
         mixup (float): ``MixUp``'s probability; 0: off.
     """
     norm = model.normalization
@@ -153,6 +156,8 @@ def build_augmentations(model, color_jitter=None, random_crop=None,
                            model.conventions.box_offset)
         if random_crop else None,
         'color_jitter': ColorJitter(*color_jitter) if color_jitter else None,
+        'mosaic': Mosaic(mosaic, crop_min_visible, rgb_mean,
+                         model.conventions.box_offset) if mosaic else None,
         'mixup': MixUp(mixup, rgb_mean) if mixup else None}
 
 

@@ -1,6 +1,6 @@
 """The batcher's augmentations: drawn from its one seeded generator in a
-fixed order (flip, crop, colour jitter, mixup, scale), nothing drawn when
-off, and restored exactly from a snapshot."""
+fixed order (flip, crop, colour jitter, mosaic, mixup, scale), nothing
+drawn when off, and restored exactly from a snapshot."""
 import chainer
 import numpy
 
@@ -9,6 +9,7 @@ from utils.data.batching import TrainBatcher
 from utils.data.coco_dataset import flip_example
 from utils.data.color_jitter import ColorJitter
 from utils.data.mixup import MixUp, mixup_examples
+from utils.data.mosaic import Mosaic, mosaic_examples
 from utils.data.random_crop import RandomCrop
 from utils.ops.image import prepare
 
@@ -16,12 +17,14 @@ SCALES = (48, 64)
 RGB_MEAN = (122.7717, 115.9465, 102.9801)
 
 
-def _batcher(seed=3, on=True, mixup=None):
+def _batcher(seed=3, on=True, mixup=None, mosaic=None):
     crop = RandomCrop((0.5, 1.5), 0.25, RGB_MEAN)
     jitter = ColorJitter(0.4, 0.4, 0.4, 0.1)
     return TrainBatcher(SCALES, 96, 32, flip=True, seed=seed,
                         crop=crop if on else None,
                         color_jitter=jitter if on else None,
+                        mosaic=Mosaic(mosaic, 0.25, RGB_MEAN)
+                        if mosaic else None,
                         mixup=MixUp(mixup, RGB_MEAN) if mixup else None)
 
 
@@ -68,16 +71,26 @@ def _augment(batcher, example, rng):
     return batcher.color_jitter(img, rng), bbox, label, segms
 
 
-def test_mixup_draws_and_partners_match_a_hand_written_pipeline():
-    mixing = _batcher(mixup=0.5)
+def test_mosaic_and_mixup_match_a_hand_written_pipeline():
+    mixing = _batcher(mixup=0.5, mosaic=0.5)
     batcher = _batcher()
     rng = numpy.random.RandomState(3)
-    n_mixed = 0
+    n_mixed = n_mosaics = 0
     for seed in (6, 7, 8):
         batch = examples(3, seed=seed)
         out = mixing(batch)
         for i in range(3):
             img, bbox, label, segms = _augment(batcher, batch[i], rng)
+            if rng.rand() < 0.5:   # a mosaic with the next three, drawn anew
+                H, W = img.shape[1:]
+                centre = (rng.randint(H // 4, 3 * H // 4 + 1),
+                          rng.randint(W // 4, 3 * W // 4 + 1))
+                others = [_augment(batcher, batch[(i + k) % 3], rng)
+                          for k in (1, 2, 3)]
+                img, bbox, label, segms = mosaic_examples(
+                    [(img, bbox, label, segms)] + others, centre, RGB_MEAN,
+                    0.25)
+                n_mosaics += 1
             if rng.rand() < 0.5:   # mixed with the next example, drawn anew
                 lam = rng.beta(32, 32)
                 partner = _augment(batcher, batch[(i + 1) % 3], rng)
@@ -91,7 +104,7 @@ def test_mixup_draws_and_partners_match_a_hand_written_pipeline():
                                           rtol=1e-6)
             numpy.testing.assert_array_equal(out[4][i], label)
             assert len(out[5][i]) == len(segms)
-    assert 0 < n_mixed < 9   # some examples mixed, not all
+    assert 0 < n_mixed < 9 and 0 < n_mosaics < 9   # some, not all
 
 
 def test_off_draws_what_the_detectron_recipe_draws():
@@ -109,13 +122,13 @@ def test_off_draws_what_the_detectron_recipe_draws():
 
 def test_snapshot_restores_the_draws(tmp_path):
     b1, b2 = examples(2, seed=4), examples(2, seed=5)
-    full = _batcher(mixup=0.5)
+    full = _batcher(mixup=0.5, mosaic=0.5)
     full(b1)
     expect = full(b2)
-    first = _batcher(mixup=0.5)
+    first = _batcher(mixup=0.5, mosaic=0.5)
     first(b1)
     path = str(tmp_path / 'batcher.npz')
     chainer.serializers.save_npz(path, first)
-    resumed = _batcher(seed=99, mixup=0.5)   # the snapshot's state wins
+    resumed = _batcher(seed=99, mixup=0.5, mosaic=0.5)   # state wins
     chainer.serializers.load_npz(path, resumed)
     _assert_same(resumed(b2), expect)
