@@ -14,10 +14,11 @@ Everything moves together by the integer shift ``(-x0, -y0)``:
 
 * boxes ``(x1, y1, x2, y2)`` are shifted, then clipped to the window as the
   loader clips them (``[0, w' - box_offset]``, ``utils.ops.boxes.clip_bbox``);
-* polygons (pixel-corner coordinates, COCO's) are shifted but not cut:
-  every consumer rasterises them inside the image or a ROI within it
-  (``pycocotools``, ``utils.ops.targets.polygons_to_mask``), so the part
-  outside the window never becomes a pixel;
+* polygons (pixel-corner coordinates, COCO's) are shifted, then cut to
+  the part of the window the image covers (Sutherland-Hodgman against
+  that rectangle, ``clip_polygon``), so no part lands on padding or, in a
+  mosaic, on a neighbouring quadrant; a polygon left with under 3 points
+  goes;
 * bitmaps (RLE annotations, (H, W) bool) are cut and padded like the image.
 
 **Rule for instances cut by the window.** Let ``A`` be an instance's mask
@@ -111,7 +112,11 @@ def crop_example(img, bbox, label, segms, window, fill=0., min_visible=0.,
         if is_bitmap(segm):
             moved = crop_array(segm, window, False)
         else:
-            moved = [_shift_polygon(p, x0, y0) for p in segm]
+            rect = (max(-x0, 0), max(-y0, 0), min(size[1] - x0, w),
+                    min(size[0] - y0, h))
+            moved = [q for q in (clip_polygon(_shift_polygon(p, x0, y0),
+                                              rect) for p in segm)
+                     if len(q) >= 6]
         visible = mask_area(moved, (h, w))
         x1, y1, x2, y2 = out_bbox[i]
         if visible > 0 and visible >= min_visible * mask_area(segm, size) \
@@ -128,6 +133,39 @@ def _shift_polygon(poly, x0, y0):
     p[0::2] -= x0
     p[1::2] -= y0
     return p
+
+
+def clip_polygon(poly, rect):
+    """The part of a polygon inside a rectangle (Sutherland-Hodgman: exact
+    for any polygon against a convex region; where the polygon leaves and
+    re-enters, the result runs along the border with zero area there).
+
+    Args:
+        poly (numpy.ndarray): (2P,) float64 ``x, y, ...``.
+        rect ((float, float, float, float)): ``(x1, y1, x2, y2)``.
+
+    Returns:
+        numpy.ndarray: (2P',) float64, possibly empty.
+    """
+    pts = numpy.asarray(poly, numpy.float64).reshape(-1, 2)
+    # (axis, bound, keep side): x >= x1, y >= y1, x <= x2, y <= y2.
+    for axis, bound, sign in ((0, rect[0], 1), (1, rect[1], 1),
+                              (0, rect[2], -1), (1, rect[3], -1)):
+        if len(pts) == 0:
+            break
+        inside = sign * (pts[:, axis] - bound) >= 0
+        out = []
+        for i in range(len(pts)):
+            p, q = pts[i - 1], pts[i]     # edge p -> q
+            if inside[i] != inside[i - 1]:
+                t = (bound - p[axis]) / (q[axis] - p[axis])
+                r = p + t * (q - p)
+                r[axis] = bound   # exactly on the border
+                out.append(r)
+            if inside[i]:
+                out.append(q)
+        pts = numpy.array(out, numpy.float64).reshape(-1, 2)
+    return pts.reshape(-1)
 
 
 class RandomCrop:

@@ -33,9 +33,11 @@ def _examples():
         _const(10, 6, 8), numpy.array([[0, 4, 2, 5]], numpy.float32),
         [_bitmap(6, 8, (4, 5), (0, 2))])
     ex0 = (img, bbox, numpy.array([1], numpy.int32), segms)
-    # 1: 4 x 4, a polygon at rows 1..3, columns 0..1 (6 pixels).
+    # 1: 4 x 4, a polygon at rows 1..3, columns 0..1 (6 pixels), running
+    # on past the image's bottom edge to row 4 as annotations may (the
+    # loader clipped its box).
     ex1 = (_const(20, 4, 4), numpy.array([[0, 1, 1, 3]], numpy.float32),
-           numpy.array([2], numpy.int32), [_poly(0, 1, 2, 4)])
+           numpy.array([2], numpy.int32), [_poly(0, 1, 2, 5)])
     # 2: 3 x 3, a polygon at rows 0..2, columns 1..2.
     ex2 = (_const(30, 3, 3), numpy.array([[1, 0, 2, 2]], numpy.float32),
            numpy.array([3], numpy.int32), [_poly(1, 0, 3, 3)])
@@ -67,7 +69,9 @@ def test_hand_case():
     for k in range(3):
         numpy.testing.assert_array_equal(img[k], expect)
     numpy.testing.assert_array_equal(label, [1, 2, 3, 4])
-    # Instance 1 keeps rows 2..3 of rows 1..3: 4 of 6 pixels >= 0.5.
+    # Instance 1 keeps rows 2..3 of rows 1..3: 4 of 6 pixels >= 0.5. Its
+    # polygon is cut at the image's edge: the part past it would fall in
+    # the bottom-right quadrant (canvas row 2).
     numpy.testing.assert_array_equal(bbox, [[0, 0, 2, 1], [3, 0, 4, 1],
                                             [1, 2, 2, 4], [3, 2, 6, 3]])
     expect_masks = [_bitmap(6, 8, (0, 1), (0, 2)),

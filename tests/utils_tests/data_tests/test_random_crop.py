@@ -7,7 +7,7 @@ import pycocotools.mask as mask_util
 import pytest
 
 from utils.data.coco_dataset import flip_example
-from utils.data.random_crop import RandomCrop, crop_example
+from utils.data.random_crop import RandomCrop, clip_polygon, crop_example
 
 H, W = 8, 10
 FILL = (1., 2., 3.)
@@ -157,3 +157,41 @@ def test_drawn_windows(scale_range):
 def test_bad_arguments(args):
     with pytest.raises(ValueError, match='random crop'):
         RandomCrop(*args)
+
+
+def _shoelace(poly):
+    x, y = poly[0::2], poly[1::2]
+    return 0.5 * abs(numpy.dot(x, numpy.roll(y, -1)) -
+                     numpy.dot(y, numpy.roll(x, -1)))
+
+
+def test_clip_polygon_hand_cases():
+    square = numpy.array([0, 0, 4, 0, 4, 4, 0, 4], numpy.float64)
+    out = clip_polygon(square, (1, 1, 3, 5))
+    assert sorted(map(tuple, out.reshape(-1, 2))) == [
+        (1, 1), (1, 4), (3, 1), (3, 4)]
+    # A right triangle (0,0) (4,0) (0,4) cut at x <= 2: the trapezoid
+    # (0,0) (2,0) (2,2) (0,4), area 6.
+    tri = numpy.array([0, 0, 4, 0, 0, 4], numpy.float64)
+    out = clip_polygon(tri, (0, 0, 2, 10))
+    assert sorted(map(tuple, out.reshape(-1, 2))) == [
+        (0, 0), (0, 4), (2, 0), (2, 2)]
+    assert _shoelace(out) == pytest.approx(6)
+    assert len(clip_polygon(square, (5, 5, 6, 6))) == 0
+    numpy.testing.assert_array_equal(clip_polygon(square, (-1, -1, 9, 9)),
+                                     square)
+
+
+def test_clip_polygon_of_a_concave_shape_matches_its_pixels():
+    # A "U" of 6 x 5 pixels with a 2 x 3 notch, cut by a rectangle that
+    # splits both arms: pixel by pixel, the cut polygon is the shape's
+    # pixels inside the rectangle.
+    u = numpy.array([1, 1, 3, 1, 3, 4, 5, 4, 5, 1, 7, 1, 7, 6, 1, 6],
+                    numpy.float64)
+    full = _raster([u], (8, 9))
+    rect = (2, 0, 9, 5)
+    cut = _raster([clip_polygon(u, rect)], (8, 9))
+    expect = full.copy()
+    expect[5:, :] = False
+    expect[:, :2] = False
+    numpy.testing.assert_array_equal(cut, expect)
