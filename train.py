@@ -31,12 +31,13 @@ from models.box_losses import BOX_LOSSES  # noqa: E402
 from models.norm import NORMS  # noqa: E402
 from models.presets import ARCHS, get_preset, preset_overrides  # noqa: E402
 from utils.backend import DeviceError  # noqa: E402
+from utils.data.color_jitter import ColorJitter  # noqa: E402
 from utils.data.coco_json import DatasetError  # noqa: E402
 from utils.ops.image import ImageError  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.training.build import (  # noqa: E402
-    build_model, build_trainer, check_depth, check_roi_size, load_data,
-    training_preset)
+    build_augmentations, build_model, build_trainer, check_depth,
+    check_roi_size, load_data, training_preset)
 from utils.training.defaults import LR_RULES, default_settings  # noqa: E402
 from utils.training.distributed import (  # noqa: E402
     COMMUNICATORS, abort_other_ranks, create_communicator, scatter_datasets,
@@ -63,6 +64,9 @@ def parse_args(argv=None):
     _data_flags(p.add_argument_group('data').add_argument)
     _devices_flags(p.add_argument_group('devices and batch').add_argument)
     _schedule_flags(p.add_argument_group('optimisation').add_argument)
+    _augment_flags(p.add_argument_group(
+        'augmentation (all off by default: Detectron\'s flip and scales '
+        'only)').add_argument)
     _run_flags(p.add_argument_group(
         'snapshots, evaluation and output').add_argument)
     return p.parse_args(argv)
@@ -197,6 +201,32 @@ def _schedule_flags(a):
     a('--seed', type=int, default=0, help='random seed (default: 0)')
 
 
+def _augment_flags(a):
+    a('--color-jitter', type=_color_jitter, default=None,
+      metavar='B,C,S,H',
+      help='random brightness, contrast and saturation factors in '
+           '[max(0, 1-x), 1+x] for x = B, C, S >= 0 and a hue turn in '
+           '[-H, H] (H <= 0.5 of a turn), in random order, as torchvision '
+           'ColorJitter; e.g. 0.4,0.4,0.4,0.1 (default: off)')
+    a('--random-crop', type=_crop_range, default=None, metavar='LO,HI',
+      help='cut each training image to a random window of LO..HI times its '
+           'sides (0 < LO <= HI) before the resize: below 1 a crop (zoom '
+           'in), above 1 padding with the pixel mean (zoom out); e.g. '
+           '0.5,1.5 (default: off)')
+    a('--crop-min-visible', type=float, default=None, metavar='FRACTION',
+      help='with --random-crop or --mosaic, drop an instance when less '
+           'than this fraction of its mask area stays in the window or '
+           'quadrant (default: 0.25)')
+    a('--mosaic', type=_probability, default=0., metavar='P',
+      help='with probability P put an image and the next three of the '
+           'batch in the four quadrants of one, split at a random centre '
+           '(default: 0, off)')
+    a('--mixup', type=_probability, default=0., metavar='P',
+      help='with probability P blend an image with another of the batch '
+           '(weight ~ Beta(32, 32), about 0.5) and train on the instances of '
+           'both (default: 0, off)')
+
+
 def _run_flags(a):
     a('--snapshot', type=_positive, default=None,
       help='trainer snapshot interval in iterations (default: 5000, '
@@ -232,6 +262,46 @@ def _decay(text):
         raise argparse.ArgumentTypeError(
             'expected a decay between 0 and 1 (both excluded), got '
             '{!r}'.format(text))
+    return value
+
+
+def _floats(text, n):
+    try:
+        values = tuple(float(v) for v in text.split(','))
+    except ValueError:
+        values = ()
+    if len(values) not in n:
+        raise argparse.ArgumentTypeError(
+            'expected {} comma-separated numbers, got {!r}'.format(
+                ' or '.join(str(k) for k in n), text))
+    return values
+
+
+def _color_jitter(text):
+    values = _floats(text, (4,))
+    try:
+        ColorJitter(*values)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+    return values
+
+
+def _crop_range(text):
+    values = _floats(text, (2,))
+    if not 0 < values[0] <= values[1]:
+        raise argparse.ArgumentTypeError(
+            'expected 0 < LO <= HI, got {!r}'.format(text))
+    return values
+
+
+def _probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(
+            'expected a probability in [0, 1], got {!r}'.format(text))
     return value
 
 
@@ -284,6 +354,17 @@ def write_config(args, preset):
                   args.ema, args.ema ** args.iteration, args.iteration))
 
 
+def _check_crop_min_visible(random_crop, mosaic, fraction):
+    if fraction is None:
+        return
+    if not random_crop and not mosaic:
+        raise SetupError('--crop-min-visible applies to --random-crop and '
+                         '--mosaic')
+    if not 0 <= fraction <= 1:
+        raise SetupError('--crop-min-visible: expected a fraction in [0, 1], '
+                         'got {}'.format(fraction))
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.dtype == 'mixed16':
@@ -297,6 +378,8 @@ def main(argv=None):
         raise SetupError('--norm syncbn shares batch statistics between '
                          'ChainerMN processes: start train.py with mpiexec '
                          'and --communicator (or use --norm bn)')
+    _check_crop_min_visible(args.random_crop, args.mosaic,
+                            args.crop_min_visible)
     comm = create_communicator(args.communicator) if args.communicator \
         else None
     check_devices(args.gpu, args.gpus)
@@ -355,7 +438,10 @@ def run(args, comm=None):
         mixed16=args.dtype == 'mixed16', batchsize=args.batchsize,
         loaders=args.loaders, scales=args.scales,
         subdivisions=args.subdivisions, gpu=args.gpu, gpus=args.gpus,
-        comm=comm, box_loss=args.box_loss, ema_decay=args.ema)
+        comm=comm, box_loss=args.box_loss, ema_decay=args.ema,
+        augmentations=build_augmentations(
+            model, args.color_jitter, args.random_crop,
+            args.crop_min_visible, args.mosaic, args.mixup))
     if args.resume:
         load_snapshot(args.resume, trainer, len(train))
     try:

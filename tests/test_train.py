@@ -156,6 +156,29 @@ def test_ema_warns_while_the_start_weighs_over_5_percent(tmp_path, capsys,
     assert (expected in capsys.readouterr().out) == warned
 
 
+def test_augmentations_resume_exactly(tmp_path):
+    # Crop, colour jitter, mosaic, mixup, flip and scale draw from the
+    # batcher's generator, which the snapshot holds: the resumed half ends
+    # where the whole run ends.
+    aug = ('--color-jitter', '0.4,0.4,0.4,0.1', '--random-crop', '0.5,1.5',
+           '--crop-min-visible', '0.3', '--mosaic', '0.5',
+           '--mixup', '0.5', '--scales', '160', '192')
+    full = _run(tmp_path, 'full', '--iteration', '6', '--snapshot', '3', *aug)
+    resumed = _run(tmp_path, 'resumed', '--iteration', '6', '--resume',
+                   os.path.join(full, 'snapshot_iter_3'), *aug)
+    _assert_same_final_params(full, resumed)
+    log_a = json.load(open(os.path.join(full, 'log')))
+    log_b = json.load(open(os.path.join(resumed, 'log')))
+    assert [e['main/loss'] for e in log_a] == pytest.approx(
+        [e['main/loss'] for e in log_b], rel=1e-4)
+    with open(os.path.join(full, 'config.json')) as f:
+        config = json.load(f)
+    assert config['color_jitter'] == [0.4, 0.4, 0.4, 0.1]
+    assert config['random_crop'] == [0.5, 1.5]
+    assert config['crop_min_visible'] == 0.3
+    assert config['mixup'] == 0.5 and config['mosaic'] == 0.5
+
+
 def test_sizes_and_anchors_travel_to_the_model_file(tmp_path):
     from utils.weights.model_io import load_model
     out = _run(tmp_path, 'sizes', '--iteration', '1', '--min-size', '80',

@@ -173,6 +173,24 @@ def test_lr_steps_with_the_cosine_schedule_is_one_line(tmp_path):
     assert not os.path.exists(str(tmp_path / 'o'))
 
 
+@pytest.mark.parametrize('flags, words', [
+    (('--color-jitter', '0.4,0.4'), ('--color-jitter', 'expected 4 comma')),
+    (('--color-jitter', '0.4,0.4,0.4,0.7'), ('hue', '[0, 0.5], got 0.7')),
+    (('--color-jitter=-1,0,0,0',), ('brightness', '>= 0, got -1.0')),
+    (('--random-crop', '1.5,0.5'), ('--random-crop', '0 < LO <= HI')),
+    (('--random-crop', 'a,b'), ('--random-crop', 'expected 2 comma')),
+    (('--crop-min-visible', '0.5'), ('--crop-min-visible', '--mosaic')),
+    (('--mixup', '1.5'), ('--mixup', "probability in [0, 1], got '1.5'")),
+    (('--mosaic', 'x'), ('--mosaic', "probability in [0, 1], got 'x'")),
+    (('--random-crop', '0.5,1', '--crop-min-visible', '2'),
+     ('--crop-min-visible', 'fraction in [0, 1], got 2.0')),
+])
+def test_bad_augmentation_flags_are_one_line(flags, words, tmp_path):
+    proc = _train(*flags, '--out', str(tmp_path / 'o'), timeout=60)
+    _assert_one_line_error(proc, *words)
+    assert not os.path.exists(str(tmp_path / 'o'))
+
+
 def test_anchor_sizes_of_the_wrong_count_is_one_line(data, tmp_path):
     proc = _train(*_flags(data, tmp_path / 'o', '--anchor-sizes', '16', '32'))
     _assert_one_line_error(proc, '--anchor-sizes', 'expected 5 sizes, got 2')

@@ -1,8 +1,9 @@
 """From dataset examples to the training chain's batch.
 
 Workers only decode images (``COCODataset``); the random choices (flip,
-training scale) are made here, in the main process, by one seeded and
-serialised generator, so a run is reproducible and resumes exactly.
+the optional crop and colour jitter, training scale) are made here, in the
+main process, by one seeded and serialised generator, so a run is
+reproducible and resumes exactly.
 """
 import chainer
 import numpy
@@ -55,30 +56,56 @@ class TrainBatcher:
             ``channel_order`` for ``utils.ops.image.prepare`` (the model's
             ``normalization``; default Detectron's).
         box_offset (int): the model's ``conventions.box_offset`` (flips).
+        crop (callable): ``crop(img, bbox, label, segms, rng)`` returning
+            the four, e.g. ``utils.data.random_crop.RandomCrop``; None: off.
+        color_jitter (callable): ``color_jitter(img, rng)`` returning the
+            image, e.g. ``utils.data.color_jitter.ColorJitter``; None: off.
+        mosaic (``utils.data.mosaic.Mosaic``): None: off.
+        mixup (``utils.data.mixup.MixUp``): None: off.
+
+    Per example, in this order: flip, crop, colour jitter (on the RGB 0-255
+    image), mosaic, mixup, training scale, ``prepare``. A mosaic's other
+    three examples, and a mixed example's partner, are the next examples
+    of the batch, cyclically (the example itself in a batch of one),
+    flipped, cropped and jittered again with their own draws right after
+    the mosaic or mixup draw. A transform that is off draws nothing, so
+    the Detectron recipe draws what it drew before.
 
     ``batcher(batch, device)`` returns ``(x, scales, sizes, gt_bboxes,
     gt_labels, gt_segms)``; see ``models/train_chain.py``.
     """
 
     def __init__(self, scales=(800,), max_size=1333, stride=1, flip=True,
-                 seed=0, normalization=None, box_offset=1):
+                 seed=0, normalization=None, box_offset=1, crop=None,
+                 color_jitter=None, mosaic=None, mixup=None):
         self.normalization = dict(normalization or {})
         self.box_offset = box_offset
         self.scales = tuple(scales)
         self.max_size = max_size
         self.stride = stride
         self.flip = flip
+        self.crop = crop
+        self.color_jitter = color_jitter
+        self.mosaic = mosaic
+        self.mixup = mixup
         self.rng = numpy.random.RandomState(seed)
 
     def __call__(self, batch, device=None):
         xs, scales, sizes, bboxes, labels, segms = [], [], [], [], [], []
-        for example in batch:
-            if isinstance(example, ReadError):
-                raise DatasetError(example.message)
-            img, bbox, label, segm = example
-            if self.flip and self.rng.rand() < 0.5:
-                img, bbox, segm = flip_example(img, bbox, segm,
-                                               self.box_offset)
+        for i, example in enumerate(batch):
+            img, bbox, label, segm = self._augment(example)
+            centre = self.mosaic.draw(img.shape[1:], self.rng) \
+                if self.mosaic else None
+            if centre is not None:
+                img, bbox, label, segm = self.mosaic(
+                    [(img, bbox, label, segm)] + [
+                        self._augment(batch[(i + k) % len(batch)])
+                        for k in (1, 2, 3)], centre)
+            lam = self.mixup.draw(self.rng) if self.mixup else None
+            if lam is not None:
+                partner = self._augment(batch[(i + 1) % len(batch)])
+                img, bbox, label, segm = self.mixup(
+                    (img, bbox, label, segm), partner, lam)
             min_size = self.scales[self.rng.randint(len(self.scales))]
             x, scale, size = prepare(img, min_size, self.max_size,
                                      self.stride, **self.normalization)
@@ -94,6 +121,20 @@ class TrainBatcher:
         if device is not None:
             x = _device(device).send(x)
         return x, scales, sizes, bboxes, labels, segms
+
+    def _augment(self, example):
+        """Flip, crop and colour jitter of one example, as drawn."""
+        if isinstance(example, ReadError):
+            raise DatasetError(example.message)
+        img, bbox, label, segm = example
+        if self.flip and self.rng.rand() < 0.5:
+            img, bbox, segm = flip_example(img, bbox, segm, self.box_offset)
+        if self.crop is not None:
+            img, bbox, label, segm = self.crop(img, bbox, label, segm,
+                                               self.rng)
+        if self.color_jitter is not None:
+            img = self.color_jitter(img, self.rng)
+        return img, bbox, label, segm
 
     def serialize(self, serializer):
         serialize_random_state(serializer, self.rng)

@@ -11,6 +11,10 @@ from models.presets import (
     build_mask_rcnn, check_c4_roi_sizes, get_preset, train_targets)
 from models.train_chain import MaskRCNNTrainChain
 from utils.data.batching import CarryReadErrors, TrainBatcher
+from utils.data.color_jitter import ColorJitter
+from utils.data.mixup import MixUp
+from utils.data.mosaic import Mosaic
+from utils.data.random_crop import RandomCrop
 from utils.data.coco_dataset import COCODataset
 from utils.data.coco_eval import COCOEvaluator
 from utils.data.order_sampler import SeededShuffleOrderSampler
@@ -143,11 +147,40 @@ def build_iterator(dataset, batchsize, loaders, seed):
                                             order_sampler=sampler)
 
 
+def build_augmentations(model, color_jitter=None, random_crop=None,
+                        crop_min_visible=0.25, mosaic=0., mixup=0.):
+    """``TrainBatcher``'s keyword arguments ``crop``, ``color_jitter``,
+    ``mosaic`` and ``mixup``, None where off.
+
+    Args:
+        model: the model (its pixel mean fills the window outside the
+            image; its ``box_offset`` clips boxes).
+        color_jitter ((float, float, float, float)): brightness, contrast,
+            saturation and hue ranges of ``ColorJitter``.
+        random_crop ((float, float)): ``RandomCrop``'s window side range.
+        crop_min_visible (float): ``min_visible`` of ``RandomCrop`` and
+            ``Mosaic``.
+        mosaic (float): ``Mosaic``'s probability; 0: off.
+        mixup (float): ``MixUp``'s probability; 0: off.
+    """
+    norm = model.normalization
+    mean = tuple(norm['pixel_mean'])
+    rgb_mean = mean[::-1] if norm['channel_order'] == 'BGR' else mean
+    return {
+        'crop': RandomCrop(random_crop, crop_min_visible, rgb_mean,
+                           model.conventions.box_offset)
+        if random_crop else None,
+        'color_jitter': ColorJitter(*color_jitter) if color_jitter else None,
+        'mosaic': Mosaic(mosaic, crop_min_visible, rgb_mean,
+                         model.conventions.box_offset) if mosaic else None,
+        'mixup': MixUp(mixup, rgb_mean) if mixup else None}
+
+
 def build_trainer(model, preset, data, schedule, out, seed=0,
                   weight_decay=1e-4, freeze_at=0, mixed16=False,
                   batchsize=2, loaders=2, scales=None, subdivisions=1,
                   gpu=-1, gpus=None, comm=None, box_loss='smooth_l1',
-                  ema_decay=None):
+                  ema_decay=None, augmentations=None):
     """(trainer, the model to save) of ``model`` on ``data`` (train, val,
     val json path, class ids), on ``schedule`` (``trainer.Schedule``),
     writing to ``out``. With ``ema_decay`` the model evaluated and saved
@@ -158,9 +191,10 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
     is the box head's regression loss (``MaskRCNNTrainChain``'s);
     ``freeze_at`` is Detectron's TRAIN.FREEZE_AT, ``scales`` the training
     shorter sides (default: the preset's ``min_size``); ``gpu``,
-    ``gpus``, ``comm`` and ``subdivisions`` are ``setup.build_updater``'s.
-    Each ChainerMN process draws its own flips, scales, samples and data
-    order (``seed`` plus its rank); rank 0 writes the log, plots,
+    ``gpus``, ``comm`` and ``subdivisions`` are ``setup.build_updater``'s;
+    ``augmentations`` is ``build_augmentations``'s (default: none). Each
+    ChainerMN process draws its own flips, crops, colours, scales, samples
+    and data order (``seed`` plus its rank); rank 0 writes the log, plots,
     snapshots and evaluations.
     """
     train, val, val_json, class_ids = data
@@ -176,7 +210,8 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
     batcher = TrainBatcher(scales or (preset.min_size,),
                            preset.max_size, preset.pad_stride, True, seed,
                            model.normalization,
-                           model.conventions.box_offset)
+                           model.conventions.box_offset,
+                           **(augmentations or {}))
     updater = build_updater(chain, optimizer, it, batcher, subdivisions,
                             gpu, gpus, comm)
     # Made after the updater moved the model to its (main) device.

@@ -18,7 +18,8 @@ def default_settings(synthetic, batchsize, iteration=None, pretrained=False):
 
     Returns:
         dict: ``arch``, ``iteration``, ``lr``, ``lr_steps``, ``warmup``,
-        ``freeze_at``, ``snapshot`` and ``validation``.
+        ``freeze_at``, ``snapshot``, ``validation`` and
+        ``crop_min_visible``.
     """
     iteration = iteration or (500 if synthetic else 90000)
     return {
@@ -33,4 +34,7 @@ def default_settings(synthetic, batchsize, iteration=None, pretrained=False):
         'freeze_at': 2 if pretrained else 0,
         'snapshot': 250 if synthetic else 5000,
         'validation': 250 if synthetic else 10000,
+        # An instance a --random-crop window keeps a quarter of still shows
+        # enough to name it; COCO labels truncated objects at image borders.
+        'crop_min_visible': 0.25,
     }
