@@ -62,7 +62,7 @@ def main(argv=None):
     try:
         from utils.deploy.onnx_export import (  # onnx: optional dependency
             export_onnx, save_onnx)
-        from utils.deploy.onnx_graph import UnsupportedModel
+        from utils.deploy.onnx_graph import UnsupportedModel  # onnx too
     except ImportError as e:
         raise ExportError('exporting needs the onnx package ({}; bash '
                           'setup.sh --onnx installs it)'.format(e)) from None
