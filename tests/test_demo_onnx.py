@@ -1,5 +1,6 @@
 """demo.py --backend onnxruntime: the same results and flags as the
-Chainer backend on an exported model, and one-line refusals (#18)."""
+Chainer backend on exported models (fpn-tiny; mobilenetv1-fpn with batch
+norm), and one-line refusals (#18)."""
 import json
 import os
 import subprocess
@@ -29,10 +30,14 @@ def _demo(cwd, *args):
 
 @pytest.fixture(scope='module')
 def folder(tmp_path_factory):
-    """M.npz (crafted fpn-tiny), M.onnx and two photos a.png, b.png."""
+    """M.npz (crafted fpn-tiny), MB.npz (mobilenetv1-fpn with batch
+    norm), their .onnx and two photos a.png, b.png."""
     folder = tmp_path_factory.mktemp('demo_onnx')
     write_npz('fpn-tiny', folder / 'M.npz')
-    export_onnx.main([str(folder / 'M.npz'), '-o', str(folder / 'M.onnx')])
+    write_npz('mobilenetv1-fpn', folder / 'MB.npz', norm='bn')
+    for stem in ('M', 'MB'):
+        export_onnx.main([str(folder / (stem + '.npz')), '-o',
+                          str(folder / (stem + '.onnx'))])
     for name, img in zip(('a.png', 'b.png'), images()):
         # RGB CHW float -> BGR HWC uint8 (lossless PNG)
         cv2.imwrite(str(folder / name), numpy.clip(
@@ -40,17 +45,20 @@ def folder(tmp_path_factory):
     return folder
 
 
-def test_same_results_as_chainer(folder):
+@pytest.mark.parametrize('stem', ['M', 'MB'])
+def test_same_results_as_chainer(folder, stem):
     flags = ['--image', 'a.png', 'b.png', '--score-thresh', '0.3',
              '--nms-thresh', '0.5', '--contour', '--threads', '1']
     runs = {}
-    for backend, model in (('chainer', 'M.npz'), ('onnxruntime', 'M.onnx')):
+    for backend, model in (('chainer', stem + '.npz'),
+                           ('onnxruntime', stem + '.onnx')):
+        out = '{}_{}'.format(stem, backend)
         proc = _demo(folder, '--backend', backend, '--modelfile', model,
-                     '--out', backend, '--json', backend + '.json', *flags)
+                     '--out', out, '--json', out + '.json', *flags)
         assert proc.returncode == 0, proc.stderr
-        with open(str(folder / (backend + '.json'))) as f:
+        with open(str(folder / (out + '.json'))) as f:
             runs[backend] = json.load(f)
-        assert (folder / backend / 'a.png').is_file()
+        assert (folder / out / 'a.png').is_file()
     ours, theirs = runs['chainer'], runs['onnxruntime']
     assert len(ours) == len(theirs) > 0
     areas = []

@@ -2,11 +2,13 @@
 
     python utils/export_onnx.py MODEL.npz [-o MODEL.onnx]
 
-Any model npz of ``train.py`` or ``utils/detectron_parser.py`` (archs c4,
-fpn, fpn-tiny) becomes one ``.onnx`` file (opset 16) holding the backbone
-with the RPN, the box head and the mask head, and the npz metadata in its
-``metadata_props`` (``utils/deploy/onnx_export.py``). Needs the ``onnx``
-package (``bash setup.sh --onnx``).
+Any model npz of ``train.py`` or a converter (archs c4, fpn, fpn-tiny,
+mobilenetv1-fpn; norms affine, gn and bn, which is also what a syncbn
+model is saved as) becomes one ``.onnx`` file (opset 16) holding the
+backbone with the RPN, the box head and the mask head, and the npz
+metadata in its ``metadata_props`` (``utils/deploy/onnx_export.py``). A
+model with a layer the exporter has no ONNX nodes for is refused in one
+line. Needs the ``onnx`` package (``bash setup.sh --onnx``).
 """
 import argparse
 import os
@@ -60,12 +62,18 @@ def main(argv=None):
     try:
         from utils.deploy.onnx_export import (  # onnx: optional dependency
             export_onnx, save_onnx)
+        from utils.deploy.onnx_graph import UnsupportedModel  # onnx too
     except ImportError as e:
         raise ExportError('exporting needs the onnx package ({}; bash '
                           'setup.sh --onnx installs it)'.format(e)) from None
     model, meta = load_model(args.npz, args.arch)
     arch = args.arch or meta['arch']
-    save_onnx(export_onnx(model, meta, arch), out)
+    try:
+        proto = export_onnx(model, meta, arch)
+    except UnsupportedModel as e:
+        raise ExportError('{}: cannot export its {} model to ONNX: {}'.format(
+            args.npz, arch, e)) from None
+    save_onnx(proto, out)
     print('wrote {} ({} model, {} classes)'.format(
         out, arch, model.box_head.predictor.cls_score.W.shape[0] - 1))
     return out

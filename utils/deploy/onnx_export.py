@@ -42,6 +42,7 @@ from onnx import helper
 
 from models.fpn import FPN
 from models.presets import C4Extractor
+from utils.deploy import onnx_backbones as ob
 from utils.deploy import onnx_graph as og
 
 #: Version of the graph's input/output contract and of ``runtime``.
@@ -53,9 +54,12 @@ def _backbone(g, model):
     x = g.add_input('image', [1, 3, 'height', 'width'])
     extractor = model.extractor
     if isinstance(extractor, FPN):
-        return og.fpn(g, extractor, x)
-    assert isinstance(extractor, C4Extractor)
-    return og.resnet_body(g, extractor.body, x)[-1:]
+        return ob.fpn(g, extractor, x)
+    if isinstance(extractor, C4Extractor):
+        return ob.body_outputs(g, extractor.body, x)[-1:]
+    raise og.UnsupportedModel('feature extractor {} has no ONNX export; '
+                              'expected FPN or C4Extractor'.format(
+                                  type(extractor).__name__))
 
 
 def _heads(g, model, n_levels):
@@ -73,7 +77,7 @@ def _heads(g, model, n_levels):
     box, mask = model.box_head, model.mask_head
     h = og.pool(g, box.pooler, feats, rois('box'))
     if hasattr(box, 'res5'):
-        h = og.res_stage(g, box.res5, h)
+        h = ob.res_stage(g, box.res5, h)
         h = g.op('GlobalAveragePool', [h])  # the 7x7 average pool
     else:
         h = og.linear(g, box.fc7, og.linear(g, box.fc6, h, True), True)
@@ -85,7 +89,7 @@ def _heads(g, model, n_levels):
         for c in mask.convs:
             h = og.conv(g, c, h, relu=True)
     else:
-        h = og.res_stage(g, mask._res5_owner.res5, h)
+        h = ob.res_stage(g, mask._res5_owner.res5, h)
     g.add_output(og.mask_predictor(g, mask.predictor, h), 'mask_logits',
                  ['mask_r', 'classes', 'm', 'm'])
 
@@ -133,7 +137,9 @@ def runtime_config(model, arch):
 
 def export_onnx(model, meta, arch):
     """``onnx.ModelProto`` of a float32 ``model`` built by
-    ``models.presets.build_mask_rcnn``, checked by ``onnx.checker``."""
+    ``models.presets.build_mask_rcnn`` (any arch of ``ARCHS``, norms
+    'affine', 'gn' and 'bn'), checked by ``onnx.checker``; a link without
+    ONNX nodes raises ``onnx_graph.UnsupportedModel``."""
     proto = helper.make_model(
         build_graph(model), producer_name='chainer-mask-rcnn',
         opset_imports=[helper.make_opsetid('', og.OPSET)])

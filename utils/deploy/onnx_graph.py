@@ -2,10 +2,10 @@
 
 Each function appends the nodes of one link to a ``Graph`` and returns the
 name of its output; arrays are (N, C, H, W) float32 as in the links.
-Frozen ``AffineChannel2D`` is folded into the convolution before it
-(``W * scale``, bias ``bias``), as ``models/resnet.py`` ``ConvNorm`` does;
-GroupNorm is an ``InstanceNormalization`` over (N, G, C/G*H*W) followed by
-the per-channel affine. ROIs are (x1, y1, x2, y2), the order of both this
+This file holds the graph, convolutions and the heads; the backbones and
+their norms are in ``onnx_backbones.py``. A link the exporter has no
+nodes for raises ``UnsupportedModel``. ROIs are (x1, y1, x2, y2), the
+order of both this
 project (docs/conventions.md) and ONNX ``RoiAlign``, so they need no
 conversion; ``aligned=False`` (Detectron) is ONNX's
 ``coordinate_transformation_mode='output_half_pixel'`` and ``aligned=True``
@@ -17,10 +17,14 @@ import numpy
 from onnx import TensorProto, helper, numpy_helper
 
 from functions.convolution_2d import _pair
-from models.norm import AffineChannel2D
 
 #: RoiAlign-16 is the first with ``coordinate_transformation_mode``.
 OPSET = 16
+
+
+class UnsupportedModel(ValueError):
+    """A link (a norm, a body, a layer setting) the exporter has no ONNX
+    nodes for; the message names it and what is expected."""
 
 
 class Graph:
@@ -79,9 +83,9 @@ def _relu(g, x, relu):
 
 
 def conv(g, link, x, relu=False, make_w=None, make_b=None):
-    """A ``Convolution2D`` (groups and dilation 1); ``make_w`` / ``make_b``
-    replace its weights (a folded affine)."""
-    assert link.groups == 1 and _pair(link.dilate) == (1, 1)
+    """A ``Convolution2D``, grouped (W (O, C/groups, kh, kw), ONNX Conv's
+    ``group``: a depthwise conv has groups = C) or dilated; ``make_w`` /
+    ``make_b`` replace its weights (a folded norm)."""
     w = g.param(link, 'W', make_w or (lambda: link.W.array))
     inputs = [x, w]
     if make_b is not None or link.b is not None:
@@ -89,89 +93,9 @@ def conv(g, link, x, relu=False, make_w=None, make_b=None):
     kh, kw = link.W.shape[2:]
     (sy, sx), (ph, pw) = _pair(link.stride), _pair(link.pad)
     y = g.op('Conv', inputs, kernel_shape=[kh, kw], strides=[sy, sx],
-             pads=[ph, pw, ph, pw])
+             pads=[ph, pw, ph, pw], group=link.groups,
+             dilations=list(_pair(link.dilate)))
     return _relu(g, y, relu)
-
-
-def conv_norm(g, link, x, relu=False):
-    """``models.resnet.ConvNorm``: conv without bias, then its norm."""
-    norm = link.norm
-    if isinstance(norm, AffineChannel2D):
-        return conv(g, link.conv, x, relu,
-                    lambda: link.conv.W.array * norm.scale[:, None, None,
-                                                           None],
-                    lambda: norm.bias)
-    return _relu(g, group_norm(g, norm, conv(g, link.conv, x)), relu)
-
-
-def group_norm(g, link, x):
-    """``L.GroupNormalization``: normalise each of G channel groups over
-    its channels and pixels (biased variance, ``eps``), then ``gamma * h +
-    beta`` per channel."""
-    groups = link.groups
-    # (N, C, H, W) -> (N, G, C/G*H*W): InstanceNormalization normalises
-    # each (n, g) row.
-    h = g.op('Reshape', [x, g.const([0, groups, -1], 'gn_shape',
-                                    numpy.int64)])
-    h = g.op('InstanceNormalization',
-             [h, g.const(numpy.ones(groups), 'gn_one'),
-              g.const(numpy.zeros(groups), 'gn_zero')], epsilon=link.eps)
-    h = g.op('Reshape', [h, g.op('Shape', [x])])
-    # (C,) -> (C, 1, 1) to broadcast over N, H, W.
-    h = g.op('Mul', [h, g.param(link, 'gamma',
-                                lambda: link.gamma.array[:, None, None])])
-    return g.op('Add', [h, g.param(link, 'beta',
-                                   lambda: link.beta.array[:, None, None])])
-
-
-def bottleneck(g, block, x):
-    h = conv_norm(g, block.branch2a, x, relu=True)
-    h = conv_norm(g, block.branch2b, h, relu=True)
-    h = conv_norm(g, block.branch2c, h)
-    shortcut = (conv_norm(g, block.branch1, x) if hasattr(block, 'branch1')
-                else x)
-    return g.op('Relu', [g.op('Add', [h, shortcut])])
-
-
-def res_stage(g, stage, x):
-    for block in stage:
-        x = bottleneck(g, block, x)
-    return x
-
-
-def resnet_body(g, body, x):
-    """``models.resnet.ResNetBody``: the output of every stage."""
-    h = conv_norm(g, body.conv1, x, relu=True)
-    # Caffe2's floor-mode 3x3/2 max pool, padding never selected.
-    h = g.op('MaxPool', [h], kernel_shape=[3, 3], strides=[2, 2],
-             pads=[1, 1, 1, 1])
-    outs = []
-    for name in body.stages:
-        h = res_stage(g, getattr(body, name), h)
-        outs.append(h)
-    return outs
-
-
-def fpn(g, link, x):
-    """``models.fpn.FPN``: [P2, ..., P6]."""
-    cs = resnet_body(g, link.body, x)
-    inner = conv(g, link.inner[-1], cs[-1])
-    ps = [conv(g, link.outer[-1], inner)]
-    # Nearest x2 upsampling: output pixel i reads input pixel floor(i / 2).
-    scales = g.const([1, 1, 2, 2], 'up_scales')
-    for k in range(len(cs) - 2, -1, -1):
-        up = g.op('Resize', [inner, '', scales], mode='nearest',
-                  coordinate_transformation_mode='asymmetric',
-                  nearest_mode='floor')
-        inner = g.op('Add', [conv(g, link.inner[k], cs[k]), up])
-        ps.insert(0, conv(g, link.outer[k], inner))
-    # P6 = P5[:, :, ::2, ::2]
-    big = numpy.iinfo(numpy.int64).max
-    ps.append(g.op('Slice', [ps[-1], g.const([0, 0], 'p6_starts', numpy.int64),
-                             g.const([big, big], 'p6_ends', numpy.int64),
-                             g.const([2, 3], 'p6_axes', numpy.int64),
-                             g.const([2, 2], 'p6_steps', numpy.int64)]))
-    return ps
 
 
 def rpn(g, link, features):
@@ -238,7 +162,12 @@ def box_predictor(g, link, h):
 def mask_predictor(g, link, h):
     """``models.mask_head.MaskPredictor``: 2x2/2 deconv + ReLU, 1x1 logits."""
     d = link.deconv
-    assert d.outsize in (None, (None, None)) and d.groups == 1
+    if d.outsize not in (None, (None, None)) or d.groups != 1 or \
+            _pair(d.dilate) != (1, 1):
+        raise UnsupportedModel(
+            'mask deconvolution with outsize {}, groups {}, dilate {}; '
+            'expected no outsize, groups 1, dilate 1'.format(
+                d.outsize, d.groups, d.dilate))
     kh, kw = d.W.shape[2:]
     (sy, sx), (ph, pw) = _pair(d.stride), _pair(d.pad)
     h = g.op('ConvTranspose', [h, g.param(d, 'W', lambda: d.W.array),

@@ -36,6 +36,7 @@ import chainer
 import numpy
 
 from models.conventions import DETECTRON, Conventions
+from models.norm import NORMS
 from models.presets import ARCHS, Preset, build_mask_rcnn, get_preset
 from utils.data.coco_names import coco_classes
 
@@ -262,6 +263,10 @@ def preset_fields(meta, path='the model file'):
             raise ModelFileError('{}: preset field {!r} is {!r}, expected '
                                  'a value like {!r}'.format(
                                      path, key, value, defaults[key]))
+        if key == 'norm' and value not in NORMS:
+            raise ModelFileError('{}: preset field \'norm\' is {!r}, '
+                                 'expected one of {}'.format(
+                                     path, value, ', '.join(NORMS)))
         fields[key] = value
     return fields
 

@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 
 
 def test_checker_metadata_and_roi_align(pair):
-    arch, model, path, npz = pair
+    arch, _, model, path, npz = pair
     onnx.checker.check_model(path, full_check=True)
     proto = onnx.load(path)
     assert [o.version for o in proto.opset_import] == [16]
@@ -43,7 +43,7 @@ def test_checker_metadata_and_roi_align(pair):
 
 
 def test_shared_res5_is_stored_once(pair):
-    arch, _, path, _ = pair
+    arch, _, _, path, _ = pair
     seen = set()
     for init in onnx.load(path).graph.initializer:
         data = onnx.numpy_helper.to_array(init)
@@ -82,7 +82,7 @@ def test_export_refuses_bad_inputs_in_one_line(tmp_path):
 
 
 def test_predictor_refuses_bad_files(tmp_path, pair):
-    path = pair[2]
+    path = pair[3]
     truncated = tmp_path / 'truncated.onnx'
     truncated.write_bytes(open(path, 'rb').read()[:5000])
     for bad, words in ((truncated, 'not a readable ONNX model'),
@@ -98,3 +98,25 @@ def test_predictor_refuses_bad_files(tmp_path, pair):
     onnx.save(bare, str(tmp_path / 'bare.onnx'))
     with pytest.raises(OnnxModelError, match='no Mask R-CNN metadata'):
         OnnxMaskRCNN(str(tmp_path / 'bare.onnx'))
+
+
+def test_export_refuses_a_layer_without_onnx_nodes(tmp_path, monkeypatch):
+    """A model whose norm has no ONNX nodes (every arch and norm of the
+    presets has them) is refused in one line naming the file and what is
+    expected, and nothing is written."""
+    import chainer.links as L
+    from models.presets import build_mask_rcnn
+    from tests.helpers.onnx_models import small_preset
+    from utils import export_onnx
+    model = build_mask_rcnn(small_preset('fpn-tiny'),
+                            norm=lambda c: L.LayerNormalization(c))
+    monkeypatch.setattr(export_onnx, 'load_model',
+                        lambda path, arch: (model, {'arch': 'fpn-tiny'}))
+    npz, out = str(tmp_path / 'odd.npz'), tmp_path / 'odd.onnx'
+    with pytest.raises(export_onnx.ExportError) as e:
+        export_onnx.main([npz, '-o', str(out)])
+    assert str(e.value) == (
+        '{}: cannot export its fpn-tiny model to ONNX: norm layer '
+        'LayerNormalization has no ONNX export; expected AffineChannel2D, '
+        'BatchNormalization or GroupNormalization'.format(npz))
+    assert not out.exists()

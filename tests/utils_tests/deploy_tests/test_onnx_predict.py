@@ -1,8 +1,9 @@
 """The exported model on onnxruntime gives the Chainer model's detections
-(issue #18): for c4, fpn and fpn-tiny on three small images, the same
-count and labels, boxes within 1e-3 px, scores within 1e-4 and masks of
-IoU >= 0.99; also with an empty FPN level, with no detections, and in a
-process where chainer cannot be imported."""
+(issue #18): for c4, fpn, fpn-tiny and mobilenetv1-fpn, and the norms
+affine, gn and bn (``tests/helpers/onnx_models.py`` ``CASES``), on three
+small images, the same count and labels, boxes within 1e-3 px, scores
+within 1e-4 and masks of IoU >= 0.99; also with an empty FPN level, with
+no detections, and in a process where chainer cannot be imported."""
 import json
 import os
 import subprocess
@@ -42,7 +43,7 @@ def assert_same(ours, theirs):
 
 
 def test_same_detections(pair):
-    arch, model, path, _ = pair
+    arch, _, model, path, _ = pair
     onnx_model = OnnxMaskRCNN(path)
     imgs = images()
     ours = model.predict(imgs)
@@ -69,7 +70,7 @@ def test_same_detections_with_detectron2_conventions(tmp_path):
 def test_empty_fpn_level_and_level_order(pair):
     """128 px images have no ROI of level 5 (sqrt(area) >= 448): the box
     head gets an empty level, and rows return in the order of the rois."""
-    arch, model, path, _ = pair
+    arch, _, model, path, _ = pair
     if arch == 'c4':
         pytest.skip('c4 pools one level')
     onnx_model = OnnxMaskRCNN(path)
@@ -88,7 +89,7 @@ def test_empty_fpn_level_and_level_order(pair):
 
 
 def test_no_detections(pair):
-    arch, model, path, _ = pair
+    arch, _, model, path, _ = pair
     none = {'score_thresh': 1.0, 'nms_thresh': 0.5, 'limit': 100}
     model.use_thresholds(none)
     try:
@@ -105,7 +106,7 @@ def test_no_detections(pair):
 def test_no_proposals(pair):
     """An RPN that keeps nothing (every box under the minimum size): no
     head runs, no detection, on both backends."""
-    arch, model, path, _ = pair
+    arch, _, model, path, _ = pair
     onnx_model = OnnxMaskRCNN(path)
     onnx_model.proposal_generator.min_size = 1e6
     kept, model.proposal_generator.min_size = \
@@ -137,8 +138,8 @@ print(json.dumps([m for m in sys.modules if m.startswith('chainer.')]))
 
 
 def test_predict_without_chainer(pair, tmp_path):
-    arch, model, path, _ = pair
-    if arch != 'fpn-tiny':
+    arch, norm, model, path, _ = pair
+    if (arch, norm) != ('fpn-tiny', None):
         pytest.skip('one architecture is enough: the imports are the same')
     imgs, out = str(tmp_path / 'imgs.npz'), str(tmp_path / 'out.npz')
     numpy.savez(imgs, *images())
