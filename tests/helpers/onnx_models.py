@@ -75,7 +75,7 @@ def _scale(layer, outputs, peak):
     layer.b.array *= factor
 
 
-def _calibrate(model, img):
+def calibrate(model, img):
     """RPN deltas within +-0.5, class logits within +-4 and mask logits
     within +-8 on ``img``."""
     x, scale, size = prepare(img, model.min_size, model.max_size,
@@ -153,7 +153,7 @@ def write_npz(arch, path, conventions=DETECTRON, norm=None):
     numpy.random.seed(0)
     model = build_mask_rcnn(p)
     _random_norms(model, p, images()[0])
-    _calibrate(model, images()[0])
+    calibrate(model, images()[0])
     meta = {'arch': arch, 'depth': p.depth, 'n_fg_class': N_FG_CLASS,
             'class_names': ['a', 'b', 'c'], 'class_ids': [1, 2, 3],
             'conventions': p.conventions.to_dict(),

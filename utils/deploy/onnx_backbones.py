@@ -30,11 +30,13 @@ BODIES = 'ResNetBody or MobileNetV1Body'
 
 
 def norm_affine(norm):
-    """(scale, bias), each (C,) float64, of a norm that is a per-channel
-    affine at test time; None for any other norm."""
+    """(scale, bias), each (C,), of a norm that is a per-channel affine at
+    test time; None for any other norm. The frozen affine's are its float32
+    arrays, so that ``W * scale`` is the very product the Chainer model's
+    fold computes (``AffineChannel2D.fold``); a batch norm's are computed
+    in float64."""
     if isinstance(norm, AffineChannel2D):
-        return (numpy.asarray(norm.scale, numpy.float64),
-                numpy.asarray(norm.bias, numpy.float64))
+        return norm.scale, norm.bias
     if isinstance(norm, L.BatchNormalization):
         c = norm.avg_mean.shape[0]
         gamma = numpy.ones(c) if norm.gamma is None else norm.gamma.array
