@@ -181,6 +181,25 @@ def test_corners_move_as_drawn():
     assert rng.rand() == ref.rand()
 
 
+def test_moved_corners_stay_convex_below_a_quarter():
+    # What makes a mapped polygon exact: for D < 1/4 the image stays on
+    # the positive side of M's horizon (t > 0 at the four corners, so on
+    # the whole rectangle) and the moved corners turn one way.
+    rng = numpy.random.RandomState(0)
+    for k in range(500):
+        h, w = rng.randint(2, 800, 2)
+        d = 0.2499 * (rng.choice([-1, 1], (4, 2)) if k % 2 else
+                      rng.uniform(-1, 1, (4, 2)))
+        m = corner_homography((h, w), d * [w, h])
+        corners = numpy.array([[0, 0], [w, 0], [w, h], [0, h]], float)
+        assert (corners @ m[2, :2] + m[2, 2] > 0).all()
+        q = map_points(m, corners)
+        e = numpy.roll(q, -1, axis=0) - q
+        turns = e[:, 0] * numpy.roll(e, -1, axis=0)[:, 1] - \
+            e[:, 1] * numpy.roll(e, -1, axis=0)[:, 0]
+        assert (turns > 0).all()
+
+
 def test_zero_is_the_identity_and_draws_nothing():
     img, bbox, label, segms = _example()
     rng = numpy.random.RandomState(2)
