@@ -95,12 +95,12 @@ def write_config(args, preset):
                   args.ema, args.ema ** args.iteration, args.iteration))
 
 
-def _check_crop_min_visible(random_crop, mosaic, fraction):
+def _check_crop_min_visible(random_crop, mosaic, perspective, fraction):
     if fraction is None:
         return
-    if not random_crop and not mosaic:
-        raise SetupError('--crop-min-visible applies to --random-crop and '
-                         '--mosaic')
+    if not random_crop and not mosaic and not perspective:
+        raise SetupError('--crop-min-visible applies to --random-crop, '
+                         '--mosaic and --perspective')
     if not 0 <= fraction <= 1:
         raise SetupError('--crop-min-visible: expected a fraction in [0, 1], '
                          'got {}'.format(fraction))
@@ -119,7 +119,7 @@ def main(argv=None):
         raise SetupError('--norm syncbn shares batch statistics between '
                          'ChainerMN processes: start train.py with mpiexec '
                          'and --communicator (or use --norm bn)')
-    _check_crop_min_visible(args.random_crop, args.mosaic,
+    _check_crop_min_visible(args.random_crop, args.mosaic, args.perspective,
                             args.crop_min_visible)
     comm = create_communicator(args.communicator) if args.communicator \
         else None
@@ -182,7 +182,8 @@ def run(args, comm=None):
         comm=comm, box_loss=args.box_loss, ema_decay=args.ema,
         augmentations=build_augmentations(
             model, args.color_jitter, args.random_crop,
-            args.crop_min_visible, args.mosaic, args.mixup))
+            args.crop_min_visible, args.mosaic, args.mixup,
+            args.perspective))
     if args.resume:
         load_snapshot(args.resume, trainer, len(train))
     try:

@@ -157,12 +157,12 @@ def test_ema_warns_while_the_start_weighs_over_5_percent(tmp_path, capsys,
 
 
 def test_augmentations_resume_exactly(tmp_path):
-    # Crop, colour jitter, mosaic, mixup, flip and scale draw from the
-    # batcher's generator, which the snapshot holds: the resumed half ends
-    # where the whole run ends.
+    # Crop, perspective, colour jitter, mosaic, mixup, flip and scale draw
+    # from the batcher's generator, which the snapshot holds: the resumed
+    # half ends where the whole run ends.
     aug = ('--color-jitter', '0.4,0.4,0.4,0.1', '--random-crop', '0.5,1.5',
-           '--crop-min-visible', '0.3', '--mosaic', '0.5',
-           '--mixup', '0.5', '--scales', '160', '192')
+           '--perspective', '0.05', '--crop-min-visible', '0.3',
+           '--mosaic', '0.5', '--mixup', '0.5', '--scales', '160', '192')
     full = _run(tmp_path, 'full', '--iteration', '6', '--snapshot', '3', *aug)
     resumed = _run(tmp_path, 'resumed', '--iteration', '6', '--resume',
                    os.path.join(full, 'snapshot_iter_3'), *aug)
@@ -177,6 +177,7 @@ def test_augmentations_resume_exactly(tmp_path):
     assert config['random_crop'] == [0.5, 1.5]
     assert config['crop_min_visible'] == 0.3
     assert config['mixup'] == 0.5 and config['mosaic'] == 0.5
+    assert config['perspective'] == 0.05
 
 
 def test_sizes_and_anchors_travel_to_the_model_file(tmp_path):

@@ -182,6 +182,11 @@ def test_lr_steps_with_the_cosine_schedule_is_one_line(tmp_path):
     (('--crop-min-visible', '0.5'), ('--crop-min-visible', '--mosaic')),
     (('--mixup', '1.5'), ('--mixup', "probability in [0, 1], got '1.5'")),
     (('--mosaic', 'x'), ('--mosaic', "probability in [0, 1], got 'x'")),
+    (('--perspective', '0.25'),
+     ('--perspective', "corner move in [0, 0.25) of the image sides, got "
+      "'0.25'")),
+    (('--perspective=-0.1',), ('--perspective', "got '-0.1'")),
+    (('--perspective', 'x'), ('--perspective', "got 'x'")),
     (('--random-crop', '0.5,1', '--crop-min-visible', '2'),
      ('--crop-min-visible', 'fraction in [0, 1], got 2.0')),
 ])

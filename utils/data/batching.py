@@ -1,9 +1,9 @@
 """From dataset examples to the training chain's batch.
 
 Workers only decode images (``COCODataset``); the random choices (flip,
-the optional crop and colour jitter, training scale) are made here, in the
-main process, by one seeded and serialised generator, so a run is
-reproducible and resumes exactly.
+the optional crop, perspective and colour jitter, training scale) are made
+here, in the main process, by one seeded and serialised generator, so a
+run is reproducible and resumes exactly.
 """
 import chainer
 import numpy
@@ -58,18 +58,21 @@ class TrainBatcher:
         box_offset (int): the model's ``conventions.box_offset`` (flips).
         crop (callable): ``crop(img, bbox, label, segms, rng)`` returning
             the four, e.g. ``utils.data.random_crop.RandomCrop``; None: off.
+        perspective (callable): ``perspective(img, bbox, label, segms,
+            rng)`` returning the four, e.g.
+            ``utils.data.perspective.Perspective``; None: off.
         color_jitter (callable): ``color_jitter(img, rng)`` returning the
             image, e.g. ``utils.data.color_jitter.ColorJitter``; None: off.
         mosaic (``utils.data.mosaic.Mosaic``): None: off.
         mixup (``utils.data.mixup.MixUp``): None: off.
 
-    Per example, in this order: flip, crop, colour jitter (on the RGB 0-255
-    image), mosaic, mixup, training scale, ``prepare``. A mosaic's other
-    three examples, and a mixed example's partner, are the next examples
-    of the batch, cyclically (the example itself in a batch of one),
-    flipped, cropped and jittered again with their own draws right after
-    the mosaic or mixup draw. A transform that is off draws nothing, so
-    the Detectron recipe draws what it drew before.
+    Per example, in this order: flip, crop, perspective, colour jitter (on
+    the RGB 0-255 image), mosaic, mixup, training scale, ``prepare``. A
+    mosaic's other three examples, and a mixed example's partner, are the
+    next examples of the batch, cyclically (the example itself in a batch
+    of one), flipped, cropped, warped and jittered again with their own
+    draws right after the mosaic or mixup draw. A transform that is off
+    draws nothing, so the Detectron recipe draws what it drew before.
 
     ``batcher(batch, device)`` returns ``(x, scales, sizes, gt_bboxes,
     gt_labels, gt_segms)``; see ``models/train_chain.py``.
@@ -77,7 +80,8 @@ class TrainBatcher:
 
     def __init__(self, scales=(800,), max_size=1333, stride=1, flip=True,
                  seed=0, normalization=None, box_offset=1, crop=None,
-                 color_jitter=None, mosaic=None, mixup=None):
+                 color_jitter=None, mosaic=None, mixup=None,
+                 perspective=None):
         self.normalization = dict(normalization or {})
         self.box_offset = box_offset
         self.scales = tuple(scales)
@@ -85,6 +89,7 @@ class TrainBatcher:
         self.stride = stride
         self.flip = flip
         self.crop = crop
+        self.perspective = perspective
         self.color_jitter = color_jitter
         self.mosaic = mosaic
         self.mixup = mixup
@@ -123,7 +128,8 @@ class TrainBatcher:
         return x, scales, sizes, bboxes, labels, segms
 
     def _augment(self, example):
-        """Flip, crop and colour jitter of one example, as drawn."""
+        """Flip, crop, perspective and colour jitter of one example, as
+        drawn."""
         if isinstance(example, ReadError):
             raise DatasetError(example.message)
         img, bbox, label, segm = example
@@ -132,6 +138,9 @@ class TrainBatcher:
         if self.crop is not None:
             img, bbox, label, segm = self.crop(img, bbox, label, segm,
                                                self.rng)
+        if self.perspective is not None:
+            img, bbox, label, segm = self.perspective(img, bbox, label, segm,
+                                                      self.rng)
         if self.color_jitter is not None:
             img = self.color_jitter(img, self.rng)
         return img, bbox, label, segm

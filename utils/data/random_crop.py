@@ -109,23 +109,40 @@ def crop_example(img, bbox, label, segms, window, fill=0., min_visible=0.,
     out_bbox = clip_bbox(shifted, (h, w), box_offset)
     keep, out_segms = [], []
     for i, segm in enumerate(segms):
-        if is_bitmap(segm):
-            moved = crop_array(segm, window, False)
-        else:
-            rect = (max(-x0, 0), max(-y0, 0), min(size[1] - x0, w),
-                    min(size[0] - y0, h))
-            moved = [q for q in (clip_polygon(_shift_polygon(p, x0, y0),
-                                              rect) for p in segm)
-                     if len(q) >= 6]
-        visible = mask_area(moved, (h, w))
-        x1, y1, x2, y2 = out_bbox[i]
-        if visible > 0 and visible >= min_visible * mask_area(segm, size) \
-                and x2 > x1 and y2 > y1:
+        moved = crop_segm(segm, window, size)
+        if keeps_instance(moved, (h, w), segm, size, out_bbox[i],
+                          min_visible):
             keep.append(i)
             out_segms.append(moved)
     keep = numpy.array(keep, numpy.intp)
     return (out_img, out_bbox[keep], numpy.asarray(label, numpy.int32)[keep],
             out_segms)
+
+
+def crop_segm(segm, window, size):
+    """One instance's segmentation cut to ``window`` ``(y0, x0, h', w')``
+    of an image of ``size`` (H, W): a bitmap cut and padded like the
+    image; polygons shifted and clipped to the part of the window the
+    image covers, those left with under 3 points dropped."""
+    y0, x0, h, w = window
+    if is_bitmap(segm):
+        return crop_array(segm, window, False)
+    rect = (max(-x0, 0), max(-y0, 0), min(size[1] - x0, w),
+            min(size[0] - y0, h))
+    return [q for q in (clip_polygon(_shift_polygon(p, x0, y0), rect)
+                        for p in segm) if len(q) >= 6]
+
+
+def keeps_instance(moved, moved_size, segm, size, box, min_visible):
+    """The rule for an instance cut by a window (module docstring):
+    ``moved``, its segmentation in the new image of ``moved_size``, has a
+    mask area ``a > 0`` with ``a >= min_visible * A``, ``A`` the area of
+    ``segm`` in the image of ``size``, and its box ``(x1, y1, x2, y2)`` in
+    the new image has ``x2 > x1`` and ``y2 > y1``."""
+    visible = mask_area(moved, moved_size)
+    x1, y1, x2, y2 = box
+    return bool(visible > 0 and visible >= min_visible *
+                mask_area(segm, size) and x2 > x1 and y2 > y1)
 
 
 def _shift_polygon(poly, x0, y0):

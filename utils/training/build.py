@@ -14,6 +14,7 @@ from utils.data.batching import CarryReadErrors, TrainBatcher
 from utils.data.color_jitter import ColorJitter
 from utils.data.mixup import MixUp
 from utils.data.mosaic import Mosaic
+from utils.data.perspective import Perspective
 from utils.data.random_crop import RandomCrop
 from utils.data.coco_dataset import COCODataset
 from utils.data.coco_eval import COCOEvaluator
@@ -148,9 +149,10 @@ def build_iterator(dataset, batchsize, loaders, seed):
 
 
 def build_augmentations(model, color_jitter=None, random_crop=None,
-                        crop_min_visible=0.25, mosaic=0., mixup=0.):
+                        crop_min_visible=0.25, mosaic=0., mixup=0.,
+                        perspective=0.):
     """``TrainBatcher``'s keyword arguments ``crop``, ``color_jitter``,
-    ``mosaic`` and ``mixup``, None where off.
+    ``mosaic``, ``mixup`` and ``perspective``, None where off.
 
     Args:
         model: the model (its pixel mean fills the window outside the
@@ -158,10 +160,12 @@ def build_augmentations(model, color_jitter=None, random_crop=None,
         color_jitter ((float, float, float, float)): brightness, contrast,
             saturation and hue ranges of ``ColorJitter``.
         random_crop ((float, float)): ``RandomCrop``'s window side range.
-        crop_min_visible (float): ``min_visible`` of ``RandomCrop`` and
-            ``Mosaic``.
+        crop_min_visible (float): ``min_visible`` of ``RandomCrop``,
+            ``Mosaic`` and ``Perspective``.
         mosaic (float): ``Mosaic``'s probability; 0: off.
         mixup (float): ``MixUp``'s probability; 0: off.
+        perspective (float): ``Perspective``'s largest corner move over
+            the image's sides; 0: off.
     """
     norm = model.normalization
     mean = tuple(norm['pixel_mean'])
@@ -173,7 +177,10 @@ def build_augmentations(model, color_jitter=None, random_crop=None,
         'color_jitter': ColorJitter(*color_jitter) if color_jitter else None,
         'mosaic': Mosaic(mosaic, crop_min_visible, rgb_mean,
                          model.conventions.box_offset) if mosaic else None,
-        'mixup': MixUp(mixup, rgb_mean) if mixup else None}
+        'mixup': MixUp(mixup, rgb_mean) if mixup else None,
+        'perspective': Perspective(perspective, crop_min_visible, rgb_mean,
+                                   model.conventions.box_offset)
+        if perspective else None}
 
 
 def build_trainer(model, preset, data, schedule, out, seed=0,

@@ -9,6 +9,7 @@ from models.box_losses import BOX_LOSSES
 from models.norm import NORMS
 from models.presets import ARCHS
 from utils.data.color_jitter import ColorJitter
+from utils.data.perspective import MAX_SHIFT
 from utils.training.distributed import COMMUNICATORS
 
 
@@ -169,10 +170,16 @@ def _augment_flags(a):
            'sides (0 < LO <= HI) before the resize: below 1 a crop (zoom '
            'in), above 1 padding with the pixel mean (zoom out); e.g. '
            '0.5,1.5 (default: off)')
+    a('--perspective', type=_corner_move, default=0., metavar='D',
+      help='warp each training image, after --random-crop, by a random '
+           'homography that moves each corner by up to D times the '
+           "image's sides (0 <= D < 0.25), pixel-mean border; masks warped "
+           'with it, boxes recomputed from them; e.g. 0.05 (default: 0, '
+           'off)')
     a('--crop-min-visible', type=float, default=None, metavar='FRACTION',
-      help='with --random-crop or --mosaic, drop an instance when less '
-           'than this fraction of its mask area stays in the window or '
-           'quadrant (default: 0.25)')
+      help='with --random-crop, --mosaic or --perspective, drop an '
+           'instance when less than this fraction of its mask area stays '
+           'in the window, quadrant or warped image (default: 0.25)')
     a('--mosaic', type=_probability, default=0., metavar='P',
       help='with probability P put an image and the next three of the '
            'batch in the four quadrants of one, split at a random centre '
@@ -248,6 +255,18 @@ def _crop_range(text):
         raise argparse.ArgumentTypeError(
             'expected 0 < LO <= HI, got {!r}'.format(text))
     return values
+
+
+def _corner_move(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.
+    if not 0 <= value < MAX_SHIFT:
+        raise argparse.ArgumentTypeError(
+            'expected a corner move in [0, {}) of the image sides, got '
+            '{!r}'.format(MAX_SHIFT, text))
+    return value
 
 
 def _probability(text):

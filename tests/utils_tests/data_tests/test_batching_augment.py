@@ -1,6 +1,6 @@
 """The batcher's augmentations: drawn from its one seeded generator in a
-fixed order (flip, crop, colour jitter, mosaic, mixup, scale), nothing
-drawn when off, and restored exactly from a snapshot."""
+fixed order (flip, crop, perspective, colour jitter, mosaic, mixup, scale),
+nothing drawn when off, and restored exactly from a snapshot."""
 import chainer
 import numpy
 
@@ -10,6 +10,7 @@ from utils.data.coco_dataset import flip_example
 from utils.data.color_jitter import ColorJitter
 from utils.data.mixup import MixUp, mixup_examples
 from utils.data.mosaic import Mosaic, mosaic_examples
+from utils.data.perspective import Perspective
 from utils.data.random_crop import RandomCrop
 from utils.ops.image import prepare
 
@@ -17,7 +18,7 @@ SCALES = (48, 64)
 RGB_MEAN = (122.7717, 115.9465, 102.9801)
 
 
-def _batcher(seed=3, on=True, mixup=None, mosaic=None):
+def _batcher(seed=3, on=True, mixup=None, mosaic=None, perspective=None):
     crop = RandomCrop((0.5, 1.5), 0.25, RGB_MEAN)
     jitter = ColorJitter(0.4, 0.4, 0.4, 0.1)
     return TrainBatcher(SCALES, 96, 32, flip=True, seed=seed,
@@ -25,7 +26,9 @@ def _batcher(seed=3, on=True, mixup=None, mosaic=None):
                         color_jitter=jitter if on else None,
                         mosaic=Mosaic(mosaic, 0.25, RGB_MEAN)
                         if mosaic else None,
-                        mixup=MixUp(mixup, RGB_MEAN) if mixup else None)
+                        mixup=MixUp(mixup, RGB_MEAN) if mixup else None,
+                        perspective=Perspective(perspective, 0.25, RGB_MEAN)
+                        if perspective is not None else None)
 
 
 def _assert_same(out_a, out_b):
@@ -61,6 +64,35 @@ def test_draw_order_matches_a_hand_written_pipeline():
         for a, b in zip(out[5][i], segms):
             for pa, pb in zip(a, b):
                 numpy.testing.assert_array_equal(pa, pb)
+
+
+def test_perspective_is_drawn_between_crop_and_jitter():
+    batch = examples(3, seed=1)
+    running = _batcher(perspective=0.05)
+    out = running(batch)
+    batcher = _batcher(perspective=0.05)   # its transforms, our generator
+    rng = numpy.random.RandomState(3)
+    for i, (img, bbox, label, segms) in enumerate(batch):
+        if rng.rand() < 0.5:
+            img, bbox, segms = flip_example(img, bbox, segms)
+        img, bbox, label, segms = batcher.crop(img, bbox, label, segms, rng)
+        img, bbox, label, segms = batcher.perspective(img, bbox, label,
+                                                      segms, rng)
+        img = batcher.color_jitter(img, rng)
+        x, scale, size = prepare(img, SCALES[rng.randint(2)], 96, 32)
+        numpy.testing.assert_array_equal(out[0][i, :, :x.shape[1],
+                                                :x.shape[2]], x)
+        numpy.testing.assert_allclose(out[3][i], bbox * scale, rtol=1e-6)
+        numpy.testing.assert_array_equal(out[4][i], label)
+        assert len(out[5][i]) == len(segms)
+    assert running.rng.rand() == rng.rand()   # no draw unaccounted for
+
+
+def test_perspective_zero_draws_nothing():
+    batch = examples(3, seed=2)
+    plain, zero = _batcher(), _batcher(perspective=0.)
+    _assert_same(plain(batch), zero(batch))
+    assert plain.rng.rand() == zero.rng.rand()
 
 
 def _augment(batcher, example, rng):
@@ -122,13 +154,14 @@ def test_off_draws_what_the_detectron_recipe_draws():
 
 def test_snapshot_restores_the_draws(tmp_path):
     b1, b2 = examples(2, seed=4), examples(2, seed=5)
-    full = _batcher(mixup=0.5, mosaic=0.5)
+    full = _batcher(mixup=0.5, mosaic=0.5, perspective=0.05)
     full(b1)
     expect = full(b2)
-    first = _batcher(mixup=0.5, mosaic=0.5)
+    first = _batcher(mixup=0.5, mosaic=0.5, perspective=0.05)
     first(b1)
     path = str(tmp_path / 'batcher.npz')
     chainer.serializers.save_npz(path, first)
-    resumed = _batcher(seed=99, mixup=0.5, mosaic=0.5)   # state wins
+    resumed = _batcher(seed=99, mixup=0.5, mosaic=0.5,   # state wins
+                       perspective=0.05)
     chainer.serializers.load_npz(path, resumed)
     _assert_same(resumed(b2), expect)
