@@ -10,22 +10,8 @@ import pytest
 
 from utils.data.perspective import (
     Perspective, corner_homography, map_points, warp_example)
+from tests.helpers.hand_instances import FILL, H, W, example
 from utils.data.random_crop import crop_example
-
-H, W = 8, 10
-FILL = (1., 2., 3.)
-
-
-def _example():
-    """An 8 x 10 image of distinct values; instance A a polygon covering
-    rows 1..3, columns 2..5 (box 2, 1, 5, 3), instance B a bitmap covering
-    rows 5..6, columns 7..9 (box 7, 5, 9, 6)."""
-    img = numpy.arange(3 * H * W, dtype=numpy.float32).reshape(3, H, W)
-    bitmap = numpy.zeros((H, W), bool)
-    bitmap[5:7, 7:10] = True
-    bbox = numpy.array([[2, 1, 5, 3], [7, 5, 9, 6]], numpy.float32)
-    segms = [[numpy.array([2, 1, 6, 1, 6, 4, 2, 4], numpy.float64)], bitmap]
-    return img, bbox, numpy.array([1, 2], numpy.int32), segms
 
 
 def _raster(polys, size):
@@ -54,7 +40,7 @@ def _bilinear(img, y, x, fill):
     ((2, -3, H, W), 0.), ((-1, 4, H, W), 0.5), ((0, 5, H, W), 0.),
     ((3, 1, H, W), 0.9)])
 def test_translation_is_the_crop(window, min_visible):
-    img, bbox, label, segms = _example()
+    img, bbox, label, segms = example()
     y0, x0 = window[:2]
     out = warp_example(img, label, segms, _matrix(1, 0, -x0, 0, 1, -y0),
                        FILL, min_visible)
@@ -72,7 +58,7 @@ def test_translation_is_the_crop(window, min_visible):
 
 
 def test_zoom_by_two_hand_worked():
-    img, _, label, segms = _example()
+    img, _, label, segms = example()
     m = _matrix(2, 0, -6, 0, 2, -4)   # x' = 2x - 6, y' = 2y - 4
     # A: [2, 6] x [1, 4] -> [-2, 6] x [-2, 4], clipped to [0, 6] x [0, 4]:
     # 24 of its 48 pixels. B: pixel squares [7, 10] x [5, 7] -> [8, 14] x
@@ -204,7 +190,7 @@ def test_moved_corners_stay_convex_below_a_quarter():
 
 
 def test_zero_is_the_identity_and_draws_nothing():
-    img, bbox, label, segms = _example()
+    img, bbox, label, segms = example()
     rng = numpy.random.RandomState(2)
     out = Perspective(0.)(img, bbox, label, segms, rng)
     assert out[0] is img and out[1] is bbox and out[3] is segms

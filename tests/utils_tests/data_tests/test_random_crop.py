@@ -7,22 +7,8 @@ import pycocotools.mask as mask_util
 import pytest
 
 from utils.data.coco_dataset import flip_example
+from tests.helpers.hand_instances import FILL, W, example
 from utils.data.random_crop import RandomCrop, clip_polygon, crop_example
-
-H, W = 8, 10
-FILL = (1., 2., 3.)
-
-
-def _example():
-    """An 8 x 10 image of distinct values; instance A a polygon covering
-    rows 1..3, columns 2..5 (box 2, 1, 5, 3), instance B a bitmap covering
-    rows 5..6, columns 7..9 (box 7, 5, 9, 6)."""
-    img = numpy.arange(3 * H * W, dtype=numpy.float32).reshape(3, H, W)
-    bitmap = numpy.zeros((H, W), bool)
-    bitmap[5:7, 7:10] = True
-    bbox = numpy.array([[2, 1, 5, 3], [7, 5, 9, 6]], numpy.float32)
-    segms = [[numpy.array([2, 1, 6, 1, 6, 4, 2, 4], numpy.float64)], bitmap]
-    return img, bbox, numpy.array([1, 2], numpy.int32), segms
 
 
 def _raster(segm, size):
@@ -40,7 +26,7 @@ def _box_mask(h, w, rows, cols):
 
 
 def test_polygon_through_flip_and_crop():
-    img, bbox, label, segms = _example()
+    img, bbox, label, segms = example()
     f_img, f_bbox, f_segms = flip_example(img, bbox, segms)
     # Flipped (W = 10): A's box at columns 4..7 and, by Detectron's rule
     # for polygons (x' = W - x - 1, flip_segms), its polygon one pixel to
@@ -62,7 +48,7 @@ def test_polygon_through_flip_and_crop():
 
 
 def test_bitmap_through_flip_and_a_window_past_the_left_edge():
-    img, bbox, label, segms = _example()
+    img, bbox, label, segms = example()
     f_img, f_bbox, f_segms = flip_example(img, bbox, segms)
     # Window rows 4..7, columns -1..3: column 0 is outside (fill); B
     # (rows 5..6, columns 0..2) -> rows 1..2, columns 1..3; A is outside.
@@ -83,7 +69,7 @@ def test_bitmap_through_flip_and_a_window_past_the_left_edge():
 
 
 def test_visibility_rule():
-    img, bbox, label, segms = _example()
+    img, bbox, label, segms = example()
     window = (0, 3, 8, 7)   # columns 3..9: 9 of A's 12 pixels, all of B
     for min_visible, kept in ((0.75, [1, 2]), (0.76, [2]), (0., [1, 2])):
         _, c_bbox, c_label, _ = crop_example(img, bbox, label, segms,
@@ -97,7 +83,7 @@ def test_visibility_rule():
 
 
 def test_zoom_out_keeps_everything_and_pads_with_fill():
-    img, bbox, label, segms = _example()
+    img, bbox, label, segms = example()
     c_img, c_bbox, c_label, c_segms = crop_example(
         img, bbox, label, segms, (-2, -3, 12, 15), FILL, 1.)
     numpy.testing.assert_array_equal(c_label, label)
@@ -114,7 +100,7 @@ def test_zoom_out_keeps_everything_and_pads_with_fill():
 
 
 def test_detectron2_boxes_clip_to_the_window_width():
-    img, _, label, segms = _example()
+    img, _, label, segms = example()
     bbox = numpy.array([[2, 1, 6, 4], [7, 5, 10, 7]], numpy.float32)
     f_img, f_bbox, f_segms = flip_example(img, bbox, segms, box_offset=0)
     # A mirrored: (4, 1, 8, 4); shifted by (3, 1) and clipped to [0, 4].
