@@ -18,7 +18,9 @@ peak is CuPy's memory-pool high-water mark.
 On the CPU it also prints the backbone's efficiency: its GFLOP (2 x the
 multiply-adds of every convolution, counted as they run) per second of
 backbone time, over the SGEMM throughput numpy reaches in the same process
-(a 4096^3 float32 product). The BLAS library and its threads
+(a 4096^3 float32 product). The wide 3x3 convolutions run by Winograd
+(``functions/winograd.py``) are counted at their direct FLOPs, so this
+efficiency is an effective one and can pass 1. The BLAS library and its threads
 (threadpoolctl) and the load average go into the JSON. For numbers a user
 would see, unset the OpenBLAS pin of our CI machines in this command only:
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/inference.py``.
@@ -136,7 +138,9 @@ def onnx_model(model, arch, threads, folder):
 
 class ConvFlops(chainer.FunctionHook):
     """Counts 2 x multiply-adds of the GEMM convolutions that run (N O P Q
-    C kh kw each), and of chainer's own convolutions if any."""
+    C kh kw each), and of chainer's own convolutions if any. These are a
+    direct convolution's FLOPs also where Winograd runs with 2.25x fewer
+    multiplications, so the efficiency printed is an effective one."""
     name = 'ConvFlops'
 
     def __init__(self):

@@ -28,25 +28,28 @@ FOLD_BELOW = 1024
 
 
 class _Workspace(threading.local):
-    buffer = None
+    def __init__(self):
+        self.buffers = {}
 
 
 _WORKSPACE = _Workspace()
 
 
-def _columns(xp, shape, dtype):
-    """An uninitialised array for columns that are written in full, used by
-    one GEMM and dropped. On NumPy it reuses one buffer per thread (the
-    largest asked for so far): a fresh mapping of hundreds of MB costs its
-    page faults on every call (im2col at R-50-FPN's P2: 0.18 s fresh,
-    0.07 s reused). CuPy's memory pool already reuses its blocks."""
+def workspace(xp, shape, dtype, slot='col'):
+    """An uninitialised array for data that is written in full, used once
+    and dropped (im2col columns, Winograd's transformed tiles). On NumPy it
+    reuses one buffer per thread and ``slot`` (the largest asked for so
+    far): a fresh mapping of hundreds of MB costs its page faults on every
+    call (im2col at R-50-FPN's P2: 0.18 s fresh, 0.07 s reused). CuPy's
+    memory pool already reuses its blocks."""
     if xp is not numpy:
         return xp.empty(shape, dtype)
     nbytes = int(numpy.prod(shape)) * numpy.dtype(dtype).itemsize
-    if _WORKSPACE.buffer is None or _WORKSPACE.buffer.nbytes < nbytes:
-        _WORKSPACE.buffer = None        # free the old one first
-        _WORKSPACE.buffer = numpy.empty(nbytes, numpy.uint8)
-    return _WORKSPACE.buffer[:nbytes].view(dtype).reshape(shape)
+    buffers = _WORKSPACE.buffers
+    if slot not in buffers or buffers[slot].nbytes < nbytes:
+        buffers.pop(slot, None)         # free the old one first
+        buffers[slot] = numpy.empty(nbytes, numpy.uint8)
+    return buffers[slot][:nbytes].view(dtype).reshape(shape)
 
 
 def output_size(h, w, kh, kw, sy, sx, ph, pw):
@@ -112,7 +115,7 @@ def im2col_wide(x, kh, kw, ph, pw):
     padded = xp.zeros((n, c, hp, wp), x.dtype)
     padded[:, :, ph:ph + h, pw:pw + w] = x
     flat = padded.reshape(n, c, hp * wp)
-    col = _columns(xp, (n, c, kh, kw, p * wp), x.dtype)
+    col = workspace(xp, (n, c, kh, kw, p * wp), x.dtype)
     for ky in range(kh):
         for kx in range(kw):
             start = ky * wp + kx
@@ -150,7 +153,7 @@ def im2col_folded(x, kh, kw, sy, sx, ph, pw, pq):
         padded[:, :, ph:ph + h, pw:pw + w] = xt
     else:
         padded = xt
-    col = _columns(xp, (c, kh, kw, n, p, q), x.dtype)
+    col = workspace(xp, (c, kh, kw, n, p, q), x.dtype)
     for ky, kx, (rows, cols) in _taps(kh, kw, sy, sx, pq):
         col[:, ky, kx] = padded[:, :, rows, cols]
     return col.reshape(c * kh * kw, n * p * q)

@@ -16,6 +16,10 @@ The columns are laid out per image or, for many small images (the heads'
 ROIs), side by side for one GEMM (``functions/conv_columns.py``). Only
 2-D GEMMs are used.
 
+On NumPy, wide 3x3 stride-1 convolutions run forward by Winograd's
+F(2x2, 3x3) instead (``functions/winograd.py``: 2.25x fewer
+multiplications); the backward pass is the same GEMMs either way.
+
 A 1x1 kernel without padding needs no im2col at all: ``col`` is the
 (strided) input itself. ``col`` is recomputed in the backward pass rather
 than kept, as chainer does, so training memory does not grow.
@@ -28,6 +32,7 @@ from chainer.backend import get_array_module
 from chainer.utils import type_check
 
 from functions import conv_columns as cc
+from functions import winograd
 
 
 def check_conv_types(in_types, w_in_axis, w_out_axis):
@@ -68,7 +73,12 @@ class Convolution2DGEMM(function_node.FunctionNode):
         p, q = cc.output_size(h, w, *geometry)
         w2 = W.reshape(o, -1)
         wide = None
-        if cc.folds(n, p, q):
+        if winograd.worthwhile(get_array_module(x), x.dtype, x.shape,
+                               W.shape, (self.sy, self.sx),
+                               (self.ph, self.pw)):
+            # (N, O, P, Q) with 2.25x fewer multiplications.
+            y = winograd.conv3x3(x, W, self.ph, self.pw)
+        elif cc.folds(n, p, q):
             # (O, K) @ (K, N*L) -> (O, N*L)
             y = w2 @ cc.im2col_folded(x, *geometry, (p, q))
         elif (self.sy, self.sx) == (1, 1) and (kh, kw) != (1, 1):
@@ -80,7 +90,9 @@ class Convolution2DGEMM(function_node.FunctionNode):
             # (O, K) @ (N, K, L) -> (N, O, L): already NCHW.
             y = cc.matmul_each(w2, cc.im2col(x, *geometry)[0])
         if len(inputs) == 3:
-            y += inputs[2][:, None]
+            # O is the axis before the pixels: (O, N*L), (N, O, L) or
+            # (N, O, P, Q).
+            y += inputs[2].reshape((-1,) + (1,) * max(1, y.ndim - 2))
         if self.relu:
             # In place: no second output-sized array, as F.relu would make.
             get_array_module(y).maximum(y, 0, out=y)

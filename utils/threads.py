@@ -16,6 +16,8 @@ import os
 import cv2
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from functions import winograd
+
 CGROUP_CPU_MAX = '/sys/fs/cgroup/cpu.max'
 
 
@@ -48,8 +50,9 @@ def default_threads(processes_per_node=1):
 
 
 def set_threads(n):
-    """Run BLAS (through threadpoolctl, whatever library numpy loaded) and
-    OpenCV with ``n`` threads in this process from now on.
+    """Run BLAS (through threadpoolctl, whatever library numpy loaded),
+    OpenCV and our Winograd transforms with ``n`` threads in this process
+    from now on.
 
     Returns:
         list of dict: threadpoolctl's description of each BLAS library
@@ -58,6 +61,7 @@ def set_threads(n):
     """
     threadpool_limits(limits=n, user_api='blas')
     cv2.setNumThreads(n)
+    winograd.set_workers(n)
     return [{k: lib.get(k) for k in ('internal_api', 'version',
                                      'architecture', 'num_threads')}
             for lib in threadpool_info() if lib.get('user_api') == 'blas']

@@ -1,0 +1,88 @@
+"""3x3 stride-1 convolutions of R-50-FPN at 800 x 1216: the direct GEMM
+path against Winograd F(2x2, 3x3), interleaved, median [min-max] ms.
+
+    python bench/winograd.py [--rounds 3] [--threads 2]
+
+The rows are the shapes the rule in ``functions/winograd.py``
+(``worthwhile``) was set from; the last column says what the rule picks.
+Unset the OpenBLAS pin of our CI machines in this command only:
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/winograd.py``.
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from utils import compat  # noqa: F401,E402
+import numpy  # noqa: E402
+
+from functions import conv_columns as cc  # noqa: E402
+from functions import winograd  # noqa: E402
+from utils.threads import set_threads  # noqa: E402
+
+# (name, (N, C, H, W), O)
+SHAPES = [
+    ('res2 3x3', (1, 64, 200, 304), 64),
+    ('res3 3x3', (1, 128, 100, 152), 128),
+    ('res4 3x3', (1, 256, 50, 76), 256),
+    ('res5 3x3', (1, 512, 25, 38), 512),
+    ('FPN/RPN P2', (1, 256, 200, 304), 256),
+    ('FPN/RPN P3', (1, 256, 100, 152), 256),
+    ('FPN/RPN P5', (1, 256, 25, 38), 256),
+    ('RPN P6', (1, 256, 13, 19), 256),
+    ('mask head, 100 ROIs', (100, 256, 14, 14), 256),
+    ('mask head, 10 ROIs', (10, 256, 14, 14), 256),
+]
+
+
+def direct(x, W):
+    """The GEMM path ``convolution_2d`` takes without Winograd."""
+    n, _, h, w = x.shape
+    w2 = W.reshape(len(W), -1)
+    if cc.folds(n, h, w):
+        return w2 @ cc.im2col_folded(x, 3, 3, 1, 1, 1, 1, (h, w))
+    col, wide = cc.im2col_wide(x, 3, 3, 1, 1)
+    return cc.drop_wide(cc.matmul_each(w2, col), wide, w)
+
+
+def seconds(f):
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--threads', type=int, default=2)
+    args = p.parse_args()
+    set_threads(args.threads)
+    print('load average before: {:.2f}'.format(os.getloadavg()[0]))
+    print('| layer | x | direct ms | Winograd ms | ratio | rule |')
+    print('|---|---|---|---|---|---|')
+    rng = numpy.random.RandomState(0)
+    for name, shape, o in SHAPES:
+        x = rng.randn(*shape).astype(numpy.float32)
+        W = (rng.randn(o, shape[1], 3, 3) * 0.05).astype(numpy.float32)
+        direct(x, W), winograd.conv3x3(x, W, 1, 1)          # warm up
+        times = {'d': [], 'w': []}
+        for _ in range(args.rounds):                        # A B A B
+            times['d'].append(seconds(lambda: direct(x, W)))
+            times['w'].append(seconds(lambda: winograd.conv3x3(x, W, 1, 1)))
+        d, w = (1e3 * numpy.array(times[k]) for k in 'dw')
+        rule = winograd.worthwhile(numpy, x.dtype, x.shape, W.shape, (1, 1),
+                                   (1, 1))
+        print('| {} | {} | {:.1f} [{:.1f}-{:.1f}] | {:.1f} [{:.1f}-{:.1f}] '
+              '| {:.2f} | {} |'.format(
+                  name, 'x'.join(map(str, shape)), numpy.median(d), d.min(),
+                  d.max(), numpy.median(w), w.min(), w.max(),
+                  numpy.median(w) / numpy.median(d),
+                  'Winograd' if rule else 'direct'), flush=True)
+    print('load average after: {:.2f}'.format(os.getloadavg()[0]))
+
+
+if __name__ == '__main__':
+    main()
