@@ -41,7 +41,7 @@ _G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 # and the calls than the GEMMs save (bench/winograd.py): the rule is
 # min(C, O) >= MIN_CHANNELS and O * C * N * P * Q >= MIN_MACS / 9.
 MIN_CHANNELS = 64
-MIN_MACS = 9 << 27
+MIN_MACS = 9 << 26
 # Bytes of one block of a transform pass: small enough for the caches,
 # large enough that NumPy's per-call cost stays small (bench/winograd.py).
 BLOCK_BYTES = 1 << 22
