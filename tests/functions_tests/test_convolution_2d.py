@@ -6,7 +6,8 @@ import numpy
 import pytest
 from chainer import gradient_check
 
-from functions.convolution_2d import convolution_2d
+from functions.convolution_2d import (Convolution2DGEMM,
+                                      Convolution2DGEMMGrad, convolution_2d)
 from models.conv import Convolution2D
 
 # (N, C, H, W), (O, kh, kw), stride, pad, bias
@@ -158,3 +159,43 @@ def test_deconvolution_link_paths():
     overlapping = Deconvolution2D(3, 2, 3, 2, 1)
     assert not overlapping._non_overlapping()
     assert overlapping(x).shape == (1, 2, 7, 7)
+
+
+class _CountsMatmul(numpy.ndarray):
+    """An ndarray that counts the GEMMs (``numpy.matmul``) it takes part
+    in; arrays derived from it keep counting."""
+    calls = 0
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if ufunc is numpy.matmul:
+            _CountsMatmul.calls += 1
+        inputs = [a.view(numpy.ndarray) if isinstance(a, _CountsMatmul)
+                  else a for a in inputs]
+        return getattr(ufunc, method)(*inputs, **kwargs).view(_CountsMatmul)
+
+
+@pytest.mark.parametrize('size,ksize,pad', [(7, 1, 0), (7, 3, 1),
+                                            (14, 3, 1)])
+def test_weight_gradient_gemms_do_not_grow_with_rois(size, ksize, pad):
+    # The heads' convolutions see N = the ROIs: the backward pass must be
+    # a fixed number of GEMMs, not one per ROI (issue #15).
+    def gemms(n):
+        rng = numpy.random.RandomState(0)
+        x, gy = rng.randn(n, 4, size, size), rng.randn(n, 3, size, size)
+        W = rng.randn(3, 4, ksize, ksize)
+        node = Convolution2DGEMM(1, pad)
+        node.apply((x, W))
+        _CountsMatmul.calls = 0
+        gx, gW = Convolution2DGEMMGrad(node, False).forward(
+            (x.view(_CountsMatmul), W.view(_CountsMatmul),
+             gy.view(_CountsMatmul)))
+        # gW against chainer's, so that the counted path is the right one.
+        xv, Wv = chainer.Variable(x), chainer.Variable(W)
+        y = F.convolution_2d(xv, Wv, pad=pad)
+        y.grad = gy
+        y.backward()
+        numpy.testing.assert_allclose(numpy.asarray(gW), Wv.grad,
+                                      rtol=1e-10)
+        return _CountsMatmul.calls
+
+    assert gemms(8) == gemms(200) <= 2
