@@ -37,10 +37,12 @@ from functions.conv_columns import workspace
 
 _G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 
-# Narrower layers, and few output pixels, spend more on the transforms
-# and the calls than the GEMMs save (bench/winograd.py): the rule is
-# min(C, O) >= MIN_CHANNELS and O * C * N * P * Q >= MIN_MACS / 9.
-MIN_CHANNELS = 64
+# Few output pixels spend more on the calls and transforms than the GEMMs
+# save (bench/winograd.py: 0.72 of the direct time for 10 mask ROIs, 1.15
+# for 256 channels at 25 x 38). 64 channels gained little (0.87 at res2),
+# so narrow models such as fpn-tiny keep the direct path. The rule:
+# min(C, O) >= MIN_CHANNELS and 9 O C N P Q >= MIN_MACS.
+MIN_CHANNELS = 128
 MIN_MACS = 9 << 26
 # Bytes of one block of a transform pass: small enough for the caches,
 # large enough that NumPy's per-call cost stays small (bench/winograd.py).
