@@ -216,18 +216,6 @@ def _positive(text):
     return value
 
 
-def _decay(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(
-            'expected a decay between 0 and 1 (both excluded), got '
-            '{!r}'.format(text))
-    return value
-
-
 def _floats(text, n):
     try:
         values = tuple(float(v) for v in text.split(','))
@@ -257,27 +245,31 @@ def _crop_range(text):
     return values
 
 
-def _corner_move(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.
-    if not 0 <= value < MAX_SHIFT:
-        raise argparse.ArgumentTypeError(
-            'expected a corner move in [0, {}) of the image sides, got '
-            '{!r}'.format(MAX_SHIFT, text))
-    return value
+def _bounded(what, low, high, closed=(True, True), unit=''):
+    """An argparse type: a float in the interval from ``low`` to ``high``,
+    each end included as ``closed`` says; the error names ``what``."""
+    interval = '{}{}, {}{}'.format('[' if closed[0] else '(', low, high,
+                                   ']' if closed[1] else ')')
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = float('nan')            # refused below, as 'nan' is
+        above = value >= low if closed[0] else value > low
+        below = value <= high if closed[1] else value < high
+        if not (above and below):
+            raise argparse.ArgumentTypeError('expected {} in {}{}, got '
+                                             '{!r}'.format(what, interval,
+                                                           unit, text))
+        return value
+    return parse
 
 
-def _probability(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(
-            'expected a probability in [0, 1], got {!r}'.format(text))
-    return value
+_decay = _bounded('a decay', 0, 1, closed=(False, False))
+_corner_move = _bounded('a corner move', 0, MAX_SHIFT, closed=(True, False),
+                        unit=' of the image sides')
+_probability = _bounded('a probability', 0, 1)
 
 
 def _ids(text):
