@@ -11,8 +11,10 @@ PACKAGES = ('functions', 'models', 'utils')
 # utils.compat and utils.backend are the foundation (nothing of the project
 # below them); utils.vis draws arrays and is shared by the scripts;
 # utils.demo_io picks demo.py's input and output files; utils.deploy
-# exports to ONNX and runs it (its predictor must not import chainer).
+# exports to ONNX and runs it (its predictor must not import chainer);
+# utils.threads sizes the thread pools, ours in functions included.
 LAYERS = [('utils.compat', 0), ('utils.backend', 0), ('functions', 1),
+          ('utils.threads', 2),
           ('utils.ops', 2), ('models', 3), ('utils.vis', 4),
           ('utils.demo_io', 4),
           ('utils.data', 4), ('utils.weights', 4), ('utils.training', 5),
