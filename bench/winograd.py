@@ -1,10 +1,12 @@
 """3x3 stride-1 convolutions of R-50-FPN at 800 x 1216: the direct GEMM
 path against Winograd F(2x2, 3x3), interleaved, median [min-max] ms.
 
-    python bench/winograd.py [--rounds 3] [--threads 2]
+    python bench/winograd.py [--rounds 3] [--threads 2] [--model]
 
 The rows are the shapes the rule in ``functions/winograd.py``
 (``worthwhile``) was set from; the last column says what the rule picks.
+``--model`` also times the whole R-50-FPN inference of
+``bench/inference.py`` per stage, with Winograd off and on in turn.
 Unset the OpenBLAS pin of our CI machines in this command only:
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/winograd.py``.
 """
@@ -15,12 +17,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from utils import compat  # noqa: F401,E402
 import numpy  # noqa: E402
 
 from functions import conv_columns as cc  # noqa: E402
 from functions import winograd  # noqa: E402
+from inference import STAGES, bench_model, stage_times  # noqa: E402
 from utils.threads import set_threads  # noqa: E402
 
 # (name, (N, C, H, W), O)
@@ -54,10 +58,39 @@ def seconds(f):
     return time.perf_counter() - t0
 
 
+def model_table(rounds):
+    """R-50-FPN inference per stage, direct then Winograd, A B A B."""
+    model = bench_model('fpn')
+    img = numpy.random.RandomState(0).uniform(
+        0, 255, (3, 800, 1216)).astype(numpy.float32)
+    stage_times(model, img)                                # warm up
+    rule = winograd.MIN_CHANNELS
+    runs = {'direct': [], 'Winograd': []}
+    try:
+        for _ in range(rounds):
+            for name, min_channels in (('direct', 1 << 30),
+                                       ('Winograd', rule)):
+                winograd.MIN_CHANNELS = min_channels
+                runs[name].append(stage_times(model, img))
+    finally:
+        winograd.MIN_CHANNELS = rule
+    print('\n| stage | direct ms | Winograd ms | ratio |')
+    print('|---|---|---|---|')
+    for stage in STAGES[1:] + ('total',):
+        d, w = (1e3 * numpy.array([r[stage] for r in runs[k]])
+                for k in ('direct', 'Winograd'))
+        print('| {} | {:.0f} [{:.0f}-{:.0f}] | {:.0f} [{:.0f}-{:.0f}] | '
+              '{:.2f} |'.format(stage, numpy.median(d), d.min(), d.max(),
+                                numpy.median(w), w.min(), w.max(),
+                                numpy.median(w) / numpy.median(d)))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--model', action='store_true',
+                   help='also time R-50-FPN inference per stage')
     args = p.parse_args()
     set_threads(args.threads)
     print('load average before: {:.2f}'.format(os.getloadavg()[0]))
@@ -81,6 +114,8 @@ def main():
                   d.max(), numpy.median(w), w.min(), w.max(),
                   numpy.median(w) / numpy.median(d),
                   'Winograd' if rule else 'direct'), flush=True)
+    if args.model:
+        model_table(args.rounds)
     print('load average after: {:.2f}'.format(os.getloadavg()[0]))
 
 
