@@ -11,6 +11,7 @@ Unset the OpenBLAS pin of our CI machines in this command only:
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/winograd.py``.
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -22,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import compat  # noqa: F401,E402
 import numpy  # noqa: E402
 
-from functions import conv_columns as cc  # noqa: E402
 from functions import winograd  # noqa: E402
+from functions.convolution_2d import convolution_2d  # noqa: E402
 from inference import STAGES, bench_model, stage_times  # noqa: E402
 from utils.threads import set_threads  # noqa: E402
 
@@ -42,14 +43,21 @@ SHAPES = [
 ]
 
 
+@contextlib.contextmanager
+def winograd_off(off=True):
+    """``convolution_2d`` without (or, ``off=False``, with) Winograd."""
+    rule = winograd.MIN_CHANNELS
+    winograd.MIN_CHANNELS = 1 << 30 if off else rule
+    try:
+        yield
+    finally:
+        winograd.MIN_CHANNELS = rule
+
+
 def direct(x, W):
     """The GEMM path ``convolution_2d`` takes without Winograd."""
-    n, _, h, w = x.shape
-    w2 = W.reshape(len(W), -1)
-    if cc.folds(n, h, w):
-        return w2 @ cc.im2col_folded(x, 3, 3, 1, 1, 1, 1, (h, w))
-    col, wide = cc.im2col_wide(x, 3, 3, 1, 1)
-    return cc.drop_wide(cc.matmul_each(w2, col), wide, w)
+    with winograd_off():
+        return convolution_2d(x, W, pad=1).array
 
 
 def seconds(f):
@@ -64,16 +72,11 @@ def model_table(rounds):
     img = numpy.random.RandomState(0).uniform(
         0, 255, (3, 800, 1216)).astype(numpy.float32)
     stage_times(model, img)                                # warm up
-    rule = winograd.MIN_CHANNELS
     runs = {'direct': [], 'Winograd': []}
-    try:
-        for _ in range(rounds):
-            for name, min_channels in (('direct', 1 << 30),
-                                       ('Winograd', rule)):
-                winograd.MIN_CHANNELS = min_channels
+    for _ in range(rounds):
+        for name in runs:
+            with winograd_off(name == 'direct'):
                 runs[name].append(stage_times(model, img))
-    finally:
-        winograd.MIN_CHANNELS = rule
     print('\n| stage | direct ms | Winograd ms | ratio |')
     print('|---|---|---|---|')
     for stage in STAGES[1:] + ('total',):

@@ -33,7 +33,7 @@ import threading
 
 import numpy
 
-from functions.conv_columns import workspace
+from functions.conv_columns import output_size, workspace
 
 _G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 
@@ -70,7 +70,7 @@ def worthwhile(xp, dtype, x_shape, w_shape, stride, pad):
     if (xp is not numpy or (kh, kw) != (3, 3) or tuple(stride) != (1, 1) or
             numpy.dtype(dtype) not in (numpy.float32, numpy.float64)):
         return False
-    p, q = h + 2 * pad[0] - 2, w + 2 * pad[1] - 2
+    p, q = output_size(h, w, 3, 3, 1, 1, *pad)
     return (min(c, o) >= MIN_CHANNELS and p > 0 and q > 0 and
             9 * o * c * n * p * q >= MIN_MACS)
 
@@ -99,7 +99,7 @@ def conv3x3(x, W, ph, pw, workers=None):
     workers = workers or _Workers.count
     n, c, h, w = x.shape
     o = W.shape[0]
-    p, q = h + 2 * ph - 2, w + 2 * pw - 2
+    p, q = output_size(h, w, 3, 3, 1, 1, ph, pw)
     th, tw = (p + 1) // 2, (q + 1) // 2
     t = n * th * tw
     # (16, C, T): V[4a + b, c] the transformed patches.
