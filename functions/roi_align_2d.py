@@ -35,6 +35,7 @@ import numbers
 
 import numpy
 
+import chainer
 from chainer import function_node
 from chainer.utils import type_check
 
@@ -44,6 +45,30 @@ from functions.roi_align_2d_cuda import backward_gpu, forward_gpu
 
 def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_roi_indices(roi_indices, n_images):
+    """ValueError unless ``roi_indices`` (R,) are integers in
+    ``[0, n_images)``.
+
+    ``check_type_forward`` sees only dtypes and shapes. Unchecked, the
+    CUDA kernels read (and the backward writes) outside ``x`` for an index
+    out of range, and NumPy silently pools the last image for -1 (it raises
+    only for ``>= N``). On CuPy, min and max come back in one transfer:
+    one sync per call (tens of microseconds). It costs little overlap: the
+    ROIs come out of NMS and the FPN level grouping, which sync already.
+    """
+    if roi_indices.dtype.kind not in 'iu':  # also when type_check is off
+        raise ValueError('roi_indices must be integers (int32), got {}'
+                         .format(roi_indices.dtype))
+    if len(roi_indices) == 0:
+        return
+    xp = chainer.backend.get_array_module(roi_indices)
+    lo, hi = xp.stack((roi_indices.min(), roi_indices.max())).tolist()
+    if lo < 0 or hi >= n_images:
+        raise ValueError(
+            'roi_indices must be in [0, {}) (the batch size of x), got '
+            'values from {} to {}'.format(n_images, lo, hi))
 
 
 class ROIAlign2D(function_node.FunctionNode):
@@ -89,6 +114,10 @@ class ROIAlign2D(function_node.FunctionNode):
             index_type.ndim == 1,
             roi_type.shape[0] == index_type.shape[0],
         )
+
+    def forward(self, inputs):
+        _check_roi_indices(inputs[2], len(inputs[0]))
+        return super().forward(inputs)  # forward_cpu or forward_gpu
 
     def forward_cpu(self, inputs):
         self.retain_inputs((1, 2))

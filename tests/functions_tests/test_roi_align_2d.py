@@ -286,6 +286,39 @@ def test_zero_rois(xp, n):
     assert x.grad.shape == x.shape and not cuda.to_cpu(x.grad).any()
 
 
+@pytest.mark.parametrize('index', [2, -1, 7])
+def test_roi_indices_out_of_range(xp, index):
+    # NumPy raised IndexError for 2 and 7 and pooled image 1 for -1; the
+    # CUDA kernel read outside x. Now one ValueError naming both numbers.
+    x = xp.ones((2, 1, 5, 5), xp.float32)
+    rois = xp.asarray([[0, 0, 3, 3]] * 3, xp.float32)
+    roi_indices = xp.asarray([0, index, 1], xp.int32)
+    with pytest.raises(ValueError, match=r'roi_indices must be in \[0, 2\)'
+                       r'.* from {} to {}'.format(min(index, 0),
+                                                  max(index, 1))):
+        roi_align_2d(x, rois, roi_indices, 2, 1.)
+
+
+def test_roi_indices_last_image(xp):
+    # The largest valid index, N - 1, pools the last image: by hand, the
+    # (1, 1, 3, 3) Detectron case of the arange image (HAND_CASES) plus 100.
+    x = numpy.arange(50, dtype=numpy.float32).reshape(2, 1, 5, 5)
+    x[1] = x[0] + 100
+    y = pool(xp, [[1, 1, 3, 3]] * 2, 2, 1, x=x,
+             roi_indices=numpy.array([1, 0], numpy.int32))
+    numpy.testing.assert_allclose(y[:, 0], [[[109, 110], [114, 115]],
+                                            [[9, 10], [14, 15]]], atol=1e-5)
+
+
+def test_roi_indices_must_be_integers(xp):
+    # The type check refuses them too, unless it is switched off.
+    x = xp.ones((2, 1, 5, 5), xp.float32)
+    rois = xp.asarray([[0, 0, 3, 3]], xp.float32)
+    with chainer.using_config('type_check', False):
+        with pytest.raises(ValueError, match='roi_indices must be integers'):
+            roi_align_2d(x, rois, xp.asarray([1.], xp.float32), 2, 1.)
+
+
 @pytest.mark.parametrize('kwargs,match', [
     ({'sampling_ratio': -1}, 'sampling_ratio'),
     ({'sampling_ratio': 1.5}, 'sampling_ratio'),
@@ -306,6 +339,7 @@ def test_bad_arguments(kwargs, match):
 @pytest.mark.parametrize('x_dtype,rois_shape,index_dtype', [
     (numpy.float32, (3, 5), numpy.int32),    # (R, 5) Caffe2-style rois
     (numpy.float32, (3, 4), numpy.int64),    # roi_indices must be int32
+    (numpy.float32, (3, 4), numpy.float32),
     (numpy.float16, (3, 4), numpy.int32),    # float16 maps
     (numpy.float32, (2, 4), numpy.int32),    # R mismatch below
 ])

@@ -34,6 +34,16 @@ from utils.ops.array_module import get_array_module
 _BLOCK = 64          # boxes per mask word: bits in unsigned long long
 _REDUCE_THREADS = 256
 
+#: Most boxes one greedy walk of ``batched_nms`` sees. The CUDA mask of n
+#: boxes takes n * ceil(n / 64) * 8 bytes, about n^2 / 8: 8 MiB at 8192,
+#: where 80 classes of 1000 ROIs in one walk (``--score-thresh 0``) took
+#: 800 MB. Grouping whole labels keeps the common case (a few thousand
+#: candidates) to one walk. A single label can exceed it; its count is
+#: bounded by the ROIs per image in ``suppress``. (The mask grid's y side,
+#: ceil(n / 64) <= 65535, caps a walk at 4,194,240 boxes: a 2.2 TB mask,
+#: so CuPy's out-of-memory error comes first.)
+BATCH_BOXES = 8192
+
 
 def non_maximum_suppression(bbox, thresh, score=None, limit=None,
                             box_offset=1):
@@ -54,9 +64,9 @@ def non_maximum_suppression(bbox, thresh, score=None, limit=None,
 
 
 def batched_nms(bbox, score, label, thresh, limit=None, box_offset=1):
-    """NMS within each label in one call: boxes of different labels never
-    suppress each other. ``utils.ops.detections.suppress`` runs its
-    per-class NMS through it.
+    """NMS within each label: boxes of different labels never suppress
+    each other. ``utils.ops.detections.suppress`` runs its per-class NMS
+    through it.
 
     Equivalent, index for index, to this per-label loop::
 
@@ -66,11 +76,15 @@ def batched_nms(bbox, score, label, thresh, limit=None, box_offset=1):
                        for l in unique(label) for idx in [where(label == l)]])
         keep = keep[argsort_desc(score[keep])][:limit]
 
-    It is one greedy walk over all boxes, best first, whose IoU is zeroed
-    for pairs of different labels (the CUDA mask kernel compares labels).
-    Unlike the coordinate-offset trick (shifting each label's boxes far
-    apart), no coordinate changes, so the float32 IoUs, and hence the
-    choices at the threshold, are exactly those of the per-label loop.
+    The boxes are sorted once, best first; whole labels are grouped into
+    greedy walks of at most ``BATCH_BOXES`` boxes (a label with more gets a
+    walk of its own), each walk zeroing the IoU of pairs of different
+    labels (the CUDA mask kernel compares labels). Merging the walks' kept
+    positions in sorted order gives what one walk over all boxes keeps, so
+    ``limit`` still counts over all labels, best first. Unlike the
+    coordinate-offset trick (shifting each label's boxes far apart), no
+    coordinate changes, so the float32 IoUs, and hence the choices at the
+    threshold, are exactly those of the per-label loop.
 
     Args:
         bbox (array): (R, 4) float ``(x1, y1, x2, y2)``.
@@ -83,7 +97,18 @@ def batched_nms(bbox, score, label, thresh, limit=None, box_offset=1):
     Returns:
         array: (R',) int32 indices into ``bbox``, best score first.
     """
-    return _nms(bbox, thresh, score, label, limit, box_offset)
+    xp = get_array_module(bbox)
+    n_max = _n_max(len(bbox), limit)
+    if n_max <= 0:
+        return xp.zeros((0,), dtype=numpy.int32)
+    order = argsort_desc(score)
+    bbox = bbox[order].astype(numpy.float32)
+    label = label[order]
+    # Positions in the sorted order, increasing within each walk.
+    kept = [pos[_greedy(bbox[pos], label[pos], thresh, n_max, box_offset)]
+            for pos in _label_groups(label, BATCH_BOXES)]
+    kept = xp.sort(xp.concatenate(kept))[:n_max]
+    return order[kept].astype(numpy.int32)
 
 
 def argsort_desc(score):
@@ -102,22 +127,54 @@ def argsort_stable(a):
 
 def _nms(bbox, thresh, score, label, limit, box_offset):
     xp = get_array_module(bbox)
-    n = len(bbox)
-    if limit is not None:
-        n_max = min(int(limit), n)
-    else:
-        n_max = n
+    n_max = _n_max(len(bbox), limit)
     if n_max <= 0:
         return xp.zeros((0,), dtype=numpy.int32)
-    order = xp.arange(n) if score is None else argsort_desc(score)
+    order = xp.arange(len(bbox)) if score is None else argsort_desc(score)
     bbox = bbox[order].astype(numpy.float32)
     if label is not None:
         label = label[order]
-    if xp is numpy:
-        kept = _greedy_cpu(bbox, label, thresh, n_max, box_offset)
-    else:
-        kept = _greedy_gpu(bbox, label, thresh, n_max, box_offset)
+    kept = _greedy(bbox, label, thresh, n_max, box_offset)
     return order[kept].astype(numpy.int32)
+
+
+def _n_max(n, limit):
+    """How many boxes a walk over ``n`` may keep."""
+    return n if limit is None else min(int(limit), n)
+
+
+def _label_groups(label, max_boxes):
+    """Positions of ``label`` (R,) grouped by whole labels (a contiguous
+    range of label values per group), each group at most ``max_boxes``
+    positions unless one label alone has more.
+
+    Returns:
+        list of array: increasing int positions into ``label``, one array
+        per group; together they hold each position once.
+    """
+    xp = get_array_module(label)
+    if len(label) <= max_boxes:
+        return [xp.arange(len(label))]
+    values, counts = xp.unique(label, return_counts=True)
+    # Host copy of the K distinct labels and counts, to plan the walks.
+    values, counts = values.tolist(), counts.tolist()
+    bounds, first, size = [], 0, 0
+    for k, count in enumerate(counts):
+        if size and size + count > max_boxes:
+            bounds.append((values[first], values[k - 1]))
+            first, size = k, 0
+        size += count
+    bounds.append((values[first], values[-1]))
+    return [xp.nonzero((label >= lo) & (label <= hi))[0]
+            for lo, hi in bounds]
+
+
+def _greedy(bbox, label, thresh, n_max, box_offset):
+    """Positions kept by the greedy walk over sorted float32 ``bbox``, on
+    the device of ``bbox``."""
+    if get_array_module(bbox) is numpy:
+        return _greedy_cpu(bbox, label, thresh, n_max, box_offset)
+    return _greedy_gpu(bbox, label, thresh, n_max, box_offset)
 
 
 def _greedy_cpu(bbox, label, thresh, n_max, box_offset):

@@ -10,6 +10,7 @@ import numpy
 import pytest
 from chainer.backends.cuda import to_cpu
 
+from utils.ops import nms
 from utils.ops.nms import batched_nms, non_maximum_suppression
 
 f32 = numpy.float32
@@ -187,6 +188,102 @@ def test_batched_nms_labels_never_suppress_each_other(xp):
     assert run(xp, batched_nms, numpy.zeros((0, 4), numpy.float32),
                numpy.zeros(0, numpy.float32), numpy.zeros(0, numpy.int32),
                0.5) == []
+
+
+def many_classes_case(rng, sizes):
+    """Boxes of ``len(sizes)`` classes (labels 1.., class k has sizes[k]
+    boxes) in shuffled order, within each class a ``random_case``."""
+    bbox, score = random_case(rng, sum(sizes), integer=False)
+    label = numpy.repeat(numpy.arange(1, len(sizes) + 1), sizes)
+    return bbox, score, rng.permutation(label).astype(numpy.int32)
+
+
+def one_walk(bbox, score, label, thresh, limit=None, box_offset=1):
+    """The previous batched_nms: one labelled greedy walk over all boxes."""
+    return nms._nms(bbox, thresh, score, label, limit, box_offset).tolist()
+
+
+@pytest.mark.parametrize('batch_boxes', [1, 7, 50, nms.BATCH_BOXES])
+def test_batched_nms_label_groups_equal_one_walk(xp, monkeypatch,
+                                                  batch_boxes):
+    # Walks of whole labels, merged, keep what one walk over all boxes and
+    # a per-class loop keep, in the same order, with the limit counted
+    # over all classes; labels need not be contiguous or positive.
+    monkeypatch.setattr(nms, 'BATCH_BOXES', batch_boxes)
+    rng = numpy.random.RandomState(batch_boxes)
+    for sizes in ([1], [3, 1, 9], list(rng.randint(1, 12, size=40))):
+        bbox, score, label = many_classes_case(rng, sizes)
+        label = label * 3 - 7
+        for box_offset in (0, 1):
+            expected = per_class_brute_force(bbox, score, label, 0.5,
+                                             box_offset=box_offset)
+            assert one_walk(bbox, score, label, 0.5,
+                            box_offset=box_offset) == expected
+            for limit in (None, 0, 1, 10, 1000):
+                assert run(xp, batched_nms, bbox, score, label, 0.5,
+                           limit=limit, box_offset=box_offset) == \
+                    expected[:limit]
+
+
+def record_walks(monkeypatch):
+    """Make ``_greedy_cpu`` record the labels of each walk it runs."""
+    walks, greedy = [], nms._greedy_cpu
+
+    def recording(bbox, label, *args):
+        walks.append(label.copy())
+        return greedy(bbox, label, *args)
+    monkeypatch.setattr(nms, '_greedy_cpu', recording)
+    return walks
+
+
+def test_batched_nms_walks_are_bounded(monkeypatch):
+    # 80 classes of 60..140 boxes (--score-thresh 0 on 140 ROIs): 8000+
+    # boxes, one walk before. Now each walk takes whole classes and at most
+    # BATCH_BOXES boxes (the CUDA mask grows as the square of a walk).
+    rng = numpy.random.RandomState(0)
+    sizes = rng.randint(60, 141, size=80)
+    bbox, score, label = many_classes_case(rng, sizes)
+    expected = one_walk(bbox, score, label, 0.5)
+    walks = record_walks(monkeypatch)
+    monkeypatch.setattr(nms, 'BATCH_BOXES', 1000)
+    assert batched_nms(bbox, score, label, 0.5).tolist() == expected
+    assert max(len(w) for w in walks) <= 1000
+    assert sum(len(w) for w in walks) == len(bbox)
+    seen = numpy.concatenate([numpy.unique(w) for w in walks])
+    assert sorted(seen.tolist()) == list(range(1, 81))  # whole classes
+    # One class per walk: the largest walk is the largest class.
+    walks.clear()
+    monkeypatch.setattr(nms, 'BATCH_BOXES', 1)
+    assert batched_nms(bbox, score, label, 0.5, limit=100).tolist() == \
+        expected[:100]
+    assert len(walks) == 80 and max(len(w) for w in walks) == sizes.max()
+
+
+def test_batched_nms_default_walk_bound(monkeypatch):
+    # The default bound: 8 MiB of CUDA mask, where 80 classes of 1000 ROIs
+    # in one walk took 800 MB.
+    assert nms.BATCH_BOXES * -(-nms.BATCH_BOXES // 64) * 8 == 8 * 2 ** 20
+    rng = numpy.random.RandomState(1)
+    bbox, score, label = many_classes_case(rng, [400] * 30)
+    expected = one_walk(bbox, score, label, 0.7)
+    walks = record_walks(monkeypatch)
+    assert batched_nms(bbox, score, label, 0.7).tolist() == expected
+    assert [len(w) for w in walks] == [8000, 4000]
+
+
+@pytest.mark.gpu
+def test_cupy_label_groups_equal_numpy(monkeypatch):
+    import cupy
+    rng = numpy.random.RandomState(3)
+    bbox, score, label = many_classes_case(rng, rng.randint(1, 200, 30))
+    bbox *= 10
+    expected = one_walk(bbox, score, label, 0.5)
+    for batch_boxes in (1, 300, nms.BATCH_BOXES):
+        monkeypatch.setattr(nms, 'BATCH_BOXES', batch_boxes)
+        for limit in (None, 50):
+            got = batched_nms(cupy.asarray(bbox), cupy.asarray(score),
+                              cupy.asarray(label), 0.5, limit)
+            assert cupy.asnumpy(got).tolist() == expected[:limit]
 
 
 @pytest.mark.gpu
