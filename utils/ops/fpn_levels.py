@@ -26,7 +26,8 @@ def assign_levels(rois, k_min, k_max, canonical_scale=224,
             detectron2.
 
     Returns:
-        array: (R,) int32 levels in ``[k_min, k_max]``.
+        array: (R,) int32 levels in ``[k_min, k_max]``; ``k_min`` for a
+        box with a NaN coordinate.
     """
     xp = get_array_module(rois)
     w = rois[:, 2] - rois[:, 0] + box_offset
@@ -35,6 +36,11 @@ def assign_levels(rois, k_min, k_max, canonical_scale=224,
     # boxes to k_min instead of producing NaN.
     s = xp.sqrt(xp.maximum(w * h, 0))
     lvl = xp.floor(canonical_level + xp.log2(s / canonical_scale + 1e-6))
+    # A NaN box would get no level at all: it would be pooled nowhere and
+    # `restore` would be a row short (an IndexError on NumPy, rows silently
+    # out of line on CuPy, which wraps out-of-range indices). k_min, like a
+    # degenerate box; ROIAlign then pools its NaN samples as zeros.
+    lvl = xp.where(xp.isnan(lvl), k_min, lvl)
     return xp.clip(lvl, k_min, k_max).astype(numpy.int32)
 
 

@@ -34,3 +34,14 @@ def test_an_empty_level_and_no_rois():
 def test_array_module_without_chainer():
     assert get_array_module(numpy.zeros(1)) is numpy
     assert get_array_module([1.], 2.) is numpy
+
+
+def test_a_nan_roi_goes_to_the_finest_level():
+    # Before, the NaN row got no level: restore was one row short (NumPy
+    # raised IndexError; CuPy would have wrapped the index silently).
+    rois = numpy.array([[0, 0, 223, 223], [numpy.nan, 0, 9, 9],
+                        [0, 0, 9, numpy.nan]], numpy.float32)
+    assert assign_levels(rois, 2, 5).tolist() == [4, 2, 2]
+    idx, restore = group_by_level(rois, 2, 4)
+    assert [i.tolist() for i in idx] == [[1, 2], [], [0], []]
+    assert restore.tolist() == [2, 0, 1]
