@@ -144,3 +144,28 @@ def test_mobilenet_frozen_blocks_give_outputs_without_a_graph():
     assert outs[0].creator is not None
     assert cut[0].creator is None and not cut[0].requires_grad
     assert cut[1].creator is not None and cut[1].requires_grad
+
+
+def test_frozen_batch_norm_still_updates_its_running_averages(monkeypatch):
+    # 'bn' in a frozen stage: the forward pass (batch statistics, running
+    # averages) is the uncut one; only its backward pass is skipped.
+    import copy
+    numpy.random.seed(0)
+    with chainer.using_config('dtype', numpy.float64):
+        body = ResNetBody(50, 5, 'bn', width=4, blocks=(1, 1, 1, 1))
+    cut = copy.deepcopy(body)
+    cut.frozen_stages = 2
+    x = numpy.random.RandomState(0).randn(2, 3, 64, 64)
+    _, reference = _body_backward(body, x, monkeypatch)
+    calls, grads = _body_backward(cut, x, monkeypatch)
+    assert calls == {'im2col': 12, 'col2im': 10}
+    norm, cut_norm = body.res2[0].branch2b.norm, cut.res2[0].branch2b.norm
+    assert (norm.avg_mean != 0).all()
+    numpy.testing.assert_array_equal(cut_norm.avg_mean, norm.avg_mean)
+    numpy.testing.assert_array_equal(cut_norm.avg_var, norm.avg_var)
+    for name, grad in grads.items():
+        if name.startswith(('/conv1/', '/res2/')):
+            assert grad is None, name
+        else:
+            numpy.testing.assert_allclose(grad, reference[name], rtol=1e-12,
+                                          atol=0, err_msg=name)
