@@ -16,6 +16,13 @@ Shape letters: N images, C input and O output channels, (H, W) input and
 
 Only 2-D GEMMs are used: a stacked ``matmul`` broadcasts W over N (CuPy
 then copies it N times and runs float16 operands as float32 copies).
+
+chainer's ``im2col_gpu`` and ``col2im_gpu`` compute their indices in
+32-bit ``int``: past 2^31 elements (a 256-channel 3x3 backward over 16
+images at P2 has 2.2e9) they read and write the wrong places. The
+per-image path therefore runs in chunks of images whose columns (and
+input) stay below ``INDEX_LIMIT`` elements, on NumPy too, so that one code
+path is tested; results do not depend on the chunks.
 """
 import threading
 
@@ -25,6 +32,9 @@ from chainer.utils import conv
 
 # Images with fewer output pixels than this are folded into one GEMM.
 FOLD_BELOW = 1024
+# Elements of the largest array chainer's 32-bit im2col / col2im kernels
+# index correctly.
+INDEX_LIMIT = 2 ** 31
 
 
 class _Workspace(threading.local):
@@ -50,6 +60,20 @@ def workspace(xp, shape, dtype, slot='col'):
         buffers.pop(slot, None)         # free the old one first
         buffers[slot] = numpy.empty(nbytes, numpy.uint8)
     return buffers[slot][:nbytes].view(dtype).reshape(shape)
+
+
+def workspace_bytes():
+    """Bytes this thread's workspaces hold."""
+    return sum(b.nbytes for b in _WORKSPACE.buffers.values())
+
+
+def release_workspaces():
+    """Free this thread's workspaces (the largest buffers asked for so
+    far: about 0.64 GB after one R-50-FPN image); the next call allocates
+    afresh. Returns the bytes released."""
+    released = workspace_bytes()
+    _WORKSPACE.buffers.clear()
+    return released
 
 
 def output_size(h, w, kh, kw, sy, sx, ph, pw):
@@ -79,6 +103,62 @@ def im2col(x, kh, kw, sy, sx, ph, pw):
         col = conv.im2col_gpu(x, kh, kw, sy, sx, ph, pw)
     p, q = col.shape[-2:]
     return col.reshape(n, c * kh * kw, p * q), (p, q)
+
+
+def image_chunks(x_shape, kh, kw, pq, strict):
+    """Slices of the N images of x (N, C, H, W) whose columns (N', K, L)
+    and input have fewer than ``INDEX_LIMIT`` elements; at least one slice.
+    An image alone at the limit runs by itself unless ``strict`` (CuPy,
+    whose kernels would overflow), where it is refused in one line."""
+    n, c, h, w = x_shape
+    per_image = c * max(kh * kw * pq[0] * pq[1], h * w)
+    if per_image >= INDEX_LIMIT and strict:
+        raise ValueError(
+            'convolution input {} needs {} im2col elements per image, '
+            'beyond the 2^31 that chainer\'s GPU im2col / col2im index '
+            '(use smaller images)'.format(tuple(x_shape), per_image))
+    step = max(1, (INDEX_LIMIT - 1) // max(1, per_image))
+    return [slice(i, min(i + step, n)) for i in range(0, max(n, 1), step)]
+
+
+def _chunks_of(x_shape, kh, kw, sy, sx, ph, pw, xp):
+    pq = output_size(*x_shape[2:], kh, kw, sy, sx, ph, pw)
+    return image_chunks(x_shape, kh, kw, pq, xp is not numpy), pq
+
+
+def conv_each(w2, x, kh, kw, sy, sx, ph, pw):
+    """``w2 @ im2col(x)[n]`` per image, in ``image_chunks``: w2 (O, K),
+    x (N, C, H, W) -> (N, O, L)."""
+    xp = get_array_module(x)
+    chunks, _ = _chunks_of(x.shape, kh, kw, sy, sx, ph, pw, xp)
+    parts = [matmul_each(w2, im2col(x[s], kh, kw, sy, sx, ph, pw)[0])
+             for s in chunks]
+    return parts[0] if len(parts) == 1 else xp.concatenate(parts)
+
+
+def weight_gradient_each(gy, x, kh, kw, sy, sx, ph, pw):
+    """``sum_n gy[n] @ im2col(x)[n].T`` in ``image_chunks``, summed in
+    image order as in one piece: gy (N, O, L), x (N, C, H, W) -> (O, K)."""
+    xp = get_array_module(x)
+    chunks, _ = _chunks_of(x.shape, kh, kw, sy, sx, ph, pw, xp)
+    out = None
+    for s in chunks:
+        out = matmul_t_sum(gy[s], im2col(x[s], kh, kw, sy, sx, ph, pw)[0],
+                           out)
+    return out
+
+
+def input_gradient_each(w2, gy, x_shape, kh, kw, sy, sx, ph, pw, pq):
+    """``col2im(w2.T @ gy[n])`` per image in ``image_chunks``: w2 (O, K),
+    gy (N, O, L) -> gx (N, C, H, W)."""
+    xp = get_array_module(gy)
+    chunks, _ = _chunks_of(x_shape, kh, kw, sy, sx, ph, pw, xp)
+    parts = []
+    for s in chunks:
+        g = gy[s]
+        parts.append(col2im(matmul_each(w2.T, g), (len(g),) + x_shape[1:],
+                            kh, kw, sy, sx, ph, pw, pq))
+    return parts[0] if len(parts) == 1 else xp.concatenate(parts)
 
 
 def col2im(gcol, x_shape, kh, kw, sy, sx, ph, pw, pq):
@@ -197,12 +277,17 @@ def matmul_each(w, col):
     return out
 
 
-def matmul_t_sum(gy, col):
-    """``sum_n gy[n] @ col[n].T``: gy (N, O, L), col (N, K, L) -> (O, K)."""
+def matmul_t_sum(gy, col, out=None):
+    """``out + sum_n gy[n] @ col[n].T`` (out None: zero): gy (N, O, L),
+    col (N, K, L) -> (O, K)."""
     if len(col) == 0:
+        if out is not None:
+            return out
         xp = get_array_module(col)
         return xp.zeros((gy.shape[1], col.shape[1]), gy.dtype)
-    out = gy[0] @ col[0].T
-    for i in range(1, len(col)):
-        out += gy[i] @ col[i].T
+    for i in range(len(col)):
+        if out is None:
+            out = gy[i] @ col[i].T
+        else:
+            out += gy[i] @ col[i].T
     return out

@@ -88,7 +88,7 @@ class Convolution2DGEMM(function_node.FunctionNode):
             y = cc.matmul_each(w2, col)
         else:
             # (O, K) @ (N, K, L) -> (N, O, L): already NCHW.
-            y = cc.matmul_each(w2, cc.im2col(x, *geometry)[0])
+            y = cc.conv_each(w2, x, *geometry)
         if len(inputs) == 3:
             # O is the axis before the pixels: (O, N*L), (N, O, L) or
             # (N, O, P, Q).
@@ -109,17 +109,19 @@ class Convolution2DGEMM(function_node.FunctionNode):
         inputs = (x, W, gy)
         if self.relu:
             inputs += self.get_retained_outputs()
-        grads = Convolution2DGEMMGrad(self, len(self.inputs) == 3).apply(
-            inputs)
-        return tuple(grads[i] for i in indexes)
+        return Convolution2DGEMMGrad(self, indexes).apply(inputs)
 
 
 class Convolution2DGEMMGrad(function_node.FunctionNode):
-    """(gx, gW[, gb]) of ``Convolution2DGEMM``; not differentiable."""
+    """The gradients of ``Convolution2DGEMM`` that ``indexes`` asks for,
+    in its order (0: gx, a GEMM and col2im; 1: gW, im2col and a GEMM; 2:
+    gb, a sum); not differentiable. chainer asks only for the inputs that
+    require a gradient, so a frozen stage's weights (run without a graph)
+    and the image cost nothing."""
 
-    def __init__(self, fwd, with_bias):
+    def __init__(self, fwd, indexes):
         self.sy, self.sx, self.ph, self.pw = fwd.sy, fwd.sx, fwd.ph, fwd.pw
-        self.with_bias = with_bias
+        self.indexes = tuple(indexes)
 
     def forward(self, inputs):
         x, W, gy = inputs[:3]
@@ -129,20 +131,27 @@ class Convolution2DGEMMGrad(function_node.FunctionNode):
         n, _, p, q = gy.shape
         geometry = (kh, kw, self.sy, self.sx, self.ph, self.pw)
         gy = gy.reshape(n, o, p * q)
-        w2 = W.reshape(o, -1)
+        out = {}
         if cc.folds(n, p, q):
             gyf = cc.fold(gy)                                   # (O, N*L)
-            gw = gyf @ cc.im2col_folded(x, *geometry, (p, q)).T  # (O, K)
-            gx = cc.col2im_folded(w2.T @ gyf, x.shape, *geometry, (p, q))
+            if 1 in self.indexes:
+                # (O, N*L) @ (N*L, K) -> (O, K)
+                out[1] = gyf @ cc.im2col_folded(x, *geometry, (p, q)).T
+            if 0 in self.indexes:
+                # (K, O) @ (O, N*L) -> (K, N*L) -> (N, C, H, W)
+                out[0] = cc.col2im_folded(W.reshape(o, -1).T @ gyf, x.shape,
+                                          *geometry, (p, q))
         else:
-            col, pq = cc.im2col(x, *geometry)
-            gw = cc.matmul_t_sum(gy, col)
-            gx = cc.col2im(cc.matmul_each(w2.T, gy), x.shape, *geometry,
-                           pq)
-        out = (gx, gw.reshape(W.shape))
-        if self.with_bias:
-            out += (gy.sum(axis=(0, 2)),)
-        return out
+            if 1 in self.indexes:
+                out[1] = cc.weight_gradient_each(gy, x, *geometry)
+            if 0 in self.indexes:
+                out[0] = cc.input_gradient_each(W.reshape(o, -1), gy,
+                                                x.shape, *geometry, (p, q))
+        if 1 in out:
+            out[1] = out[1].reshape(W.shape)
+        if 2 in self.indexes:
+            out[2] = gy.sum(axis=(0, 2))
+        return tuple(out[i] for i in self.indexes)
 
     def backward(self, indexes, grad_outputs):
         raise NotImplementedError('double backpropagation of '

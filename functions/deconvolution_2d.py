@@ -66,17 +66,15 @@ class NonOverlappingDeconvolution2D(function_node.FunctionNode):
         inputs = (x, W) + tuple(grad_outputs)
         if self.relu:
             inputs += self.get_retained_outputs()
-        grads = NonOverlappingDeconvolution2DGrad(
-            len(self.inputs) == 3).apply(inputs)
-        return tuple(grads[i] for i in indexes)
+        return NonOverlappingDeconvolution2DGrad(indexes).apply(inputs)
 
 
 class NonOverlappingDeconvolution2DGrad(function_node.FunctionNode):
-    """(gx, gW[, gb]) of ``NonOverlappingDeconvolution2D``; not
-    differentiable."""
+    """The gradients of ``NonOverlappingDeconvolution2D`` that ``indexes``
+    asks for, in its order (0: gx, 1: gW, 2: gb); not differentiable."""
 
-    def __init__(self, with_bias):
-        self.with_bias = with_bias
+    def __init__(self, indexes):
+        self.indexes = tuple(indexes)
 
     def forward(self, inputs):
         x, W, gy = inputs[:3]
@@ -85,19 +83,24 @@ class NonOverlappingDeconvolution2DGrad(function_node.FunctionNode):
         xp = get_array_module(x)
         n, c, h, w = x.shape
         kh, kw = W.shape[2:]
-        xf = _images_last(x)                               # (C, N*H*W)
-        gxf = xp.zeros_like(xf)
-        gW = xp.empty_like(W)
-        for ky, kx, (rows, cols) in _taps(kh, kw):
-            g = _images_last(gy[:, :, rows, cols])          # (O, N*H*W)
-            gxf += W[:, :, ky, kx] @ g                      # (C, N*H*W)
-            gW[:, :, ky, kx] = xf @ g.T                     # (C, O)
-        gx = xp.ascontiguousarray(
-            gxf.reshape(c, n, h, w).transpose(1, 0, 2, 3))
-        out = (gx, gW)
-        if self.with_bias:
-            out += (gy.sum(axis=(0, 2, 3)),)
-        return out
+        want_x, want_w = 0 in self.indexes, 1 in self.indexes
+        xf = _images_last(x) if want_w else None           # (C, N*H*W)
+        gxf = xp.zeros((c, n * h * w), x.dtype) if want_x else None
+        gW = xp.empty_like(W) if want_w else None
+        if want_x or want_w:
+            for ky, kx, (rows, cols) in _taps(kh, kw):
+                g = _images_last(gy[:, :, rows, cols])      # (O, N*H*W)
+                if want_x:
+                    gxf += W[:, :, ky, kx] @ g              # (C, N*H*W)
+                if want_w:
+                    gW[:, :, ky, kx] = xf @ g.T             # (C, O)
+        out = {1: gW}
+        if want_x:
+            out[0] = xp.ascontiguousarray(
+                gxf.reshape(c, n, h, w).transpose(1, 0, 2, 3))
+        if 2 in self.indexes:
+            out[2] = gy.sum(axis=(0, 2, 3))
+        return tuple(out[i] for i in self.indexes)
 
     def backward(self, indexes, grad_outputs):
         raise NotImplementedError('double backpropagation of the '

@@ -28,12 +28,12 @@ the measured rule.
 Shape letters: N images, C input and O output channels, (H, W) input and
 (P, Q) output sizes, tiles TH x TW = ceil(P / 2) x ceil(Q / 2), T = N TH TW.
 """
-import os
 import threading
 
 import numpy
 
 from functions.conv_columns import output_size, workspace
+from functions.cpu_count import usable_cpus
 
 _G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 
@@ -50,15 +50,22 @@ BLOCK_BYTES = 1 << 22
 
 
 class _Workers:
-    """Threads of the transforms: the cores this process may use, until
+    """Threads of the transforms: the cores this process may use (affinity
+    capped by the cgroup quota), counted at the first convolution, until
     ``set_workers`` (``utils.threads.set_threads``) sizes it with BLAS."""
-    count = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
-             else os.cpu_count() or 1)
+    count = None
 
 
 def set_workers(n):
     """Run the transforms on ``n`` threads from now on."""
     _Workers.count = max(1, int(n))
+
+
+def worker_count():
+    """The threads the transforms run on (``_Workers``)."""
+    if _Workers.count is None:
+        _Workers.count = usable_cpus()
+    return _Workers.count
 
 
 def worthwhile(xp, dtype, x_shape, w_shape, stride, pad):
@@ -91,12 +98,12 @@ def conv3x3(x, W, ph, pw, workers=None):
         W (numpy.ndarray): (O, C, 3, 3), same dtype.
         ph, pw (int): zero padding.
         workers (int or None): threads for the transforms (None: as
-            ``set_workers`` last said).
+            ``worker_count()``).
 
     Returns:
         numpy.ndarray: (N, O, P, Q) contiguous, P = H + 2 ph - 2.
     """
-    workers = workers or _Workers.count
+    workers = workers or worker_count()
     n, c, h, w = x.shape
     o = W.shape[0]
     p, q = output_size(h, w, 3, 3, 1, 1, ph, pw)

@@ -12,6 +12,7 @@ from chainer import initializers
 from chainer.backend import get_array_module
 
 from models.box_losses import box_iou_loss, decode_deltas
+from models.frozen import forward_stage
 from models.losses import per_image_mean, smooth_l1
 
 
@@ -49,6 +50,9 @@ class ResNetC5Head(chainer.Chain):
     Args:
         res5 (chainer.Link): the res5 stage; the C4 mask head reuses it.
         n_class (int): K + 1 including background.
+
+    ``frozen_res5`` (set by ``utils/training/pretrained.py`` ``freeze`` at
+    5) runs res5 without a graph (``models/frozen.py``).
     """
 
     def __init__(self, res5, n_class, pooler, background_index=0):
@@ -57,12 +61,18 @@ class ResNetC5Head(chainer.Chain):
         with self.init_scope():
             self.res5 = res5
             self.predictor = BoxPredictor(2048, n_class, background_index)
+        self.frozen_res5 = False
 
     def forward(self, features, rois, roi_indices):
         """(R, 4) rois -> ((R, K+1) logits, (R, 4(K+1)) deltas)."""
-        h = self.res5(self.pooler(features, rois, roi_indices))
+        h = self.run_res5(self.pooler(features, rois, roi_indices))
         h = F.average_pooling_2d(h, h.shape[2:])
         return self.predictor(h)
+
+    def run_res5(self, h):
+        """res5 of pooled ROI features (R, 1024, S, S), as the box and
+        mask heads share it."""
+        return forward_stage(self.res5, self.frozen_res5, h)
 
 
 class TwoFCHead(chainer.Chain):

@@ -60,7 +60,8 @@ class ResNetC5MaskHead(chainer.Chain):
             self.predictor = MaskPredictor(2048, n_class)
 
     def forward(self, features, rois, roi_indices, label=None):
-        h = self._res5_owner.res5(self.pooler(features, rois, roi_indices))
+        h = self._res5_owner.run_res5(self.pooler(features, rois,
+                                                  roi_indices))
         return self.predictor(h, label)
 
 

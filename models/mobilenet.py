@@ -32,8 +32,11 @@ a 9-tap multiply-add in NumPy, within the noise of a shared machine, and
 forward + backward were equal too; the grouped link keeps Caffe's (C, 1,
 3, 3) weight layout, so no kernel of our own was added for it.
 """
+import functools
+
 import chainer
 
+from models.frozen import forward_stage
 from models.resnet import ConvNorm
 
 # (block name, output channels, stride of its depthwise conv)
@@ -82,6 +85,10 @@ class MobileNetV1Body(chainer.Chain):
     Args:
         norm (str): 'gn' (GroupNorm, trains from scratch) or 'affine'
             (frozen BatchNorm of converted ImageNet weights).
+
+    The blocks of the first ``frozen_stages`` entries of ``STAGES`` (set
+    by ``utils/training/pretrained.py`` ``freeze``) run without a graph
+    (``models/frozen.py``).
     """
 
     out_channels = (128, 256, 512, 1024)
@@ -96,12 +103,16 @@ class MobileNetV1Body(chainer.Chain):
                 setattr(self, name, DepthwiseSeparable(
                     channels, out_channels, stride, norm, initialW))
                 channels = out_channels
+        self.frozen_stages = 0
 
     def forward(self, x):
-        h = self.conv1(x, relu=True)
+        frozen = {name for stage in STAGES[:self.frozen_stages]
+                  for name in stage}
+        h = forward_stage(functools.partial(self.conv1, relu=True),
+                          'conv1' in frozen, x)
         outs = []
         for name, _, _ in BLOCKS:
-            h = getattr(self, name)(h)
+            h = forward_stage(getattr(self, name), name in frozen, h)
             if name in OUTPUTS:
                 outs.append(h)
         return outs

@@ -16,6 +16,7 @@ import chainer.functions as F
 
 from functions.convolution_2d import convolution_2d
 from models.conv import Convolution2D
+from models.frozen import forward_stage
 from models.norm import AffineChannel2D, make_norm
 
 # blocks per stage res2..res5
@@ -153,6 +154,10 @@ class ResNetBody(chainer.Chain):
         width (int): stem channels (64); a smaller value gives a light
             network for quick experiments.
         blocks (tuple of int): blocks of res2..res5 (default: ``depth``'s).
+
+    ``frozen_stages`` (0: none; 1: the stem; k: also res2..res_k; set by
+    ``utils/training/pretrained.py`` ``freeze``) run without a graph and
+    give outputs that ask for no gradient (``models/frozen.py``).
     """
 
     def __init__(self, depth=50, last_stage=4, norm='affine', initialW=None,
@@ -164,6 +169,7 @@ class ResNetBody(chainer.Chain):
         self.stages = ['res{}'.format(k) for k in range(2, last_stage + 1)]
         self.out_channels = [4 * width * 2 ** (k - 2)
                              for k in range(2, last_stage + 1)]
+        self.frozen_stages = 0
         with self.init_scope():
             self.conv1 = ConvNorm(3, width, 7, 2, 3, norm, initialW)
             for k in range(2, last_stage + 1):
@@ -171,10 +177,15 @@ class ResNetBody(chainer.Chain):
                         res_stage(depth, k, 2, norm, initialW, width, blocks))
 
     def forward(self, x):
-        h = self.conv1(x, relu=True)
-        h = stem_max_pool(h)
+        h = forward_stage(self.stem, self.frozen_stages >= 1, x)
         outs = []
-        for name in self.stages:
-            h = getattr(self, name)(h)
+        for k, name in enumerate(self.stages, 2):
+            h = forward_stage(getattr(self, name), self.frozen_stages >= k,
+                              h)
             outs.append(h)
         return outs
+
+    def stem(self, x):
+        """conv1, its norm and ReLU, and the max pool: (N, 3, H, W) ->
+        (N, width, H / 4, W / 4)."""
+        return stem_max_pool(self.conv1(x, relu=True))

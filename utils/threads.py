@@ -10,37 +10,22 @@ cores it may use (its CPU affinity and any cgroup quota) divided by the
 processes that share them, loader processes use one thread, and the user
 can override the number (``--threads``).
 """
-import math
 import os
 
 import cv2
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from functions import winograd
+from functions import cpu_count, winograd
 
-CGROUP_CPU_MAX = '/sys/fs/cgroup/cpu.max'
+CGROUP_CPU_MAX = cpu_count.CGROUP_CPU_MAX
+# The quota parser lives with the count (functions/cpu_count.py).
+_cgroup_quota = cpu_count.cgroup_quota
 
 
 def usable_cpus():
-    """Cores this process may run on: its affinity, capped by a cgroup v2
-    CPU quota (a container's ``--cpus``) when one is set."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        n = os.cpu_count() or 1
-    quota = _cgroup_quota(CGROUP_CPU_MAX)
-    return max(1, min(n, math.ceil(quota))) if quota else n
-
-
-def _cgroup_quota(path):
-    """CPUs allowed by a cgroup v2 ``cpu.max`` ("QUOTA PERIOD" or "max
-    PERIOD"), or None."""
-    try:
-        with open(path) as f:
-            quota, period = f.read().split()[:2]
-        return int(quota) / int(period) if quota != 'max' else None
-    except (OSError, ValueError):
-        return None
+    """Cores this process may run on: its affinity, capped by the cgroup v2
+    CPU quota in ``CGROUP_CPU_MAX`` (``functions/cpu_count.py``)."""
+    return cpu_count.usable_cpus(CGROUP_CPU_MAX)
 
 
 def default_threads(processes_per_node=1):

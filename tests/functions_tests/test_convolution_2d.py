@@ -169,9 +169,13 @@ class _CountsMatmul(numpy.ndarray):
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if ufunc is numpy.matmul:
             _CountsMatmul.calls += 1
-        inputs = [a.view(numpy.ndarray) if isinstance(a, _CountsMatmul)
-                  else a for a in inputs]
-        return getattr(ufunc, method)(*inputs, **kwargs).view(_CountsMatmul)
+        def plain(arrays):
+            return tuple(a.view(numpy.ndarray) if isinstance(a, _CountsMatmul)
+                         else a for a in arrays)
+        if 'out' in kwargs:  # in place (``+=``)
+            kwargs['out'] = plain(kwargs['out'])
+        result = getattr(ufunc, method)(*plain(inputs), **kwargs)
+        return result.view(_CountsMatmul)
 
 
 @pytest.mark.parametrize('size,ksize,pad', [(7, 1, 0), (7, 3, 1),
@@ -186,7 +190,7 @@ def test_weight_gradient_gemms_do_not_grow_with_rois(size, ksize, pad):
         node = Convolution2DGEMM(1, pad)
         node.apply((x, W))
         _CountsMatmul.calls = 0
-        gx, gW = Convolution2DGEMMGrad(node, False).forward(
+        gx, gW = Convolution2DGEMMGrad(node, (0, 1)).forward(
             (x.view(_CountsMatmul), W.view(_CountsMatmul),
              gy.view(_CountsMatmul)))
         # gW against chainer's, so that the counted path is the right one.
@@ -199,3 +203,68 @@ def test_weight_gradient_gemms_do_not_grow_with_rois(size, ksize, pad):
         return _CountsMatmul.calls
 
     assert gemms(8) == gemms(200) <= 2
+
+
+def _counting(monkeypatch, names):
+    """Count the calls of ``functions.conv_columns`` functions ``names``."""
+    import functions.conv_columns as cc
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        def counted(*args, _name=name, _f=getattr(cc, name)):
+            calls[_name] += 1
+            return _f(*args)
+        monkeypatch.setattr(cc, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize('fold_below', [1, 1 << 30])
+@pytest.mark.parametrize('ksize,stride,pad', [(3, 1, 1), (7, 2, 3),
+                                              (1, 2, 0)])
+def test_gradient_node_computes_only_what_is_asked(monkeypatch, fold_below,
+                                                   ksize, stride, pad):
+    # gx is GEMMs and a col2im, gW an im2col and GEMMs, gb a sum: with N
+    # images, N GEMMs each per image or 1 each folded (by hand).
+    import functions.conv_columns as cc
+    monkeypatch.setattr(cc, 'FOLD_BELOW', fold_below)
+    rng = numpy.random.RandomState(3)
+    n = 3
+    x, W = rng.randn(n, 4, 9, 8), rng.randn(5, 4, ksize, ksize)
+    node = Convolution2DGEMM(stride, pad)
+    y, = node.apply((x, W, rng.randn(5)))
+    gy = rng.randn(*y.shape)
+    gemms_each = 1 if cc.folds(n, *y.shape[2:]) else n
+    full = Convolution2DGEMMGrad(node, (0, 1, 2)).forward((x, W, gy))
+    calls = _counting(monkeypatch, ['im2col', 'im2col_folded', 'col2im',
+                                    'col2im_folded'])
+    for indexes in [(0,), (1,), (2,), (1, 2), (2, 0), (0, 1, 2)]:
+        for key in calls:
+            calls[key] = 0
+        _CountsMatmul.calls = 0
+        out = Convolution2DGEMMGrad(node, indexes).forward(
+            (x.view(_CountsMatmul), W.view(_CountsMatmul),
+             gy.view(_CountsMatmul)))
+        assert len(out) == len(indexes)
+        for i, g in zip(indexes, out):
+            numpy.testing.assert_array_equal(numpy.asarray(g), full[i])
+        assert calls['col2im'] + calls['col2im_folded'] == (0 in indexes)
+        assert calls['im2col'] + calls['im2col_folded'] == (1 in indexes)
+        assert _CountsMatmul.calls == gemms_each * (
+            (0 in indexes) + (1 in indexes))
+
+
+def test_backward_asks_only_for_inputs_that_need_a_gradient(monkeypatch):
+    # An input that requires no gradient (the image, a frozen stage's
+    # output) costs no col2im; W's gradient is still chainer's.
+    rng = numpy.random.RandomState(5)
+    x, W, b = rng.randn(2, 3, 8, 7), rng.randn(4, 3, 3, 3), rng.randn(4)
+    Wv, bv = chainer.Variable(W), chainer.Variable(b)
+    Wr, br = chainer.Variable(W), chainer.Variable(b)
+    calls = _counting(monkeypatch, ['col2im', 'col2im_folded'])
+    y = convolution_2d(chainer.Variable(x, requires_grad=False), Wv, bv, 2, 1)
+    ref = F.convolution_2d(x, Wr, br, 2, 1)
+    y.grad = ref.grad = rng.randn(*y.shape)
+    y.backward()
+    ref.backward()
+    assert calls == {'col2im': 0, 'col2im_folded': 0}
+    numpy.testing.assert_allclose(Wv.grad, Wr.grad, rtol=1e-12)
+    numpy.testing.assert_allclose(bv.grad, br.grad, rtol=1e-12)

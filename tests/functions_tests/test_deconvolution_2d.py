@@ -54,3 +54,40 @@ def test_gradient_check(relu):
     gradient_check.check_backward(
         lambda x, W, b: non_overlapping_deconvolution_2d(x, W, b, relu),
         (x, W, b), gy, dtype=numpy.float64, atol=1e-6, rtol=1e-6)
+
+
+class _CountsMatmul(numpy.ndarray):
+    """An ndarray that counts the GEMMs (``numpy.matmul``) it takes part
+    in; arrays derived from it keep counting."""
+    calls = 0
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if ufunc is numpy.matmul:
+            _CountsMatmul.calls += 1
+        def plain(arrays):
+            return tuple(a.view(numpy.ndarray) if isinstance(a, _CountsMatmul)
+                         else a for a in arrays)
+        if 'out' in kwargs:  # in place (``+=``)
+            kwargs['out'] = plain(kwargs['out'])
+        result = getattr(ufunc, method)(*plain(inputs), **kwargs)
+        return result.view(_CountsMatmul)
+
+
+@pytest.mark.parametrize('relu', [False, True])
+def test_gradient_node_computes_only_what_is_asked(relu):
+    # One GEMM per tap for gx and one for gW (by hand: 2x2 kernel, 4 taps).
+    from functions.deconvolution_2d import (
+        NonOverlappingDeconvolution2D, NonOverlappingDeconvolution2DGrad)
+    rng = numpy.random.RandomState(5)
+    x, W, b = rng.randn(3, 4, 3, 5), rng.randn(4, 6, 2, 2), rng.randn(6)
+    y, = NonOverlappingDeconvolution2D(relu).apply((x, W, b))
+    inputs = (x, W, rng.randn(*y.shape)) + ((y.array,) if relu else ())
+    full = NonOverlappingDeconvolution2DGrad((0, 1, 2)).forward(inputs)
+    for indexes in [(0,), (1,), (2,), (2, 1), (0, 2), (0, 1, 2)]:
+        _CountsMatmul.calls = 0
+        out = NonOverlappingDeconvolution2DGrad(indexes).forward(
+            tuple(a.view(_CountsMatmul) for a in inputs))
+        assert len(out) == len(indexes)
+        for i, g in zip(indexes, out):
+            numpy.testing.assert_array_equal(numpy.asarray(g), full[i])
+        assert _CountsMatmul.calls == 4 * ((0 in indexes) + (1 in indexes))

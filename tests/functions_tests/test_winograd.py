@@ -141,3 +141,33 @@ def test_convolution_2d_takes_it_with_unchanged_gradients(relu, monkeypatch):
         gradient_check.check_backward(
             lambda x, W, b: convolution_2d(x, W, b, 1, 1, relu), (x, W, b),
             gy, dtype=numpy.float64, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize('affinity,quota,expected', [
+    (64, '200000 100000', 2), (64, None, 64), (4, '1000000 100000', 4)])
+def test_transform_threads_start_from_the_cgroup_quota(
+        tmp_path, monkeypatch, affinity, quota, expected):
+    # A library user who never calls set_threads, in a 2-CPU container on
+    # a 64-core machine, gets 2 transform threads, not 64.
+    from functions import cpu_count
+    monkeypatch.setattr(cpu_count.os, 'sched_getaffinity',
+                        lambda pid: set(range(affinity)), raising=False)
+    path = tmp_path / 'cpu.max'
+    if quota:
+        path.write_text(quota)
+    monkeypatch.setattr(cpu_count, 'CGROUP_CPU_MAX', str(path))
+    monkeypatch.setattr(winograd._Workers, 'count', None)
+    seen = []
+    parallel = winograd._parallel
+    monkeypatch.setattr(winograd, '_parallel', lambda count, block, workers,
+                        fn: seen.append(workers) or parallel(count, block,
+                                                             workers, fn))
+    rng = numpy.random.RandomState(0)
+    x, W = rng.randn(1, 2, 6, 6), rng.randn(3, 2, 3, 3)
+    numpy.testing.assert_allclose(winograd.conv3x3(x, W, 1, 1),
+                                  brute_force(x, W, 1, 1), rtol=1e-10,
+                                  atol=1e-10)
+    assert seen == [expected, expected]
+    winograd.set_workers(3)   # set_threads still decides
+    winograd.conv3x3(x, W, 1, 1)
+    assert seen[2:] == [3, 3]

@@ -26,6 +26,7 @@ from chainer import training
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from functions.conv_columns import release_workspaces
 from utils.data.coco_json import DatasetError, load_coco
 
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
@@ -220,7 +221,8 @@ class COCOEvaluator(training.Extension):
         with chainer.using_config('train', False), \
                 chainer.no_backprop_mode():
             for image_id, img in self._images():
-                bboxes, labels, scores, masks = self.model.predict([img])
+                bboxes, labels, scores, masks = self.model.predict(
+                    [img], keep_workspaces=True)
                 label = numpy.asarray(labels[0])
                 if len(label) and (label.min() < 1 or label.max() > K):
                     raise ValueError('predicted labels must be in 1..{}, '
@@ -232,6 +234,7 @@ class COCOEvaluator(training.Extension):
                 results += coco_results(image_id, bboxes[0], label,
                                         scores[0], mask, self.class_ids,
                                         box_offset)
+        release_workspaces()   # kept from image to image above
         return results
 
     def evaluate(self, iteration=None):

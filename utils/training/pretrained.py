@@ -183,6 +183,9 @@ def freeze(model, freeze_at):
     1 freezes the stem, k >= 2 also res2..res_k (C4's res5 lives in the box
     head); for MobileNetV1 the blocks up to C_k (``models/mobilenet.py``
     ``STAGES``). Affine norms are never trained (``models/norm.py``).
+    The frozen stages also run without a graph (Detectron's StopGradient,
+    ``models/frozen.py``): neither their weights' gradients nor the first
+    trained layer's input gradient are computed.
 
     Call it after ``optimizer.setup``: chainer's ``disable_update`` only
     switches off update rules that exist, and ``setup`` makes new ones.
@@ -199,6 +202,8 @@ def freeze(model, freeze_at):
         raise RuntimeError('freeze() before optimizer.setup() freezes '
                            'nothing')
     body = model.extractor.body
+    # Cut the graph after the frozen stages (models/frozen.py).
+    body.frozen_stages = freeze_at
     blocks = getattr(body, 'freeze_stages', None)
     if blocks is not None:  # MobileNetV1: several blocks per stage
         names = [n for stage in blocks[:freeze_at] for n in stage]
@@ -209,5 +214,6 @@ def freeze(model, freeze_at):
         link = getattr(body, name, None)
         if link is None and name == 'res5':
             link = model.box_head.res5
+            model.box_head.frozen_res5 = True
         link.disable_update()
     return stages

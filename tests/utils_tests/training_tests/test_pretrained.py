@@ -147,6 +147,10 @@ def test_freeze_at(arch, freeze_at, frozen):
     for name, link in links.items():
         assert all(not p.update_rule.enabled
                    for p in link.params()) == (name in frozen), name
+    # ... and run without a graph (models/frozen.py).
+    assert body.frozen_stages == freeze_at
+    assert getattr(model.box_head, 'frozen_res5', False) == (
+        arch == 'c4' and 'res5' in frozen)
     with pytest.raises(PretrainedError):
         freeze(model, 6)
 
