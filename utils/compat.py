@@ -14,6 +14,11 @@ What each shim is for:
   environment check calls ``numpy.distutils.system_info.get_info``. A
   stand-in returning ``{}`` skips its BLAS probe, which only feeds a warning.
 * the ``pkg_resources`` deprecation warning is filtered (see install()).
+* CuPy's "nccl library could not be loaded" warning is filtered: importing
+  ``chainer.training`` imports ``cupy.cuda.nccl``, and where CuPy is
+  installed without libnccl that prints ten lines to stderr on every run,
+  GPU or not, ahead of the scripts' own one-line errors. The multi-GPU path
+  checks ``nccl.available`` itself (``make_gradient_sum``).
 * ``CHAINER_CUDNN=0`` unless the user set it: CuPy 14 has no cuDNN, so
   chainer falls back to im2col + cuBLAS for convolutions anyway; saying so up
   front silences the per-import "cuDNN is not enabled" warning.
@@ -87,6 +92,9 @@ def install():
     # setuptools 81 warns on every `import pkg_resources`, which chainer does
     # at import; the pin below 82 keeps it working, so the warning is noise.
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated',
+                            category=UserWarning)
+    # The message starts with a newline, hence the leading \s*.
+    warnings.filterwarnings('ignore', message=r'\s*nccl library could not',
                             category=UserWarning)
     return list(SHIMS)
 
