@@ -48,6 +48,7 @@ from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.weights.model_io import (  # noqa: E402
     DEFAULT_N_FG_CLASS, ModelFileError, check_meta, load_model,
     model_classes)
+from utils.weights.zoo import MODELS, weights_file  # noqa: E402
 from utils.vis import draw_detections  # noqa: E402
 
 VISUALIZE = THRESHOLDS['visualize']  # Detectron's visualisation thresholds
@@ -62,8 +63,11 @@ def parse_args(argv=None):
                         'matplotlib)')
     p.add_argument('--modelfile', default=None,
                    help='model npz from utils/detectron_parser.py or '
-                        'train.py (default: random weights, which find '
-                        'nothing meaningful)')
+                        'train.py, or a model-zoo name, downloaded and '
+                        'converted once into ~/.cache/mask-rcnn-chainer/ '
+                        '($MASK_RCNN_CHAINER_CACHE): {} (default: random '
+                        'weights, which find nothing meaningful)'.format(
+                            ', '.join(MODELS)))
     p.add_argument('--backend', choices=('chainer', 'onnxruntime'),
                    default='chainer',
                    help='chainer runs a model npz; onnxruntime runs the '
@@ -208,6 +212,8 @@ def main(argv=None):
     check_backend(args)
     args.image = args.image or [sample_photo()]
     images = list_images(args.image)
+    if args.backend == 'chainer' and args.modelfile:  # a name: its npz
+        args.modelfile = weights_file(args.modelfile, models_only=True)
     out = args.out or ('output.png' if len(images) == 1 else 'output')
     inputs = args.image + images + ([args.modelfile] if args.modelfile
                                     else [])

@@ -3,6 +3,7 @@ cheap commands run."""
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -79,9 +80,16 @@ def test_readme_convert_and_demo_commands_run(tmp_path):
     from tests.helpers.synthetic_weights import (
         write_detectron2_pickle, write_detectron_pickle,
         write_imagenet_pickle, write_mobilenet_caffemodel)
+    from tests.helpers.zoo_server import closed_port_url
     (tmp_path / 'modelfiles').mkdir()
     write_detectron_pickle(str(tmp_path / 'modelfiles' / 'model_final.pkl'),
                            'fpn', seed=7)
+    # A model-zoo name: its file placed by hand in the cache, no network.
+    (tmp_path / 'cache').mkdir()
+    shutil.copy(str(tmp_path / 'modelfiles' / 'model_final.pkl'),
+                str(tmp_path / 'cache' / 'e2e_mask_rcnn_R-50-FPN_1x.pkl'))
+    env = dict(os.environ, MASK_RCNN_CHAINER_CACHE=str(tmp_path / 'cache'),
+               MASK_RCNN_CHAINER_ZOO_URL=closed_port_url())
     write_imagenet_pickle(str(tmp_path / 'modelfiles' / 'R-50.pkl'))
     write_detectron2_pickle(
         str(tmp_path / 'modelfiles' / 'model_final_f10217.pkl'), 'fpn')
@@ -107,8 +115,10 @@ def test_readme_convert_and_demo_commands_run(tmp_path):
         args = line.split()[1:]
         args[0] = os.path.join(ROOT, args[0])
         proc = subprocess.run([sys.executable] + args, cwd=str(tmp_path),
-                              capture_output=True, text=True, timeout=600)
+                              capture_output=True, text=True, timeout=600,
+                              env=env)
         assert proc.returncode == 0, (line, proc.stderr[-1500:])
     assert (tmp_path / 'outdir').is_dir()
+    assert (tmp_path / 'cache' / 'e2e_mask_rcnn_R-50-FPN_1x.npz').is_file()
     assert (tmp_path / 'results.json').is_file()
     assert (tmp_path / 'modelfiles' / 'mobilenet_backbone.npz').is_file()

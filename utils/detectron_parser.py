@@ -26,10 +26,9 @@ if __name__ == '__main__':  # run as a script: make the repo importable
         os.path.abspath(__file__))))
 
 from utils import compat  # noqa: F401,E402  (before chainer)
-from utils.weights.checks import sha256  # noqa: E402
-from utils.weights.detectron import convert_file  # noqa: E402
+from utils.weights.detectron import convert_pickle  # noqa: E402
 from utils.weights.model_io import ModelFileError, save_model  # noqa: E402
-from utils.weights.safe_pickle import ConversionError, load_pickle  # noqa
+from utils.weights.safe_pickle import ConversionError, one_line  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -76,10 +75,7 @@ def check_output(pkl, out):
 def main(argv=None):
     args = parse_args(argv)
     check_output(args.pkl, args.out)
-    model, meta, report = convert_file(load_pickle(args.pkl), args.arch,
-                                       args.pkl)
-    meta['source'].update(file=os.path.basename(args.pkl),
-                          sha256=sha256(args.pkl))
+    model, meta, report = convert_pickle(args.pkl, args.arch)
     out = args.out or '{}_{}.npz'.format(os.path.splitext(args.pkl)[0],
                                          meta.get('arch', 'backbone'))
     check_output(args.pkl, out)  # the default name is known only now
@@ -94,12 +90,6 @@ def main(argv=None):
     print('\n'.join(report))
     print('wrote {}'.format(out))
     return out
-
-
-def one_line(text):
-    """``text`` as one printable line: names from a file may hold line
-    breaks or terminal escapes."""
-    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 if __name__ == '__main__':

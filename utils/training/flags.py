@@ -11,6 +11,7 @@ from models.presets import ARCHS
 from utils.data.color_jitter import ColorJitter
 from utils.data.perspective import MAX_SHIFT
 from utils.training.distributed import COMMUNICATORS
+from utils.weights.zoo import CATALOGUE
 
 
 def parse_args(argv=None):
@@ -40,11 +41,13 @@ def _model_flags(a):
            "--pretrained's, else 50)")
     a('--pretrained', default=None,
       help='npz to start from (a converted model or an ImageNet backbone '
-           'from utils/detectron_parser.py or utils/mobilenet_parser.py), '
+           'from utils/detectron_parser.py or utils/mobilenet_parser.py); '
+           'or a model-zoo name, downloaded and converted once into '
+           '~/.cache/mask-rcnn-chainer/ ($MASK_RCNN_CHAINER_CACHE): {}; '
            'or "imagenet" for MSRA\'s ResNet caffemodel (mobilenetv1-fpn: '
            'shicai\'s mobilenet.caffemodel) in '
            '~/.chainer/dataset/pfnet/chainer/models/ (default: random '
-           'initialisation)')
+           'initialisation)'.format(', '.join(CATALOGUE)))
     a('--freeze-at', type=int, default=None, choices=range(6),
       metavar='{0..5}',
       help="Detectron's TRAIN.FREEZE_AT: 1 freezes the stem, k also "

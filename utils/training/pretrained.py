@@ -10,6 +10,9 @@ or MSRA's ImageNet caffemodel; and Detectron's frozen stages.
   Detectron's ``R-50.pkl`` / ``R-101.pkl`` or from a caffemodel): the stem
   and res2-res5 are copied into the body (and, for C4, res5 into the box
   head); heads keep their initialisers;
+* a name of ``utils/weights/zoo.py``'s catalogue (``R-50.pkl``,
+  ``e2e_mask_rcnn_R-50-FPN_1x``, ``mask_rcnn_R_50_FPN_3x``, ...):
+  downloaded and converted once into the cache folder;
 * ``imagenet``: MSRA's ``ResNet-{50,101}-model.caffemodel`` (or, for
   mobilenetv1-fpn, shicai/MobileNet-Caffe's ``mobilenet.caffemodel``)
   from ``CAFFEMODEL_DIR`` (where the reference implementation keeps
@@ -30,6 +33,7 @@ from utils.weights.model_io import (META_KEY, model_arrays, open_npz,
 from utils.weights.mobilenet import convert_mobilenet
 from utils.weights.msra import convert_caffemodel
 from utils.weights.safe_pickle import ConversionError
+from utils.weights.zoo import CATALOGUE, weights_file
 
 CAFFEMODEL_DIR = os.path.join('~', '.chainer', 'dataset', 'pfnet', 'chainer',
                               'models')
@@ -48,10 +52,17 @@ class PretrainedError(ValueError):
 
 def resolve(pretrained, depth, caffemodel_dir=CAFFEMODEL_DIR, log=print,
             arch=None):
-    """The npz path ``--pretrained`` names; ``imagenet`` converts the
-    ImageNet caffemodel of ``arch`` (MSRA's ResNet of ``depth``, or
-    shicai's MobileNetV1 for mobilenetv1-fpn) on first use and returns the
-    cached npz."""
+    """The npz path ``--pretrained`` names; a catalogue name is fetched and
+    converted on first use (``utils/weights/zoo.py``); ``imagenet``
+    converts the ImageNet caffemodel of ``arch`` (MSRA's ResNet of
+    ``depth``, or shicai's MobileNetV1 for mobilenetv1-fpn) on first use
+    and returns the cached npz."""
+    if pretrained in CATALOGUE:
+        if (CATALOGUE[pretrained].arch == 'backbone' and
+                BACKBONE_BODIES.get(arch, 'resnet') != 'resnet'):
+            raise PretrainedError('{} is a ResNet backbone, which does not '
+                                  'fit --arch {}'.format(pretrained, arch))
+        return weights_file(pretrained, log=log)
     if pretrained != 'imagenet':
         if not os.path.isfile(pretrained):
             raise PretrainedError('pretrained weights not found: {}'.format(
@@ -66,8 +77,8 @@ def resolve(pretrained, depth, caffemodel_dir=CAFFEMODEL_DIR, log=print,
         name = CAFFEMODEL_NAME.format(depth)
         convert = functools.partial(convert_caffemodel, depth=depth)
         where = ('https://github.com/KaimingHe/deep-residual-networks); or '
-                 'convert Detectron\'s R-{}.pkl with '
-                 'utils/detectron_parser.py and pass that npz'.format(depth))
+                 'pass --pretrained R-{}.pkl to fetch Detectron\'s ImageNet '
+                 'weights by name'.format(depth))
     caffemodel = os.path.join(folder, name)
     cached = os.path.splitext(caffemodel)[0] + '.npz'
     if os.path.isfile(cached):

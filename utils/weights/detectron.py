@@ -10,17 +10,18 @@
 (``utils/weights/detectron_names.py``): every blob used once, every shape
 checked, leftovers refused.
 """
+import os
 import re
 
 from models.presets import build_mask_rcnn, get_preset
 from models.resnet import ResNetBody
 from utils.data.coco_names import coco_classes
 from utils.weights.checks import (check_array, check_names_and_shapes,
-                                  count_classes, fill, finite_float32)
+                                  count_classes, fill, finite_float32, sha256)
 from utils.weights.detectron2 import convert_d2, is_detectron2
 from utils.weights.detectron_names import blob_shapes, rename_table
 from utils.weights.model_io import DEFAULT_CONVENTIONS
-from utils.weights.safe_pickle import ConversionError
+from utils.weights.safe_pickle import ConversionError, load_pickle
 
 # Blobs Detectron saves beside the parameters that no model uses:
 # momentum of every trainable parameter, and "preserved" leftovers of the
@@ -159,4 +160,14 @@ def convert_file(data, arch, path):
             meta['source'] = {'format': 'detectron2'}
     except ConversionError as e:
         raise ConversionError('{}: {}'.format(path, e)) from None
+    return model, meta, report
+
+
+def convert_pickle(path, arch='auto', name=None):
+    """(model, meta, report) of the weights pickle file ``path``, read by
+    the restricted unpickler; the metadata's source records the file's
+    name (``name``, default its base name) and SHA-256."""
+    model, meta, report = convert_file(load_pickle(path), arch, path)
+    meta['source'].update(file=name or os.path.basename(path),
+                          sha256=sha256(path))
     return model, meta, report

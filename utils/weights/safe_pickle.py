@@ -245,6 +245,12 @@ def short_repr(value, limit=80):
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
+def one_line(text):
+    """``text`` as one printable line: names from a file may hold line
+    breaks or terminal escapes."""
+    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _materialise(obj, done=None, depth=0):
     """``obj`` with each ``_PendingArray`` replaced by its array (dicts and
     lists in place). ``done`` ({id: result}) visits a container shared
