@@ -205,26 +205,38 @@ def _greedy_gpu(bbox, label, thresh, n_max, box_offset):
     """Same positions as ``_greedy_cpu``, computed on the device."""
     import cupy
 
-    mask_kernel, reduce_kernel = _kernels()
-    n = len(bbox)
-    n_blocks = -(-n // _BLOCK)
     with bbox.device:
-        bbox = cupy.ascontiguousarray(bbox)
-        if label is None:
-            label = cupy.zeros(n, dtype=numpy.int32)
-        label = cupy.ascontiguousarray(label, dtype=numpy.int32)
-        # (n, n_blocks): word [r, b] holds the bits of block b's boxes that
-        # box r suppresses. Only b >= r // 64 is written and read.
-        mask = cupy.zeros((n, n_blocks), dtype=numpy.uint64)
-        removed = cupy.zeros(n_blocks, dtype=numpy.uint64)
-        keep = cupy.zeros(n, dtype=numpy.bool_)
-        mask_kernel((n_blocks, n_blocks), (_BLOCK,),
-                    (numpy.int32(n), numpy.float32(thresh),
-                     numpy.float32(box_offset), bbox, label, mask))
-        reduce_kernel((1,), (_REDUCE_THREADS,),
-                      (numpy.int32(n), numpy.int32(n_max), mask, removed,
-                       keep))
-        return cupy.nonzero(keep)[0]  # syncs for the count, copies no mask
+        return _greedy_launch(cupy, _kernels(), bbox, label, thresh, n_max,
+                              box_offset)
+
+
+def launch_config(n):
+    """``(grid, block)`` of ``nms_mask`` and of ``nms_reduce`` for n boxes."""
+    n_blocks = -(-n // _BLOCK)
+    return ((n_blocks, n_blocks), (_BLOCK,)), ((1,), (_REDUCE_THREADS,))
+
+
+def _greedy_launch(xp, kernels, bbox, label, thresh, n_max, box_offset):
+    """The two launches of ``_greedy_gpu`` on ``xp``'s arrays (CuPy; the
+    tests pass NumPy and kernels run on the CPU or recorded)."""
+    mask_kernel, reduce_kernel = kernels
+    n = len(bbox)
+    mask_launch, reduce_launch = launch_config(n)
+    bbox = xp.ascontiguousarray(bbox)
+    if label is None:
+        label = xp.zeros(n, dtype=numpy.int32)
+    label = xp.ascontiguousarray(label, dtype=numpy.int32)
+    # (n, n_blocks): word [r, b] holds the bits of block b's boxes that
+    # box r suppresses. Only b >= r // 64 is written and read.
+    mask = xp.zeros((n, mask_launch[0][0]), dtype=numpy.uint64)
+    removed = xp.zeros(mask_launch[0][0], dtype=numpy.uint64)
+    keep = xp.zeros(n, dtype=numpy.bool_)
+    mask_kernel(*mask_launch,
+                (numpy.int32(n), numpy.float32(thresh),
+                 numpy.float32(box_offset), bbox, label, mask))
+    reduce_kernel(*reduce_launch,
+                  (numpy.int32(n), numpy.int32(n_max), mask, removed, keep))
+    return xp.nonzero(keep)[0]  # syncs for the count, copies no mask
 
 
 _CUDA_SOURCE = r'''
@@ -313,10 +325,19 @@ void nms_reduce(const int n, const int n_max,
 '''
 
 
+KERNEL_NAMES = ('nms_mask', 'nms_reduce')
+
+
+def cuda_module():
+    """The CUDA source of both kernels (``KERNEL_NAMES``) and the options
+    given to ``cupy.RawKernel``: ``(source, options)``."""
+    return _CUDA_SOURCE, ('--fmad=false',)
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels():
     """The two RawKernels (compiled lazily, cached per device by CuPy)."""
     import cupy
-    options = ('--fmad=false',)
-    return (cupy.RawKernel(_CUDA_SOURCE, 'nms_mask', options=options),
-            cupy.RawKernel(_CUDA_SOURCE, 'nms_reduce', options=options))
+    source, options = cuda_module()
+    return tuple(cupy.RawKernel(source, name, options=options)
+                 for name in KERNEL_NAMES)
