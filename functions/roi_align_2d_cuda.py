@@ -38,8 +38,10 @@ __device__ void roi_geometry(
     T roi_w = end_x - start_x;
     T roi_h = end_y - start_y;
     if (!aligned) {
-        roi_w = max(roi_w, (T)1.);
-        roi_h = max(roi_h, (T)1.);
+        // Not max(): CUDA's is fmax, which turns a NaN side into 1 where
+        // numpy.maximum keeps the NaN (and the ROI then samples nothing).
+        roi_w = roi_w < (T)1. ? (T)1. : roi_w;
+        roi_h = roi_h < (T)1. ? (T)1. : roi_h;
     }
     bin_h = roi_h / (T)pooled_height;
     bin_w = roi_w / (T)pooled_width;
