@@ -43,6 +43,11 @@ def nvrtc():
         nvrtc.getVersion()
     except Exception:  # ImportError, or NVRTC's library missing
         pytest.skip('needs cupy and NVRTC (requirements/gpu-check.txt)')
+    from cupy._core import core
+    try:
+        core.assemble_cupy_compiler_options(())
+    except RuntimeError:  # CuPy would not compile on a GPU either
+        pytest.skip('CuPy finds no CUDA headers (set CUDA_PATH)')
     return nvrtc
 
 
