@@ -12,7 +12,7 @@ import pytest
 
 from functions import roi_align_2d_cuda
 from tests.helpers import cuda_shim, cuda_sources
-from utils.ops import nms
+from utils.ops import nms_cuda
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,14 +57,14 @@ def test_nms_launches_match_signatures(label):
     kernels = recorders('nms')
     bbox = numpy.array([[0, 0, 5, 5], [1, 1, 5, 5], [9, 9, 12, 12]],
                        numpy.float32)
-    nms._greedy_launch(numpy, kernels, bbox, label, 0.5, 2, 1)
+    nms_cuda.greedy_launch(numpy, kernels, bbox, label, 0.5, 2, 1)
     assert [k.launches for k in kernels] == [[((1, 1), (64,))],
                                              [((1,), (256,))]]
 
 
 def test_a_python_int_argument_is_refused():
     # What the check guards against: CuPy would pass 3 as 64 bits.
-    sig = cuda_sources.signatures(nms.cuda_module()[0])['nms_reduce']
+    sig = cuda_sources.signatures(nms_cuda.cuda_module()[0])['nms_reduce']
     with pytest.raises(TypeError, match='argument n_max is'):
         cuda_shim.check_args('nms_reduce', sig, (
             numpy.int32(3), 3, *[numpy.zeros(1, numpy.uint64)] * 2,
@@ -76,11 +76,11 @@ def test_a_python_int_argument_is_refused():
 # most BATCH_BOXES, or one class); the mask grid's own limit, 65535 blocks.
 @pytest.mark.parametrize('n', [1, 12000, 80000, 65535 * 64])
 def test_nms_grid_in_cuda_limits(n):
-    for grid, block in nms.launch_config(n):
+    for grid, block in nms_cuda.launch_config(n):
         cuda_shim.check_launch(tuple(grid) + (1,) * (3 - len(grid)),
                                tuple(block) + (1,) * (3 - len(block)))
     with pytest.raises(ValueError, match='invalid launch'):
-        grid, block = nms.launch_config(65535 * 64 + 1)[0]
+        grid, block = nms_cuda.launch_config(65535 * 64 + 1)[0]
         cuda_shim.check_launch(grid + (1,), block + (1, 1))
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from functions import roi_align_2d_cuda
 from tests.helpers import cuda_sources
-from utils.ops import nms
+from utils.ops import nms_cuda
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What starts a CUDA kernel in Python: CuPy's and Chainer's kernel classes
@@ -82,10 +82,10 @@ def test_runtime_kernels_are_the_listed_sources(nvrtc):
     # cupy.RawKernel objects can be built without a GPU; their source,
     # name and options are what CuPy will compile.
     roi_align_2d_cuda._kernels.cache_clear()
-    nms._kernels.cache_clear()
+    nms_cuda._kernels.cache_clear()
     built = {'roi_align_2d float32': roi_align_2d_cuda._kernels('float32'),
              'roi_align_2d float64': roi_align_2d_cuda._kernels('float64'),
-             'nms': nms._kernels()}
+             'nms': nms_cuda._kernels()}
     assert sorted(built) == sorted(cuda_sources.SOURCES)
     for label, kernels in built.items():
         _, (source, options), names = cuda_sources.SOURCES[label]
@@ -118,7 +118,7 @@ def test_compiles(nvrtc, label, arch, kind):
 
 
 def test_a_compile_error_names_its_line(nvrtc):
-    source, options = nms.cuda_module()
+    source, options = nms_cuda.cuda_module()
     broken = source.replace('cur |= row[b];', 'cur |= rows[b];')
     line = broken[:broken.index('cur |= rows[b]')].count('\n') + 1
     with pytest.raises(RuntimeError, match=r'\({}\): error: identifier '
@@ -129,7 +129,7 @@ def test_a_compile_error_names_its_line(nvrtc):
 
 def test_nvrtc_13_has_no_volta(nvrtc):
     # Why ARCHS starts at 7.5: CUDA 13 (cupy-cuda13x) dropped compute 7.0.
-    source, options = nms.cuda_module()
+    source, options = nms_cuda.cuda_module()
     with pytest.raises(RuntimeError, match='gpu-architecture'):
         cuda_sources.nvrtc_compile(source, _arch_options(options, 'compute',
                                                          '70'))

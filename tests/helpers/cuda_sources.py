@@ -20,7 +20,7 @@ import re
 import numpy
 
 from functions import roi_align_2d_cuda
-from utils.ops import nms
+from utils.ops import nms_cuda
 
 # label -> (file, (source, options), kernel names). Each source as the
 # GPU path builds it; float16 never reaches ROIAlign (check_type_forward
@@ -32,7 +32,8 @@ SOURCES = {
     'roi_align_2d float64': ('functions/roi_align_2d_cuda.py',
                              roi_align_2d_cuda.cuda_module(numpy.float64),
                              roi_align_2d_cuda.KERNEL_NAMES),
-    'nms': ('utils/ops/nms.py', nms.cuda_module(), nms.KERNEL_NAMES),
+    'nms': ('utils/ops/nms_cuda.py', nms_cuda.cuda_module(),
+            nms_cuda.KERNEL_NAMES),
 }
 # Volta (7.0) is gone from CUDA 13: NVRTC 13 refuses compute_70.
 ARCHS = ('75', '80', '90')
@@ -40,7 +41,7 @@ ARCHS = ('75', '80', '90')
 C_TYPES = {'int': numpy.int32, 'long long': numpy.int64,
            'float': numpy.float32, 'double': numpy.float64,
            'unsigned long long': numpy.uint64, 'bool': numpy.bool_}
-_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
+KERNEL_RE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
 
 
 def signatures(source):
@@ -50,7 +51,7 @@ def signatures(source):
     typedefs = dict((alias, c) for c, alias in
                     re.findall(r'typedef\s+([\w ]+?)\s+(\w+)\s*;', source))
     result = {}
-    for name, params in _KERNEL.findall(source):
+    for name, params in KERNEL_RE.findall(source):
         args = []
         for param in params.split(','):
             pointer = '*' in param

@@ -1,6 +1,6 @@
-"""utils/ops/nms.py's CUDA kernels, unchanged, run on the CPU through
+"""utils/ops/nms_cuda.py's CUDA kernels, unchanged, run on the CPU through
 tests/helpers/cuda_shim and the GPU path's own launch code
-(``_greedy_launch`` on NumPy arrays), against ``_greedy_cpu``: labels,
+(``greedy_launch`` on NumPy arrays), against ``nms._greedy_cpu``: labels,
 ``box_offset`` 0 and 1, limits, ties, n around the 64-box block, and every
 block's threads in four schedules (OS threads; one at a time in order, in
 reverse, shuffled) so that a race changes the result."""
@@ -8,7 +8,7 @@ import numpy
 import pytest
 
 from tests.helpers import cuda_shim
-from utils.ops import nms
+from utils.ops import nms, nms_cuda
 
 SCHEDULES = list(cuda_shim.SCHEDULES)
 
@@ -31,7 +31,7 @@ def both(libs, schedule, bbox, score, label, thresh, limit, box_offset):
     label = None if label is None else label[order].astype(numpy.int32)
     n_max = len(bbox) if limit is None else min(limit, len(bbox))
     kernels = cuda_shim.kernels(libs, 'nms', schedule, seed=len(bbox))
-    got = nms._greedy_launch(numpy, kernels, bbox, label, thresh, n_max,
+    got = nms_cuda.greedy_launch(numpy, kernels, bbox, label, thresh, n_max,
                              box_offset)
     return got, nms._greedy_cpu(bbox, label, thresh, n_max, box_offset)
 
@@ -82,7 +82,7 @@ def test_a_missing_barrier_shows(tmp_path):
     cxx = cuda_shim.compiler()
     if cxx is None:
         pytest.skip('needs a C++20 compiler (g++ >= 11) for the CUDA shim')
-    source, options = nms.cuda_module()
+    source, options = nms_cuda.cuda_module()
     broken = source.replace('__syncthreads();  // removed[b]', '//')
     assert broken != source
     libs = cuda_shim.build(cxx, str(tmp_path), {'nms': broken})
