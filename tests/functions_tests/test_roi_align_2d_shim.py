@@ -73,6 +73,20 @@ def test_equals_numpy(shim, dtype, ratio, aligned):
         numpy.testing.assert_allclose(got, gx, rtol=tol, atol=tol)
 
 
+def test_no_rois_never_launch(shim):
+    # A grid of 0 blocks is an invalid launch: zero ROIs must not launch.
+    shim('forward')
+    x = numpy.ones((2, 3, 5, 5), numpy.float32)
+    rois, idx = numpy.zeros((0, 4), numpy.float32), numpy.zeros(0, numpy.int32)
+    params = (2, 2, 1., 0, False)
+    top = roi_align_2d_cuda.forward_gpu(x, rois, idx, params)
+    gx = roi_align_2d_cuda.backward_gpu(x.shape, rois, idx, top, params)
+    assert top.shape == (0, 3, 2, 2) and gx.shape == x.shape
+    assert not gx.any()
+    assert [k.launches for k in roi_align_2d_cuda._kernels('float32')] == [
+        [], []]
+
+
 def test_grid_stride_loop(shim, monkeypatch):
     # With 3 blocks of 256 threads for 1536 bins, each thread does 2.
     monkeypatch.setattr(roi_align_2d_cuda, '_MAX_BLOCKS', 3)
@@ -98,8 +112,9 @@ def test_grid_stride_loop(shim, monkeypatch):
 
 def test_image_offset_past_2_31_elements(shim, tmp_path):
     # Image 2 of (3, 1, 32768, 32768) starts at element 2^31: a 32-bit
-    # offset would wrap (and read 8 GiB before x: a crash). The 12 GiB map is a sparse file; only a 16 x 16
-    # window is written, and NumPy pools the same ROI from that window.
+    # offset would wrap (and read 8 GiB before x: a crash). The 12 GiB map
+    # is a sparse file; only a 16 x 16 window is written, and NumPy pools
+    # the same ROI from that window.
     shape = (3, 1, 2 ** 15, 2 ** 15)
     try:
         x = numpy.memmap(str(tmp_path / 'x.f32'), numpy.float32, 'w+',

@@ -41,7 +41,8 @@ ARCHS = ('75', '80', '90')
 C_TYPES = {'int': numpy.int32, 'long long': numpy.int64,
            'float': numpy.float32, 'double': numpy.float64,
            'unsigned long long': numpy.uint64, 'bool': numpy.bool_}
-KERNEL_RE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
+KERNEL_RE = re.compile(
+    r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
 
 
 def signatures(source):

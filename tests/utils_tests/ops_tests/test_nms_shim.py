@@ -90,3 +90,23 @@ def test_a_missing_barrier_shows(tmp_path):
     bbox, score = random_case(rng, 300)
     got, want = both(libs, 'forward', bbox, score, None, 0.3, None, 1)
     assert got.tolist() != want.tolist()
+
+
+def test_no_boxes_never_launch(cuda_shim_libs, monkeypatch):
+    # A grid of 0 blocks is an invalid launch on CUDA, as in the shim: with
+    # n = 0 (or limit 0) NMS must return before any walk.
+    kernels = cuda_shim.kernels(cuda_shim_libs, 'nms', 'forward')
+    with pytest.raises(ValueError, match='invalid launch'):
+        nms_cuda.greedy_launch(numpy, kernels, numpy.zeros((0, 4),
+                                                           numpy.float32),
+                               None, 0.5, 0, 1)
+
+    def no_walk(*args):
+        raise AssertionError('walked')
+    monkeypatch.setattr(nms, '_greedy', no_walk)
+    bbox, score = random_case(numpy.random.RandomState(0), 5)
+    empty = numpy.zeros((0, 4), numpy.float32)
+    assert len(nms.non_maximum_suppression(empty, 0.5)) == 0
+    assert len(nms.non_maximum_suppression(bbox, 0.5, score, limit=0)) == 0
+    assert len(nms.batched_nms(empty, score[:0], numpy.zeros(0, int),
+                               0.5)) == 0
