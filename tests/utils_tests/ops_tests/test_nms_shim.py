@@ -110,3 +110,20 @@ def test_no_boxes_never_launch(cuda_shim_libs, monkeypatch):
     assert len(nms.non_maximum_suppression(bbox, 0.5, score, limit=0)) == 0
     assert len(nms.batched_nms(empty, score[:0], numpy.zeros(0, int),
                                0.5)) == 0
+
+
+@pytest.mark.parametrize('schedule', ['threads', 'shuffled'])
+def test_batched_walks_on_the_kernels(cuda_shim_libs, monkeypatch,
+                                      schedule):
+    # batched_nms in groups of at most 100 boxes, each walk on the kernels.
+    rng = numpy.random.RandomState(7)
+    bbox, score = random_case(rng, 400)
+    label = rng.randint(0, 12, size=400)
+    want = nms.batched_nms(bbox, score, label, 0.4, limit=150)
+    kernels = cuda_shim.kernels(cuda_shim_libs, 'nms', schedule, seed=7)
+    monkeypatch.setattr(nms, 'BATCH_BOXES', 100)
+    monkeypatch.setattr(nms, '_greedy', lambda *args: nms_cuda.greedy_launch(
+        numpy, kernels, *args))
+    got = nms.batched_nms(bbox, score, label, 0.4, limit=150)
+    assert len(kernels[0].launches) > 4  # several walks
+    numpy.testing.assert_array_equal(got, want)
