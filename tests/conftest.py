@@ -1,6 +1,7 @@
 """Shared test set-up: compat shims first, then the ``gpu`` marker, the
 ``xp`` fixture that runs one check on NumPy and, marked ``gpu``, on CuPy,
-and the ``mpiexec`` fixture of the multi-process tests."""
+the ``mpiexec`` fixture of the multi-process tests and ``cuda_shim_libs``,
+the project's CUDA kernels built for the CPU once per run."""
 import pytest
 
 from utils import compat  # noqa: F401  (before chainer)
@@ -43,3 +44,14 @@ def mpiexec():
     if importlib.util.find_spec('mpi4py') is None:
         pytest.skip('needs mpi4py (bash setup.sh --mpi)')
     return path
+
+
+@pytest.fixture(scope='session')
+def cuda_shim_libs(tmp_path_factory):
+    """Every CUDA source built on the CPU shim (tests/helpers/cuda_shim),
+    ``{label: ctypes.CDLL}``; skips without a C++20 compiler."""
+    from tests.helpers import cuda_shim
+    cxx = cuda_shim.compiler()
+    if cxx is None:
+        pytest.skip('needs a C++20 compiler (g++ >= 11) for the CUDA shim')
+    return cuda_shim.build(cxx, str(tmp_path_factory.mktemp('cuda_shim')))

@@ -267,12 +267,13 @@ def test_nan_coordinates_sample_nothing(xp, ratio):
     # A NaN coordinate makes every sample that depends on it outside the
     # image (weight 0), on NumPy and CuPy alike; other ROIs are unchanged.
     nan = float('nan')
+    # A NaN x2 or y2 too: CUDA's max(roi_w, 1) would make that side 1.
     rois = [[nan, 0, 3, 3], [0, nan, 3, 3], [nan, nan, nan, nan],
-            [0, 0, 3, 3]]
+            [0, 0, nan, 3], [0, 0, 3, nan], [0, 0, 3, 3]]
     y = pool(xp, rois, 2, ratio)
     assert not numpy.isnan(y).any()
-    numpy.testing.assert_array_equal(y[:3], 0)
-    numpy.testing.assert_allclose(y[3], pool(numpy, rois[3:], 2, ratio)[0])
+    numpy.testing.assert_array_equal(y[:5], 0)
+    numpy.testing.assert_allclose(y[5], pool(numpy, rois[5:], 2, ratio)[0])
 
 
 @pytest.mark.parametrize('n', [0, 2])

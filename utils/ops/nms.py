@@ -19,20 +19,16 @@ kept indices come back best first (Detectron returns them in index order,
 which is the same thing when the input is already sorted, as in its RPN).
 
 The NumPy path is Detectron's greedy loop vectorised over the remaining
-boxes. The CuPy path is the bitmask algorithm: ``nms_mask`` gives each
-(row block, column block) of 64 sorted boxes one CUDA block whose thread r
-writes a 64-bit word with bit c set when row box r suppresses column box c
-(c after r); ``nms_reduce`` then walks the boxes in order in one CUDA
-block, OR-ing the rows of kept boxes, and writes keep flags. Only the flags
-stay on the device; the mask never goes to the host.
+boxes. The CuPy path (``nms_cuda.py``) is the bitmask algorithm:
+``nms_mask`` gives each (row block, column block) of 64 sorted boxes one
+CUDA block whose thread r writes a 64-bit word with bit c set when row box
+r suppresses column box c (c after r); ``nms_reduce`` then walks the boxes
+in order in one CUDA block, OR-ing the rows of kept boxes, and writes keep
+flags. Only the flags stay on the device; the mask never goes to the host.
 """
-import functools
-
 import numpy
+from utils.ops import nms_cuda
 from utils.ops.array_module import get_array_module
-
-_BLOCK = 64          # boxes per mask word: bits in unsigned long long
-_REDUCE_THREADS = 256
 
 #: Most boxes one greedy walk of ``batched_nms`` sees. The CUDA mask of n
 #: boxes takes n * ceil(n / 64) * 8 bytes, about n^2 / 8: 8 MiB at 8192,
@@ -174,7 +170,7 @@ def _greedy(bbox, label, thresh, n_max, box_offset):
     the device of ``bbox``."""
     if get_array_module(bbox) is numpy:
         return _greedy_cpu(bbox, label, thresh, n_max, box_offset)
-    return _greedy_gpu(bbox, label, thresh, n_max, box_offset)
+    return nms_cuda.greedy_gpu(bbox, label, thresh, n_max, box_offset)
 
 
 def _greedy_cpu(bbox, label, thresh, n_max, box_offset):
@@ -199,124 +195,3 @@ def _greedy_cpu(bbox, label, thresh, n_max, box_offset):
                 drop &= label[rest] == label[i]
             rest = rest[~drop]
     return numpy.asarray(kept, dtype=numpy.intp)
-
-
-def _greedy_gpu(bbox, label, thresh, n_max, box_offset):
-    """Same positions as ``_greedy_cpu``, computed on the device."""
-    import cupy
-
-    mask_kernel, reduce_kernel = _kernels()
-    n = len(bbox)
-    n_blocks = -(-n // _BLOCK)
-    with bbox.device:
-        bbox = cupy.ascontiguousarray(bbox)
-        if label is None:
-            label = cupy.zeros(n, dtype=numpy.int32)
-        label = cupy.ascontiguousarray(label, dtype=numpy.int32)
-        # (n, n_blocks): word [r, b] holds the bits of block b's boxes that
-        # box r suppresses. Only b >= r // 64 is written and read.
-        mask = cupy.zeros((n, n_blocks), dtype=numpy.uint64)
-        removed = cupy.zeros(n_blocks, dtype=numpy.uint64)
-        keep = cupy.zeros(n, dtype=numpy.bool_)
-        mask_kernel((n_blocks, n_blocks), (_BLOCK,),
-                    (numpy.int32(n), numpy.float32(thresh),
-                     numpy.float32(box_offset), bbox, label, mask))
-        reduce_kernel((1,), (_REDUCE_THREADS,),
-                      (numpy.int32(n), numpy.int32(n_max), mask, removed,
-                       keep))
-        return cupy.nonzero(keep)[0]  # syncs for the count, copies no mask
-
-
-_CUDA_SOURCE = r'''
-#define BLOCK 64
-
-// Detectron's cython max/min, with its argument order below.
-__device__ inline float max_f(float a, float b) { return a >= b ? a : b; }
-__device__ inline float min_f(float a, float b) { return a <= b ? a : b; }
-
-// IoU of kept box a and later box b, operation for operation as
-// _greedy_cpu (compiled with --fmad=false so no multiply-add is fused).
-__device__ inline float box_iou(const float* a, const float* b,
-                                float box_offset) {
-  float area_a = (a[2] - a[0] + box_offset) * (a[3] - a[1] + box_offset);
-  float area_b = (b[2] - b[0] + box_offset) * (b[3] - b[1] + box_offset);
-  float w = max_f(0.f, min_f(a[2], b[2]) - max_f(a[0], b[0]) + box_offset);
-  float h = max_f(0.f, min_f(a[3], b[3]) - max_f(a[1], b[1]) + box_offset);
-  float inter = w * h;
-  return inter / (area_a + area_b - inter);
-}
-
-// grid (n_blocks, n_blocks), block BLOCK: blockIdx.y is the row block
-// (the suppressing boxes), blockIdx.x the column block (the suppressed).
-extern "C" __global__
-void nms_mask(const int n, const float thresh, const float box_offset,
-              const float* bbox, const int* label,
-              unsigned long long* mask) {
-  const int row_block = blockIdx.y;
-  const int col_block = blockIdx.x;
-  if (col_block < row_block) return;  // never read: whole block leaves
-  const int n_blocks = (n + BLOCK - 1) / BLOCK;
-  const int row_size = min(n - row_block * BLOCK, BLOCK);
-  const int col_size = min(n - col_block * BLOCK, BLOCK);
-
-  __shared__ float col_bbox[BLOCK * 4];
-  __shared__ int col_label[BLOCK];
-  if (threadIdx.x < col_size) {
-    const int c = col_block * BLOCK + threadIdx.x;
-    for (int k = 0; k < 4; ++k) {
-      col_bbox[threadIdx.x * 4 + k] = bbox[c * 4 + k];
-    }
-    col_label[threadIdx.x] = label[c];
-  }
-  __syncthreads();
-
-  if (threadIdx.x < row_size) {
-    const int r = row_block * BLOCK + threadIdx.x;
-    const int start = row_block == col_block ? threadIdx.x + 1 : 0;
-    unsigned long long bits = 0;
-    for (int t = start; t < col_size; ++t) {
-      if (col_label[t] == label[r] &&
-          box_iou(bbox + r * 4, col_bbox + t * 4, box_offset) >= thresh) {
-        bits |= 1ULL << t;
-      }
-    }
-    mask[(size_t)r * n_blocks + col_block] = bits;
-  }
-}
-
-// One block. Thread k owns removed[b] for b % blockDim.x == k, so each
-// word has a single writer; every thread runs the same serial walk over a
-// block's 64 boxes (identical values, so the branches stay uniform).
-extern "C" __global__
-void nms_reduce(const int n, const int n_max,
-                const unsigned long long* mask,
-                unsigned long long* removed, bool* keep) {
-  const int n_blocks = (n + BLOCK - 1) / BLOCK;
-  int n_kept = 0;
-  for (int b = 0; b < n_blocks && n_kept < n_max; ++b) {
-    __syncthreads();  // removed[b] now has the rows of all earlier keeps
-    unsigned long long cur = removed[b];
-    const int size = min(n - b * BLOCK, BLOCK);
-    for (int t = 0; t < size && n_kept < n_max; ++t) {
-      if (cur & (1ULL << t)) continue;
-      const int i = b * BLOCK + t;
-      const unsigned long long* row = mask + (size_t)i * n_blocks;
-      cur |= row[b];
-      for (int c = threadIdx.x; c < n_blocks; c += blockDim.x) {
-        if (c > b) removed[c] |= row[c];
-      }
-      if (threadIdx.x == 0) keep[i] = true;
-      ++n_kept;
-    }
-  }
-}
-'''
-
-
-@functools.lru_cache(maxsize=None)
-def _kernels():
-    """The two RawKernels (compiled lazily, cached per device by CuPy)."""
-    import cupy
-    options = ('--fmad=false',)
-    return (cupy.RawKernel(_CUDA_SOURCE, 'nms_mask', options=options),
-            cupy.RawKernel(_CUDA_SOURCE, 'nms_reduce', options=options))
