@@ -38,6 +38,7 @@ from utils.training.build import (  # noqa: E402
 from utils.training.defaults import LR_RULES, default_settings  # noqa: E402
 from utils.training.distributed import (  # noqa: E402
     abort_other_ranks, create_communicator, scatter_datasets, sync_batch_norm)
+from utils.training.divergence import DivergenceAdvice  # noqa: E402
 from utils.training.errors import SetupError  # noqa: E402
 from utils.training.flags import parse_args  # noqa: E402
 from utils.training.pretrained import (  # noqa: E402
@@ -107,6 +108,7 @@ def _check_crop_min_visible(random_crop, mosaic, perspective, fraction):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.dtype == 'mixed16':
         chainer.global_config.dtype = chainer.mixed16
@@ -135,12 +137,13 @@ def main(argv=None):
     args = resolve_defaults(args, comm.size if comm else 1)
     check_roi_size(args.arch, args.roi_size)
     check_depth(args.arch, args.depth)
-    run(args, comm)
+    run(args, comm, argv)
 
 
-def run(args, comm=None):
+def run(args, comm=None, argv=()):
     """Train as the resolved flags say (one process of ``comm``, if any)
-    and write the final model."""
+    and write the final model; ``argv``, the flags as given, goes into
+    the advice of a diverged run."""
     root = comm is None or comm.rank == 0
     log = print if root else (lambda line: None)
     if args.resume:
@@ -180,6 +183,9 @@ def run(args, comm=None):
         loaders=args.loaders, scales=args.scales,
         subdivisions=args.subdivisions, gpu=args.gpu, gpus=args.gpus,
         comm=comm, box_loss=args.box_loss, ema_decay=args.ema,
+        clip_grad=args.clip_grad, advice=DivergenceAdvice(
+            tuple(argv), args.lr, preset.norm, bool(args.pretrained),
+            args.clip_grad, args.warmup),
         augmentations=build_augmentations(
             model, args.color_jitter, args.random_crop,
             args.crop_min_visible, args.mosaic, args.mixup,

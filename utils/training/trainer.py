@@ -12,7 +12,7 @@ from utils.training.distributed import (RankStates, SerializableRandomState,
                                         average_observations)
 from utils.training.lr_schedule import WarmupCosineLR, WarmupStepLR
 from utils.training.snapshots import (HoldFailure, NonFiniteLossGuard,
-                                      SoundSnapshot)
+                                      SoundSnapshot, restart_hint)
 
 LOSS_KEYS = ('main/loss', 'main/rpn_loc', 'main/rpn_cls', 'main/roi_loc',
              'main/roi_cls', 'main/mask')
@@ -53,15 +53,16 @@ class Schedule:
 
 
 def make_trainer(updater, schedule, out, comm=None, rank_states=None,
-                 average=None):
+                 average=None, advice=restart_hint):
     """A trainer with the schedule, the guard and ``average`` (an
     ``ema.WeightAverage``, or None), which goes into the snapshot as
     ``extensions/ema``. With ChainerMN (``comm``), losses are averaged
     over ranks and ``rank_states`` (name -> iterator, batcher, random
-    state) go into rank 0's snapshot."""
+    state) go into rank 0's snapshot. ``advice(out, iteration)`` ends the
+    error of a diverged run (``divergence.DivergenceAdvice``)."""
     trainer = chainer.training.Trainer(updater, (schedule.iteration,
                                                  'iteration'), out)
-    trainer.extend(NonFiniteLossGuard())
+    trainer.extend(NonFiniteLossGuard(advice=advice))
     trainer.extend(schedule.lr_extension())
     if average is not None:
         trainer.extend(average, name='ema')
@@ -74,9 +75,10 @@ def make_trainer(updater, schedule, out, comm=None, rank_states=None,
     return trainer
 
 
-def extend_writers(trainer, schedule, model, evaluator):
+def extend_writers(trainer, schedule, model, evaluator, advice=restart_hint):
     """Rank 0's extensions: log, plots, progress, snapshots of ``model``
-    (never of exploded weights) and ``evaluator`` (a ``COCOEvaluator``)."""
+    (never of exploded weights; ``advice`` as ``make_trainer``'s) and
+    ``evaluator`` (a ``COCOEvaluator``)."""
     log = (schedule.log_interval, 'iteration')
     keys = list(LOSS_KEYS)
     trainer.extend(extensions.LogReport(trigger=log))
@@ -90,7 +92,7 @@ def extend_writers(trainer, schedule, model, evaluator):
         list(AP_KEYS), 'iteration', (schedule.validation, 'iteration'),
         filename='ap.png'))
     trainer.extend(extensions.ProgressBar(update_interval=10))
-    trainer.extend(SoundSnapshot(model), name='snapshot',
+    trainer.extend(SoundSnapshot(model, advice=advice), name='snapshot',
                    trigger=(schedule.snapshot, 'iteration'))
     evaluation = HoldFailure(evaluator)
     trainer.extend(evaluation, name='validation',
