@@ -50,6 +50,8 @@ from utils.training.setup import (  # noqa: E402
 from utils.training.snapshots import (  # noqa: E402
     EvaluationFailed, SnapshotError, TrainingDiverged, check_snapshot,
     latest_snapshot, load_snapshot)
+from utils.training.summary import (  # noqa: E402
+    effective_sizes, schedule_lines, sizes_line)
 from utils.training.trainer import Schedule  # noqa: E402
 from utils.weights.model_io import ModelFileError  # noqa: E402
 
@@ -70,13 +72,14 @@ def resolve_defaults(args, n_processes=1):
     return args
 
 
-def data_paths(args):
-    """{'train': (json, images), 'val': (json, images)} of --dataset,
-    checked to exist (synthetic data is generated first)."""
+def data_paths(args, splits=('train', 'val')):
+    """{split: (json, images)} of --dataset for ``splits``, checked to
+    exist (synthetic data is generated first)."""
     return dataset_paths(
         args.dataset, args.coco_root, args.synthetic_root,
         args.synthetic_images, args.seed,
-        (args.train_json, args.train_images), (args.val_json, args.val_images))
+        (args.train_json, args.train_images), (args.val_json, args.val_images),
+        splits)
 
 
 def write_config(args, preset):
@@ -132,7 +135,8 @@ def main(argv=None):
     if args.evaluate:  # the npz alone decides the model and its classes
         model, class_ids = load_evaluated_model(args.pretrained, args.arch,
                                                 args.depth)
-        return evaluate_model(model, class_ids, data_paths(args)['val'],
+        return evaluate_model(model, class_ids,
+                              data_paths(args, ('val',))['val'],
                               args.out, args.gpu)
     args = resolve_defaults(args, comm.size if comm else 1)
     check_roi_size(args.arch, args.roi_size)
@@ -146,6 +150,10 @@ def run(args, comm=None, argv=()):
     the advice of a diverged run."""
     root = comm is None or comm.rank == 0
     log = print if root else (lambda line: None)
+    schedule = Schedule(args.iteration, args.lr, tuple(args.lr_steps),
+                        args.warmup, args.snapshot, args.validation,
+                        args.log_interval, args.lr_schedule)
+    log('\n'.join(schedule_lines(schedule)))
     if args.resume:
         check_snapshot(args.resume)
     if root:
@@ -165,6 +173,9 @@ def run(args, comm=None, argv=()):
     if args.gamma is not None:
         preset = dataclasses.replace(preset, mask_loss_weight=args.gamma)
     args.depth = preset.depth
+    for key, value in effective_sizes(preset).items():  # for config.json
+        setattr(args, key, getattr(args, key) or value)
+    log(sizes_line(preset, args.scales))
     meta.update(arch=args.arch, depth=preset.depth,
                 conventions=preset.conventions.to_dict(),
                 preset=preset_overrides(preset))
@@ -173,10 +184,7 @@ def run(args, comm=None, argv=()):
     if root:
         write_config(args, preset)
     trainer, result = build_trainer(
-        model, preset, (train, val, val_json, meta['class_ids']),
-        Schedule(args.iteration, args.lr, tuple(args.lr_steps), args.warmup,
-                 args.snapshot, args.validation, args.log_interval,
-                 args.lr_schedule),
+        model, preset, (train, val, val_json, meta['class_ids']), schedule,
         args.out, seed=args.seed,
         weight_decay=args.weight_decay, freeze_at=args.freeze_at,
         mixed16=args.dtype == 'mixed16', batchsize=args.batchsize,

@@ -7,10 +7,12 @@ import dataclasses
 
 import chainer
 from chainer.training import extensions
+from chainer.training.triggers import ManualScheduleTrigger
 
 from utils.training.distributed import (RankStates, SerializableRandomState,
                                         average_observations)
 from utils.training.lr_schedule import WarmupCosineLR, WarmupStepLR
+from utils.training.progress import PlainProgress, WithoutEscapes
 from utils.training.snapshots import (HoldFailure, NonFiniteLossGuard,
                                       SoundSnapshot, restart_hint)
 
@@ -84,19 +86,21 @@ def extend_writers(trainer, schedule, model, evaluator, advice=restart_hint):
     trainer.extend(extensions.LogReport(trigger=log))
     trainer.extend(extensions.observe_lr(), trigger=log)
     trainer.extend(extensions.PrintReport(
-        ['iteration', 'lr'] + keys + list(AP_KEYS) + ['elapsed_time']),
-        trigger=log)
+        ['iteration', 'lr'] + keys + list(AP_KEYS) + ['elapsed_time'],
+        out=WithoutEscapes()), trigger=log)
     trainer.extend(extensions.PlotReport(keys, 'iteration', log,
                                          filename='loss.png'))
+    # At the evaluations' iterations, the last included: a run shorter
+    # than --validation still plots its final AP.
     trainer.extend(extensions.PlotReport(
-        list(AP_KEYS), 'iteration', (schedule.validation, 'iteration'),
-        filename='ap.png'))
-    trainer.extend(extensions.ProgressBar(update_interval=10))
+        list(AP_KEYS), 'iteration', ManualScheduleTrigger(
+            schedule.evaluations(), 'iteration'), filename='ap.png'))
+    trainer.extend(PlainProgress(schedule.iteration, schedule.log_interval))
     trainer.extend(SoundSnapshot(model, advice=advice), name='snapshot',
                    trigger=(schedule.snapshot, 'iteration'))
     evaluation = HoldFailure(evaluator)
     trainer.extend(evaluation, name='validation',
-                   trigger=chainer.training.triggers.ManualScheduleTrigger(
+                   trigger=ManualScheduleTrigger(
                        schedule.evaluations(), 'iteration'))
     # After the snapshot (-100): an evaluation error stops training only
     # once the snapshot of its iteration is written.
