@@ -30,6 +30,8 @@ import chainer  # noqa: E402
 from models.presets import get_preset, preset_overrides  # noqa: E402
 from utils.backend import DeviceError  # noqa: E402
 from utils.data.coco_json import DatasetError  # noqa: E402
+from utils.data.object_sizes import (  # noqa: E402
+    auto_sizes, data_sizes, summary_lines)
 from utils.ops.image import ImageError  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.training.build import (  # noqa: E402
@@ -126,6 +128,10 @@ def main(argv=None):
                          'and --communicator (or use --norm bn)')
     _check_crop_min_visible(args.random_crop, args.mosaic, args.perspective,
                             args.crop_min_visible)
+    if args.auto_size and args.communicator:
+        raise SetupError('--auto-size reads the whole training set in one '
+                         'process: run it once without --communicator and '
+                         'pass the sizes it prints')
     comm = create_communicator(args.communicator) if args.communicator \
         else None
     check_devices(args.gpu, args.gpus)
@@ -165,6 +171,11 @@ def run(args, comm=None, argv=()):
                              not args.drop_empty)
     train, val, val_json, meta = load() if comm is None else \
         scatter_datasets(comm, load, args.seed)
+    sizes = data_sizes(train)
+    if args.auto_size:  # the sizes not given on the command line
+        args.auto_size = meta['auto_size'] = auto_sizes(sizes)
+        for key, value in args.auto_size.items():
+            setattr(args, key, getattr(args, key) or value)
     preset = training_preset(args.arch, meta['n_fg_class'], fields,
                              args.roi_size, args.scales, args.min_size,
                              args.max_size, args.anchor_sizes, args.norm)
@@ -175,7 +186,8 @@ def run(args, comm=None, argv=()):
     args.depth = preset.depth
     for key, value in effective_sizes(preset).items():  # for config.json
         setattr(args, key, getattr(args, key) or value)
-    log(sizes_line(preset, args.scales))
+    log('\n'.join([sizes_line(preset, args.scales)] + summary_lines(
+        sizes, preset.min_size, preset.max_size, args.anchor_sizes)))
     meta.update(arch=args.arch, depth=preset.depth,
                 conventions=preset.conventions.to_dict(),
                 preset=preset_overrides(preset))

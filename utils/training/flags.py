@@ -68,6 +68,13 @@ def _model_flags(a):
       metavar='PX',
       help='anchor sizes in input pixels: 5 for the FPN archs, one per '
            'level P2-P6; any number for c4 (default: 32 64 128 256 512)')
+    a('--auto-size', action='store_true',
+      help='pick --min-size, --max-size and --anchor-sizes (those not '
+           'given) from the training set: the images at their own size, '
+           'enlarged when the smallest objects would be under 8 px, and '
+           'anchors from the power of two at or below the smallest objects '
+           '(10th percentile, 8 to 32 px) doubling per level; recorded in '
+           'config.json and the model file (default: off)')
     a('--gamma', type=float, default=None,
       help="weight of the mask loss (default: the preset's, 1 as "
            "Detectron's MRCNN.WEIGHT_LOSS_MASK)")
