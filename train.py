@@ -30,6 +30,8 @@ import chainer  # noqa: E402
 from models.presets import get_preset, preset_overrides  # noqa: E402
 from utils.backend import DeviceError  # noqa: E402
 from utils.data.coco_json import DatasetError  # noqa: E402
+from utils.data.object_sizes import (  # noqa: E402
+    auto_sizes, data_sizes, summary_lines)
 from utils.ops.image import ImageError  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.training.build import (  # noqa: E402
@@ -38,6 +40,7 @@ from utils.training.build import (  # noqa: E402
 from utils.training.defaults import LR_RULES, default_settings  # noqa: E402
 from utils.training.distributed import (  # noqa: E402
     abort_other_ranks, create_communicator, scatter_datasets, sync_batch_norm)
+from utils.training.divergence import DivergenceAdvice  # noqa: E402
 from utils.training.errors import SetupError  # noqa: E402
 from utils.training.flags import parse_args  # noqa: E402
 from utils.training.pretrained import (  # noqa: E402
@@ -49,6 +52,8 @@ from utils.training.setup import (  # noqa: E402
 from utils.training.snapshots import (  # noqa: E402
     EvaluationFailed, SnapshotError, TrainingDiverged, check_snapshot,
     latest_snapshot, load_snapshot)
+from utils.training.summary import (  # noqa: E402
+    effective_sizes, schedule_lines, sizes_line)
 from utils.training.trainer import Schedule  # noqa: E402
 from utils.weights.model_io import ModelFileError  # noqa: E402
 
@@ -69,13 +74,14 @@ def resolve_defaults(args, n_processes=1):
     return args
 
 
-def data_paths(args):
-    """{'train': (json, images), 'val': (json, images)} of --dataset,
-    checked to exist (synthetic data is generated first)."""
+def data_paths(args, splits=('train', 'val')):
+    """{split: (json, images)} of --dataset for ``splits``, checked to
+    exist (synthetic data is generated first)."""
     return dataset_paths(
         args.dataset, args.coco_root, args.synthetic_root,
         args.synthetic_images, args.seed,
-        (args.train_json, args.train_images), (args.val_json, args.val_images))
+        (args.train_json, args.train_images), (args.val_json, args.val_images),
+        splits)
 
 
 def write_config(args, preset):
@@ -107,6 +113,7 @@ def _check_crop_min_visible(random_crop, mosaic, perspective, fraction):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.dtype == 'mixed16':
         chainer.global_config.dtype = chainer.mixed16
@@ -121,6 +128,10 @@ def main(argv=None):
                          'and --communicator (or use --norm bn)')
     _check_crop_min_visible(args.random_crop, args.mosaic, args.perspective,
                             args.crop_min_visible)
+    if args.auto_size and args.communicator:
+        raise SetupError('--auto-size reads the whole training set in one '
+                         'process: run it once without --communicator and '
+                         'pass the sizes it prints')
     comm = create_communicator(args.communicator) if args.communicator \
         else None
     check_devices(args.gpu, args.gpus)
@@ -130,19 +141,25 @@ def main(argv=None):
     if args.evaluate:  # the npz alone decides the model and its classes
         model, class_ids = load_evaluated_model(args.pretrained, args.arch,
                                                 args.depth)
-        return evaluate_model(model, class_ids, data_paths(args)['val'],
+        return evaluate_model(model, class_ids,
+                              data_paths(args, ('val',))['val'],
                               args.out, args.gpu)
     args = resolve_defaults(args, comm.size if comm else 1)
     check_roi_size(args.arch, args.roi_size)
     check_depth(args.arch, args.depth)
-    run(args, comm)
+    run(args, comm, argv)
 
 
-def run(args, comm=None):
+def run(args, comm=None, argv=()):
     """Train as the resolved flags say (one process of ``comm``, if any)
-    and write the final model."""
+    and write the final model; ``argv``, the flags as given, goes into
+    the advice of a diverged run."""
     root = comm is None or comm.rank == 0
     log = print if root else (lambda line: None)
+    schedule = Schedule(args.iteration, args.lr, tuple(args.lr_steps),
+                        args.warmup, args.snapshot, args.validation,
+                        args.log_interval, args.lr_schedule)
+    log('\n'.join(schedule_lines(schedule)))
     if args.resume:
         check_snapshot(args.resume)
     if root:
@@ -154,6 +171,11 @@ def run(args, comm=None):
                              not args.drop_empty)
     train, val, val_json, meta = load() if comm is None else \
         scatter_datasets(comm, load, args.seed)
+    sizes = data_sizes(train)
+    if args.auto_size:  # the sizes not given on the command line
+        args.auto_size = meta['auto_size'] = auto_sizes(sizes)
+        for key, value in args.auto_size.items():
+            setattr(args, key, getattr(args, key) or value)
     preset = training_preset(args.arch, meta['n_fg_class'], fields,
                              args.roi_size, args.scales, args.min_size,
                              args.max_size, args.anchor_sizes, args.norm)
@@ -162,6 +184,10 @@ def run(args, comm=None):
     if args.gamma is not None:
         preset = dataclasses.replace(preset, mask_loss_weight=args.gamma)
     args.depth = preset.depth
+    for key, value in effective_sizes(preset).items():  # for config.json
+        setattr(args, key, getattr(args, key) or value)
+    log('\n'.join([sizes_line(preset, args.scales)] + summary_lines(
+        sizes, preset.min_size, preset.max_size, args.anchor_sizes)))
     meta.update(arch=args.arch, depth=preset.depth,
                 conventions=preset.conventions.to_dict(),
                 preset=preset_overrides(preset))
@@ -170,16 +196,16 @@ def run(args, comm=None):
     if root:
         write_config(args, preset)
     trainer, result = build_trainer(
-        model, preset, (train, val, val_json, meta['class_ids']),
-        Schedule(args.iteration, args.lr, tuple(args.lr_steps), args.warmup,
-                 args.snapshot, args.validation, args.log_interval,
-                 args.lr_schedule),
+        model, preset, (train, val, val_json, meta['class_ids']), schedule,
         args.out, seed=args.seed,
         weight_decay=args.weight_decay, freeze_at=args.freeze_at,
         mixed16=args.dtype == 'mixed16', batchsize=args.batchsize,
         loaders=args.loaders, scales=args.scales,
         subdivisions=args.subdivisions, gpu=args.gpu, gpus=args.gpus,
         comm=comm, box_loss=args.box_loss, ema_decay=args.ema,
+        clip_grad=args.clip_grad, advice=DivergenceAdvice(
+            tuple(argv), args.lr, preset.norm, bool(args.pretrained),
+            args.clip_grad, args.warmup),
         augmentations=build_augmentations(
             model, args.color_jitter, args.random_crop,
             args.crop_min_visible, args.mosaic, args.mixup,

@@ -183,6 +183,12 @@ class COCODataset(chainer.dataset.DatasetMixin):
     def __len__(self):
         return len(self._entries)
 
+    def example_boxes(self, i):
+        """((H, W), bbox) of example ``i`` from the annotations alone (no
+        image read): the bbox as ``get_example``'s."""
+        entry = self._entries[i]
+        return entry['size'], entry['bbox'].copy()
+
     def get_example(self, i):
         entry = self._entries[i]
         try:

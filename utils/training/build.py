@@ -19,11 +19,13 @@ from utils.data.random_crop import RandomCrop
 from utils.data.coco_dataset import COCODataset
 from utils.data.coco_eval import COCOEvaluator
 from utils.data.order_sampler import SeededShuffleOrderSampler
+from utils.training.clipping import GlobalNormClipping
 from utils.threads import OneThreadPerLoader
 from utils.training.ema import WeightAverage
 from utils.training.errors import SetupError
 from utils.training.pretrained import freeze, load_pretrained
 from utils.training.setup import build_updater
+from utils.training.snapshots import restart_hint
 from utils.training.trainer import extend_writers, make_trainer
 
 
@@ -120,14 +122,18 @@ def load_data(paths, box_offset, keep_empty=True):
     return train, val, paths['val'][0], meta
 
 
-def build_optimizer(chain, lr, weight_decay, freeze_at=0, mixed16=False):
+def build_optimizer(chain, lr, weight_decay, freeze_at=0, mixed16=False,
+                    clip_grad=0.):
     """(optimizer, names of the frozen stages): momentum SGD (0.9) of
     ``chain.model`` with L2 ``weight_decay`` and Detectron's
     TRAIN.FREEZE_AT; with ``mixed16``, a float32 master copy of each
-    weight and dynamic loss scaling."""
+    weight and dynamic loss scaling; ``clip_grad`` > 0 clips the
+    gradients to that global L2 norm (``clipping.GlobalNormClipping``)."""
     optimizer = chainer.optimizers.MomentumSGD(lr, 0.9)
     optimizer.setup(chain)
     frozen = freeze(chain.model, freeze_at)
+    if clip_grad:
+        optimizer.add_hook(GlobalNormClipping(clip_grad))
     optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(weight_decay))
     if mixed16:
         optimizer.use_fp32_update()   # float32 master copy of each weight
@@ -187,7 +193,8 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
                   weight_decay=1e-4, freeze_at=0, mixed16=False,
                   batchsize=2, loaders=2, scales=None, subdivisions=1,
                   gpu=-1, gpus=None, comm=None, box_loss='smooth_l1',
-                  ema_decay=None, augmentations=None):
+                  ema_decay=None, augmentations=None, clip_grad=0.,
+                  advice=restart_hint):
     """(trainer, the model to save) of ``model`` on ``data`` (train, val,
     val json path, class ids), on ``schedule`` (``trainer.Schedule``),
     writing to ``out``. With ``ema_decay`` the model evaluated and saved
@@ -199,7 +206,9 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
     ``freeze_at`` is Detectron's TRAIN.FREEZE_AT, ``scales`` the training
     shorter sides (default: the preset's ``min_size``); ``gpu``,
     ``gpus``, ``comm`` and ``subdivisions`` are ``setup.build_updater``'s;
-    ``augmentations`` is ``build_augmentations``'s (default: none). Each
+    ``augmentations`` is ``build_augmentations``'s (default: none);
+    ``clip_grad`` is ``build_optimizer``'s (0: off); ``advice`` ends the
+    error of a diverged run (``trainer.make_trainer``'s). Each
     ChainerMN process draws its own flips, crops, colours, scales, samples
     and data order (``seed`` plus its rank); rank 0 writes the log, plots,
     snapshots and evaluations.
@@ -210,7 +219,7 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
     chain = MaskRCNNTrainChain(model, train_targets(preset), seed=seed,
                                box_loss=box_loss)
     optimizer, frozen = build_optimizer(chain, schedule.lr, weight_decay,
-                                        freeze_at, mixed16)
+                                        freeze_at, mixed16, clip_grad)
     if root:
         print('frozen: {}'.format(', '.join(frozen) or 'nothing'))
     it = build_iterator(train, batchsize, loaders, seed)
@@ -225,8 +234,9 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
     average = WeightAverage(model, ema_decay) if ema_decay else None
     result = average.averaged if average else model
     trainer = make_trainer(updater, schedule, out, comm, {
-        'iterator': it, 'batcher': batcher, 'sampling': chain.rng}, average)
+        'iterator': it, 'batcher': batcher, 'sampling': chain.rng}, average,
+        advice)
     if root:
         extend_writers(trainer, schedule, model, COCOEvaluator(
-            val, result, val_json, out, class_ids=class_ids))
+            val, result, val_json, out, class_ids=class_ids), advice)
     return trainer, result

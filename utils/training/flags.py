@@ -71,12 +71,20 @@ def _model_flags(a):
       metavar='PX',
       help='anchor sizes in input pixels: 5 for the FPN archs, one per '
            'level P2-P6; any number for c4 (default: 32 64 128 256 512)')
+    a('--auto-size', action='store_true',
+      help='pick --min-size, --max-size and --anchor-sizes (those not '
+           'given) from the training set: the images at their own size, '
+           'enlarged when the smallest objects would be under 8 px, and '
+           'anchors from the power of two at or below the smallest objects '
+           '(10th percentile, 8 to 32 px) doubling per level; recorded in '
+           'config.json and the model file (default: off)')
     a('--gamma', type=float, default=None,
       help="weight of the mask loss (default: the preset's, 1 as "
            "Detectron's MRCNN.WEIGHT_LOSS_MASK)")
     a('--norm', choices=NORMS + ('syncbn',), default=None,
-      help="backbone normalisation (default: the preset's, affine for c4 "
-           "and fpn, gn for fpn-tiny and mobilenetv1-fpn): affine is frozen "
+      help="backbone normalisation (default: gn from scratch; with "
+           "--pretrained the preset's or the weights', affine for c4 and "
+           "fpn): affine is frozen "
            "(converted weights), gn and bn train; syncbn is bn with "
            "statistics over the batches of all ChainerMN processes (needs "
            "--communicator); bn and syncbn models are saved as bn")
@@ -148,8 +156,13 @@ def _schedule_flags(a):
       help='iterations where lr is multiplied by 0.1 with --lr-schedule '
            'step (default: 2/3 and 8/9 of --iteration)')
     a('--warmup', type=int, default=None,
-      help='linear warm-up iterations from lr/3 (default: 500 COCO, '
-           '100 synthetic)')
+      help='linear warm-up iterations from lr/3 (default: 500 with '
+           '--pretrained, 1000 from scratch, 100 synthetic; at most '
+           '--iteration / 5)')
+    a('--clip-grad', type=_max_norm, default=None, metavar='MAXNORM',
+      help='clip the gradients to this global L2 norm, 0 for off '
+           "(detectron2's SOLVER.CLIP_GRADIENTS, full_model; default: 20 "
+           'from scratch, off with --pretrained)')
     a('--weight-decay', type=float, default=1e-4,
       help='L2 weight decay (default: 1e-4)')
     a('--ema', type=_decay, default=None, metavar='DECAY',
@@ -273,6 +286,7 @@ _decay = _bounded('a decay', 0, 1, closed=(False, False))
 _corner_move = _bounded('a corner move', 0, MAX_SHIFT, closed=(True, False),
                         unit=' of the image sides')
 _probability = _bounded('a probability', 0, 1)
+_max_norm = _bounded('a gradient norm', 0, float('inf'), closed=(True, False))
 
 
 def _ids(text):

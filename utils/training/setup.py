@@ -36,18 +36,20 @@ def synthetic_paths(root, n_train, n_val, seed):
 
 def dataset_paths(dataset, coco_root='data/coco',
                   synthetic_root='data/synthetic', synthetic_images=(240, 40),
-                  seed=0, train=(None, None), val=(None, None)):
-    """{'train': (json, images), 'val': (json, images)} of ``dataset``:
-    'synthetic' (generated under ``synthetic_root``, ``synthetic_images``
-    train and val images from ``seed``), 'coco2017' (under ``coco_root``)
-    or 'coco-json' (``train`` and ``val`` as given); checked to exist."""
+                  seed=0, train=(None, None), val=(None, None),
+                  splits=('train', 'val')):
+    """{split: (json, images)} of ``dataset`` for ``splits`` ('train',
+    'val'): 'synthetic' (generated under ``synthetic_root``,
+    ``synthetic_images`` train and val images from ``seed``), 'coco2017'
+    (under ``coco_root``) or 'coco-json' (``train`` and ``val`` as given);
+    checked to exist."""
     if dataset == 'synthetic':
         paths = synthetic_paths(synthetic_root, *synthetic_images, seed)
     elif dataset == 'coco2017':
         paths = coco2017_paths(coco_root)
     else:
         paths = {'train': tuple(train), 'val': tuple(val)}
-    return check_paths(paths)
+    return check_paths({s: paths[s] for s in splits})
 
 
 def coco2017_paths(root):
@@ -62,8 +64,9 @@ def check_paths(paths):
     """Each split's annotation file and image folder must exist."""
     for split, (json_path, image_dir) in paths.items():
         if not json_path or not image_dir:
-            raise SetupError('--dataset coco-json needs --train-json, '
-                             '--train-images, --val-json and --val-images')
+            raise SetupError('--dataset coco-json needs {}'.format(
+                ' and '.join('--{0}-json, --{0}-images'.format(s)
+                             for s in paths)))
         if not os.path.isfile(json_path):
             raise SetupError('{} annotations not found: {}'.format(
                 split, json_path))
@@ -73,8 +76,11 @@ def check_paths(paths):
     return paths
 
 
-def write_demo(model, dataset, out, class_names, thresh=0.5):
-    """Draw the model's detections on the first annotated image."""
+def write_demo(model, dataset, out, class_names,
+               thresh=VISUALIZE['score_thresh']):
+    """Draw the model's detections on the first annotated image, at
+    ``demo.py``'s default score threshold (Detectron's 0.7), so that the
+    same model looks the same in both."""
     index = next((i for i in range(len(dataset))
                   if len(dataset.get_example(i)[1])), 0)
     img = dataset.get_example(index)[0]

@@ -148,6 +148,9 @@ class SoundSnapshot(training.Extension):
 
     Args:
         link (chainer.Link): the trained model (or chain).
+        advice: ``advice(out, iteration)``, the text that ends the error
+            (default: ``restart_hint``; ``train.py``:
+            ``divergence.DivergenceAdvice``).
         limit (float): largest magnitude a trained weight may reach. A
             healthy Mask R-CNN stays orders of magnitude below 1e5; a run
             that diverges passes it (weights near 2e6 were seen) before the
@@ -156,9 +159,10 @@ class SoundSnapshot(training.Extension):
 
     priority = -100  # after every writer, as chainer's snapshot
 
-    def __init__(self, link, limit=1e5):
+    def __init__(self, link, limit=1e5, advice=restart_hint):
         self.link = link
         self.limit = limit
+        self.advice = advice
         self._write = extensions.snapshot(filename=SNAPSHOT_NAME)
 
     def __call__(self, trainer):
@@ -168,7 +172,7 @@ class SoundSnapshot(training.Extension):
             raise TrainingDiverged(
                 'parameter {} reached {:.3g} at iteration {}: no snapshot '
                 'written; {}'.format(bad[0], bad[1], it,
-                                     restart_hint(trainer.out, it)))
+                                     self.advice(trainer.out, it)))
         self._write(trainer)
 
 
@@ -177,14 +181,15 @@ class NonFiniteLossGuard(training.Extension):
 
     It runs before every other extension of the iteration, so no snapshot
     of the broken weights is written; the message names the snapshot to
-    resume.
+    resume; ``advice`` is ``SoundSnapshot``'s.
     """
 
     trigger = 1, 'iteration'
     priority = training.PRIORITY_WRITER + 1
 
-    def __init__(self, key='main/loss'):
+    def __init__(self, key='main/loss', advice=restart_hint):
         self.key = key
+        self.advice = advice
 
     def __call__(self, trainer):
         value = trainer.observation.get(self.key)
@@ -194,7 +199,7 @@ class NonFiniteLossGuard(training.Extension):
             raise TrainingDiverged('{} is {} at iteration {}: training '
                                    'stopped; {}'.format(
                                        self.key, float(value), it,
-                                       restart_hint(trainer.out, it)))
+                                       self.advice(trainer.out, it)))
 
 
 class EvaluationFailed(RuntimeError):

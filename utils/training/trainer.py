@@ -7,12 +7,14 @@ import dataclasses
 
 import chainer
 from chainer.training import extensions
+from chainer.training.triggers import ManualScheduleTrigger
 
 from utils.training.distributed import (RankStates, SerializableRandomState,
                                         average_observations)
 from utils.training.lr_schedule import WarmupCosineLR, WarmupStepLR
+from utils.training.progress import PlainProgress, WithoutEscapes
 from utils.training.snapshots import (HoldFailure, NonFiniteLossGuard,
-                                      SoundSnapshot)
+                                      SoundSnapshot, restart_hint)
 
 LOSS_KEYS = ('main/loss', 'main/rpn_loc', 'main/rpn_cls', 'main/roi_loc',
              'main/roi_cls', 'main/mask')
@@ -53,15 +55,16 @@ class Schedule:
 
 
 def make_trainer(updater, schedule, out, comm=None, rank_states=None,
-                 average=None):
+                 average=None, advice=restart_hint):
     """A trainer with the schedule, the guard and ``average`` (an
     ``ema.WeightAverage``, or None), which goes into the snapshot as
     ``extensions/ema``. With ChainerMN (``comm``), losses are averaged
     over ranks and ``rank_states`` (name -> iterator, batcher, random
-    state) go into rank 0's snapshot."""
+    state) go into rank 0's snapshot. ``advice(out, iteration)`` ends the
+    error of a diverged run (``divergence.DivergenceAdvice``)."""
     trainer = chainer.training.Trainer(updater, (schedule.iteration,
                                                  'iteration'), out)
-    trainer.extend(NonFiniteLossGuard())
+    trainer.extend(NonFiniteLossGuard(advice=advice))
     trainer.extend(schedule.lr_extension())
     if average is not None:
         trainer.extend(average, name='ema')
@@ -74,27 +77,30 @@ def make_trainer(updater, schedule, out, comm=None, rank_states=None,
     return trainer
 
 
-def extend_writers(trainer, schedule, model, evaluator):
+def extend_writers(trainer, schedule, model, evaluator, advice=restart_hint):
     """Rank 0's extensions: log, plots, progress, snapshots of ``model``
-    (never of exploded weights) and ``evaluator`` (a ``COCOEvaluator``)."""
+    (never of exploded weights; ``advice`` as ``make_trainer``'s) and
+    ``evaluator`` (a ``COCOEvaluator``)."""
     log = (schedule.log_interval, 'iteration')
     keys = list(LOSS_KEYS)
     trainer.extend(extensions.LogReport(trigger=log))
     trainer.extend(extensions.observe_lr(), trigger=log)
     trainer.extend(extensions.PrintReport(
-        ['iteration', 'lr'] + keys + list(AP_KEYS) + ['elapsed_time']),
-        trigger=log)
+        ['iteration', 'lr'] + keys + list(AP_KEYS) + ['elapsed_time'],
+        out=WithoutEscapes()), trigger=log)
     trainer.extend(extensions.PlotReport(keys, 'iteration', log,
                                          filename='loss.png'))
+    # At the evaluations' iterations, the last included: a run shorter
+    # than --validation still plots its final AP.
     trainer.extend(extensions.PlotReport(
-        list(AP_KEYS), 'iteration', (schedule.validation, 'iteration'),
-        filename='ap.png'))
-    trainer.extend(extensions.ProgressBar(update_interval=10))
-    trainer.extend(SoundSnapshot(model), name='snapshot',
+        list(AP_KEYS), 'iteration', ManualScheduleTrigger(
+            schedule.evaluations(), 'iteration'), filename='ap.png'))
+    trainer.extend(PlainProgress(schedule.iteration, schedule.log_interval))
+    trainer.extend(SoundSnapshot(model, advice=advice), name='snapshot',
                    trigger=(schedule.snapshot, 'iteration'))
     evaluation = HoldFailure(evaluator)
     trainer.extend(evaluation, name='validation',
-                   trigger=chainer.training.triggers.ManualScheduleTrigger(
+                   trigger=ManualScheduleTrigger(
                        schedule.evaluations(), 'iteration'))
     # After the snapshot (-100): an evaluation error stops training only
     # once the snapshot of its iteration is written.
