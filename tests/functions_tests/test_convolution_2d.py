@@ -9,6 +9,7 @@ from chainer import gradient_check
 from functions.convolution_2d import (Convolution2DGEMM,
                                       Convolution2DGEMMGrad, convolution_2d)
 from models.conv import Convolution2D
+from tests.helpers.gemm_counter import CountsMatmul
 
 # (N, C, H, W), (O, kh, kw), stride, pad, bias
 CASES = [
@@ -161,23 +162,6 @@ def test_deconvolution_link_paths():
     assert overlapping(x).shape == (1, 2, 7, 7)
 
 
-class _CountsMatmul(numpy.ndarray):
-    """An ndarray that counts the GEMMs (``numpy.matmul``) it takes part
-    in; arrays derived from it keep counting."""
-    calls = 0
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if ufunc is numpy.matmul:
-            _CountsMatmul.calls += 1
-        def plain(arrays):
-            return tuple(a.view(numpy.ndarray) if isinstance(a, _CountsMatmul)
-                         else a for a in arrays)
-        if 'out' in kwargs:  # in place (``+=``)
-            kwargs['out'] = plain(kwargs['out'])
-        result = getattr(ufunc, method)(*plain(inputs), **kwargs)
-        return result.view(_CountsMatmul)
-
-
 @pytest.mark.parametrize('size,ksize,pad', [(7, 1, 0), (7, 3, 1),
                                             (14, 3, 1)])
 def test_weight_gradient_gemms_do_not_grow_with_rois(size, ksize, pad):
@@ -189,10 +173,10 @@ def test_weight_gradient_gemms_do_not_grow_with_rois(size, ksize, pad):
         W = rng.randn(3, 4, ksize, ksize)
         node = Convolution2DGEMM(1, pad)
         node.apply((x, W))
-        _CountsMatmul.calls = 0
+        CountsMatmul.calls = 0
         gx, gW = Convolution2DGEMMGrad(node, (0, 1)).forward(
-            (x.view(_CountsMatmul), W.view(_CountsMatmul),
-             gy.view(_CountsMatmul)))
+            (x.view(CountsMatmul), W.view(CountsMatmul),
+             gy.view(CountsMatmul)))
         # gW against chainer's, so that the counted path is the right one.
         xv, Wv = chainer.Variable(x), chainer.Variable(W)
         y = F.convolution_2d(xv, Wv, pad=pad)
@@ -200,7 +184,7 @@ def test_weight_gradient_gemms_do_not_grow_with_rois(size, ksize, pad):
         y.backward()
         numpy.testing.assert_allclose(numpy.asarray(gW), Wv.grad,
                                       rtol=1e-10)
-        return _CountsMatmul.calls
+        return CountsMatmul.calls
 
     assert gemms(8) == gemms(200) <= 2
 
@@ -239,16 +223,16 @@ def test_gradient_node_computes_only_what_is_asked(monkeypatch, fold_below,
     for indexes in [(0,), (1,), (2,), (1, 2), (2, 0), (0, 1, 2)]:
         for key in calls:
             calls[key] = 0
-        _CountsMatmul.calls = 0
+        CountsMatmul.calls = 0
         out = Convolution2DGEMMGrad(node, indexes).forward(
-            (x.view(_CountsMatmul), W.view(_CountsMatmul),
-             gy.view(_CountsMatmul)))
+            (x.view(CountsMatmul), W.view(CountsMatmul),
+             gy.view(CountsMatmul)))
         assert len(out) == len(indexes)
         for i, g in zip(indexes, out):
             numpy.testing.assert_array_equal(numpy.asarray(g), full[i])
         assert calls['col2im'] + calls['col2im_folded'] == (0 in indexes)
         assert calls['im2col'] + calls['im2col_folded'] == (1 in indexes)
-        assert _CountsMatmul.calls == gemms_each * (
+        assert CountsMatmul.calls == gemms_each * (
             (0 in indexes) + (1 in indexes))
 
 

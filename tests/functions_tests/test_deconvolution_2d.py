@@ -7,6 +7,7 @@ import pytest
 from chainer import gradient_check
 
 from functions.deconvolution_2d import non_overlapping_deconvolution_2d
+from tests.helpers.gemm_counter import CountsMatmul
 
 
 @pytest.mark.parametrize('n,bias,relu,k', [
@@ -56,23 +57,6 @@ def test_gradient_check(relu):
         (x, W, b), gy, dtype=numpy.float64, atol=1e-6, rtol=1e-6)
 
 
-class _CountsMatmul(numpy.ndarray):
-    """An ndarray that counts the GEMMs (``numpy.matmul``) it takes part
-    in; arrays derived from it keep counting."""
-    calls = 0
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if ufunc is numpy.matmul:
-            _CountsMatmul.calls += 1
-        def plain(arrays):
-            return tuple(a.view(numpy.ndarray) if isinstance(a, _CountsMatmul)
-                         else a for a in arrays)
-        if 'out' in kwargs:  # in place (``+=``)
-            kwargs['out'] = plain(kwargs['out'])
-        result = getattr(ufunc, method)(*plain(inputs), **kwargs)
-        return result.view(_CountsMatmul)
-
-
 @pytest.mark.parametrize('relu', [False, True])
 def test_gradient_node_computes_only_what_is_asked(relu):
     # One GEMM per tap for gx and one for gW (by hand: 2x2 kernel, 4 taps).
@@ -84,10 +68,10 @@ def test_gradient_node_computes_only_what_is_asked(relu):
     inputs = (x, W, rng.randn(*y.shape)) + ((y.array,) if relu else ())
     full = NonOverlappingDeconvolution2DGrad((0, 1, 2)).forward(inputs)
     for indexes in [(0,), (1,), (2,), (2, 1), (0, 2), (0, 1, 2)]:
-        _CountsMatmul.calls = 0
+        CountsMatmul.calls = 0
         out = NonOverlappingDeconvolution2DGrad(indexes).forward(
-            tuple(a.view(_CountsMatmul) for a in inputs))
+            tuple(a.view(CountsMatmul) for a in inputs))
         assert len(out) == len(indexes)
         for i, g in zip(indexes, out):
             numpy.testing.assert_array_equal(numpy.asarray(g), full[i])
-        assert _CountsMatmul.calls == 4 * ((0 in indexes) + (1 in indexes))
+        assert CountsMatmul.calls == 4 * ((0 in indexes) + (1 in indexes))
