@@ -28,6 +28,7 @@ if __name__ == '__main__':  # run as a script: make the repo importable
 from utils import compat  # noqa: F401,E402  (before chainer)
 from utils.weights.checks import sha256  # noqa: E402
 from utils.weights.detectron import convert_file  # noqa: E402
+from utils.printable import printable  # noqa: E402
 from utils.weights.model_io import ModelFileError, save_model  # noqa: E402
 from utils.weights.safe_pickle import ConversionError, load_pickle  # noqa
 
@@ -98,8 +99,8 @@ def main(argv=None):
 
 def one_line(text):
     """``text`` as one printable line: names from a file may hold line
-    breaks or terminal escapes."""
-    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    breaks or terminal escapes (``utils.printable``)."""
+    return printable(text)
 
 
 if __name__ == '__main__':

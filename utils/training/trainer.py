@@ -11,6 +11,7 @@ from chainer.training import extensions
 from utils.training.distributed import (RankStates, SerializableRandomState,
                                         average_observations)
 from utils.training.lr_schedule import WarmupCosineLR, WarmupStepLR
+from utils.training.plots import AtomicPlotReport
 from utils.training.snapshots import (HoldFailure, NonFiniteLossGuard,
                                       SoundSnapshot)
 
@@ -84,9 +85,9 @@ def extend_writers(trainer, schedule, model, evaluator):
     trainer.extend(extensions.PrintReport(
         ['iteration', 'lr'] + keys + list(AP_KEYS) + ['elapsed_time']),
         trigger=log)
-    trainer.extend(extensions.PlotReport(keys, 'iteration', log,
-                                         filename='loss.png'))
-    trainer.extend(extensions.PlotReport(
+    trainer.extend(AtomicPlotReport(keys, 'iteration', log,
+                                    filename='loss.png'))
+    trainer.extend(AtomicPlotReport(
         list(AP_KEYS), 'iteration', (schedule.validation, 'iteration'),
         filename='ap.png'))
     trainer.extend(extensions.ProgressBar(update_interval=10))
