@@ -30,7 +30,9 @@ become a mask of whatever memory pycocotools' decoder reads:
 An annotation of an image the file does not list is checked without the
 image size; nothing reads it (the dataset and COCOeval go by image).
 
-Filled in on the in-memory dataset, never in the file: a missing ``area``,
+Filled in on the in-memory dataset, never in the file: a missing
+``iscrowd``, as 0 (COCOeval reads it from every annotation: a KeyError
+at the first evaluation otherwise); a missing ``area``,
 as the pixel count of the segmentation rasterised by pycocotools (the
 union of the polygons with at least 3 points, or the RLE), which the
 cleaning's ``zero_area`` test and COCOeval's area ranges read.
@@ -72,6 +74,7 @@ def load_coco(json_path, image_dir=None):
     except DatasetError as e:
         raise DatasetError('{}: {}'.format(json_path, e))
     for ann in data['annotations']:
+        ann.setdefault('iscrowd', 0)  # COCOeval reads it from every one
         size = sizes.get(ann['image_id'])
         if 'area' not in ann and size is not None:
             ann['area'] = segmentation_area(ann['segmentation'], *size)
