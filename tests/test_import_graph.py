@@ -14,9 +14,11 @@ PACKAGES = ('functions', 'models', 'utils')
 # exports to ONNX and runs it (its predictor must not import chainer);
 # utils.threads sizes the thread pools, ours in functions included;
 # utils.atomic_write writes every output whole or not at all;
-# utils.printable escapes strings from files before they are printed.
+# utils.printable escapes strings from files before they are printed;
+# utils.protobuf_wire reads protobuf fields (caffemodels, ONNX checks).
 LAYERS = [('utils.compat', 0), ('utils.backend', 0),
           ('utils.atomic_write', 0), ('utils.printable', 0),
+          ('utils.protobuf_wire', 0),
           ('functions', 1),
           ('utils.threads', 2),
           ('utils.ops', 2), ('models', 3), ('utils.vis', 4),

@@ -26,48 +26,27 @@ from collections import OrderedDict
 
 import numpy
 
-VARINT, I64, LEN, I32 = 0, 1, 2, 5
+from utils.protobuf_wire import (I32, I64, LEN, VARINT,  # noqa: F401
+                                 WireError, fields, read_varint)
 
 
 class CaffemodelError(ValueError):
     """A file that is not a readable caffemodel."""
 
 
-def _varint(buf, pos):
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise CaffemodelError('truncated varint')
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7f) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
 def _fields(buf):
-    """Yield (field number, wire type, value) of one message; LEN values
-    are memoryviews, the others ints (I32/I64 as raw little-endian)."""
-    pos, end = 0, len(buf)
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == VARINT:
-            value, pos = _varint(buf, pos)
-        elif wire == LEN:
-            n, pos = _varint(buf, pos)
-            if pos + n > end:
-                raise CaffemodelError('truncated field {}'.format(number))
-            value, pos = buf[pos:pos + n], pos + n
-        elif wire in (I32, I64):
-            n = 4 if wire == I32 else 8
-            if pos + n > end:
-                raise CaffemodelError('truncated field {}'.format(number))
-            value, pos = buf[pos:pos + n], pos + n
-        else:
-            raise CaffemodelError('unsupported wire type {}'.format(wire))
-        yield number, wire, value
+    """``protobuf_wire.fields``, its errors as ``CaffemodelError``."""
+    try:
+        yield from fields(buf)
+    except WireError as e:
+        raise CaffemodelError(str(e)) from None
+
+
+def _varint(buf, pos):
+    try:
+        return read_varint(buf, pos)
+    except WireError as e:
+        raise CaffemodelError(str(e)) from None
 
 
 def _expect(wire, expected, what):
