@@ -290,3 +290,20 @@ def test_real_full_disk_on_a_tmpfs(tmp_path):
         assert path.read_text() == '[]' and _files(disk) == ['results.json']
     finally:
         subprocess.run(['umount', str(disk)])
+
+
+def test_a_log_or_plot_on_a_full_disk_is_one_line(tmp_path):
+    # train.py's reading of an OSError out of trainer.run.
+    from types import SimpleNamespace
+    from utils.training.snapshots import write_failure
+    for name in ('snapshot_iter_5', 'snapshot_iter_10', 'snapshot_iter_15'):
+        (tmp_path / name).write_bytes(b'')
+    trainer = SimpleNamespace(out=str(tmp_path),
+                              updater=SimpleNamespace(iteration=15))
+    error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                    str(tmp_path / 'log'))
+    assert write_failure(trainer, 'file {}'.format(error.filename),
+                         error) == (
+        'cannot write the file {0}/log of iteration 15 into {0} (No space '
+        'left on device): training stopped; resume with --resume '
+        '{0}/snapshot_iter_10 once there is space'.format(tmp_path))
