@@ -307,3 +307,21 @@ def test_a_log_or_plot_on_a_full_disk_is_one_line(tmp_path):
         'cannot write the file {0}/log of iteration 15 into {0} (No space '
         'left on device): training stopped; resume with --resume '
         '{0}/snapshot_iter_10 once there is space'.format(tmp_path))
+
+
+def test_model_metadata_nested_deep_is_one_line(tmp_path):
+    from utils.weights.model_io import META_KEY, read_meta
+    path = str(tmp_path / 'deep.npz')
+    numpy.savez(path, **{META_KEY: numpy.array('[' * 200000 +
+                                               ']' * 200000)})
+    with pytest.raises(ModelFileError, match='_meta is not valid JSON'):
+        read_meta(path)
+
+
+def test_a_deep_manifest_is_not_the_generators(tmp_path):
+    from utils.data.synthetic_coco import ensure_synthetic_coco
+    root = tmp_path / 'train'
+    root.mkdir()
+    (root / 'synthetic.json').write_text('[' * 200000 + ']' * 200000)
+    with pytest.raises(DatasetError, match='has no synthetic.json'):
+        ensure_synthetic_coco(str(root), 2, 24, 32, seed=0)

@@ -172,7 +172,7 @@ def _read_manifest(root):
     try:
         with open(os.path.join(root, MANIFEST)) as f:
             return json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # not ours: refused
         return None
 
 

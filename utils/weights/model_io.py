@@ -129,9 +129,9 @@ def read_meta(path):
             path, META_KEY))
     try:
         meta = json.loads(str(raw))
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # Recursion: nested deep
         raise ModelFileError('{}: {} is not valid JSON ({})'.format(
-            path, META_KEY, e)) from None
+            path, META_KEY, str(e) or type(e).__name__)) from None
     check_meta(meta, path)
     return meta
 
