@@ -36,6 +36,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import compat  # noqa: F401,E402  (before chainer)
 import numpy  # noqa: E402
 
+from utils.atomic_write import OutputError, atomic_write  # noqa: E402
+from utils.printable import printable  # noqa: E402
+
 from models.presets import ARCHS, build_mask_rcnn, get_preset  # noqa: E402
 from utils.ops.detections import THRESHOLDS  # noqa: E402
 from utils.backend import DeviceError, require_gpus  # noqa: E402
@@ -187,14 +190,17 @@ def detect_all(model, images, drawings, labels, contour):
         except ImageError as e:
             failed.append((image, str(e)))
             if len(images) > 1:  # one image: its error is the final line
-                print('demo.py: skipped: {}'.format(e), file=sys.stderr)
+                print('demo.py: skipped: {}'.format(printable(e)),
+                      file=sys.stderr)
             continue
         for b, lb, s in zip(bbox, label, score):
             print('{}: {} {:.3f} [{:.1f} {:.1f} {:.1f} {:.1f}]'.format(
-                os.path.basename(image), names[lb - 1], s, *b))
+                printable(os.path.basename(image)), printable(names[lb - 1]),
+                s, *b))
         draw_detections(img, bbox, label, score, mask, names, path,
                         contour=contour)
-        print('{}: {} detections -> {}'.format(image, len(bbox), path))
+        print('{}: {} detections -> {}'.format(printable(image), len(bbox),
+                                               printable(path)))
         results += coco_results(image_id, bbox, label, score, mask,
                                 class_ids, model.conventions.box_offset)
     return results, failed
@@ -229,7 +235,7 @@ def main(argv=None):
     results, failed = detect_all(model, images, drawings, labels,
                                  args.contour)
     if args.json:
-        with open(args.json, 'w') as f:
+        with atomic_write(args.json, 'w', '--json') as f:
             json.dump(results, f)
         print('results: {}'.format(args.json))
     if failed:
@@ -240,5 +246,5 @@ if __name__ == '__main__':
     try:
         main()
     except (DeviceError, ImageError, ModelFileError, OnnxModelError,
-            UsageError) as e:
-        sys.exit('demo.py: error: {}'.format(e))
+            OutputError, UsageError) as e:
+        sys.exit('demo.py: error: {}'.format(printable(e)))

@@ -28,7 +28,9 @@ from utils import compat  # noqa: F401,E402  (before chainer)
 import chainer  # noqa: E402
 
 from models.presets import get_preset, preset_overrides  # noqa: E402
+from utils.atomic_write import OutputError, atomic_write  # noqa: E402
 from utils.backend import DeviceError  # noqa: E402
+from utils.printable import printable  # noqa: E402
 from utils.data.coco_json import DatasetError  # noqa: E402
 from utils.data.object_sizes import (  # noqa: E402
     auto_sizes, data_sizes, summary_lines)
@@ -51,7 +53,7 @@ from utils.training.setup import (  # noqa: E402
     check_devices, check_layout, dataset_paths, prepare_out)
 from utils.training.snapshots import (  # noqa: E402
     EvaluationFailed, SnapshotError, TrainingDiverged, check_snapshot,
-    latest_snapshot, load_snapshot)
+    latest_snapshot, load_snapshot, write_failure)
 from utils.training.summary import (  # noqa: E402
     effective_sizes, schedule_lines, sizes_line)
 from utils.training.trainer import Schedule  # noqa: E402
@@ -87,7 +89,7 @@ def data_paths(args, splits=('train', 'val')):
 def write_config(args, preset):
     config = dict(vars(args), preset=str(preset))
     print('configuration:\n' + json.dumps(config, indent=1, sort_keys=True))
-    with open(os.path.join(args.out, 'config.json'), 'w') as f:
+    with atomic_write(os.path.join(args.out, 'config.json'), 'w') as f:
         json.dump(config, f, indent=1, sort_keys=True)
     print('learning rate {} for batch {} ({})'.format(
         args.lr, args.effective_batchsize if args.processes == 1 else
@@ -214,6 +216,10 @@ def run(args, comm=None, argv=()):
         load_snapshot(args.resume, trainer, len(train))
     try:
         trainer.run(show_loop_exception_msg=False)
+    except OSError as e:  # a log or plot on a full disk (snapshots: theirs)
+        raise OutputError(write_failure(
+            trainer, 'file {}'.format(e.filename) if e.filename else
+            'log or plots', e)) from None
     except EvaluationFailed as e:
         kept = [latest_snapshot(args.out, e.iteration)]
         if root and e.iteration == args.iteration:
@@ -229,7 +235,7 @@ if __name__ == '__main__':
         main()
     except (SetupError, DatasetError, ImageError, ModelFileError,
             PretrainedError, TrainingDiverged, SnapshotError, DeviceError,
-            EvaluationFailed) as e:
-        print('train.py: error: {}'.format(e), file=sys.stderr)
+            EvaluationFailed, OutputError) as e:
+        print('train.py: error: {}'.format(printable(e)), file=sys.stderr)
         abort_other_ranks()
         sys.exit(1)

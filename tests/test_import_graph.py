@@ -12,8 +12,14 @@ PACKAGES = ('functions', 'models', 'utils')
 # below them); utils.vis draws arrays and is shared by the scripts;
 # utils.demo_io picks demo.py's input and output files; utils.deploy
 # exports to ONNX and runs it (its predictor must not import chainer);
-# utils.threads sizes the thread pools, ours in functions included.
-LAYERS = [('utils.compat', 0), ('utils.backend', 0), ('functions', 1),
+# utils.threads sizes the thread pools, ours in functions included;
+# utils.atomic_write writes every output whole or not at all;
+# utils.printable escapes strings from files before they are printed;
+# utils.protobuf_wire reads protobuf fields (caffemodels, ONNX checks).
+LAYERS = [('utils.compat', 0), ('utils.backend', 0),
+          ('utils.atomic_write', 0), ('utils.printable', 0),
+          ('utils.protobuf_wire', 0),
+          ('functions', 1),
           ('utils.threads', 2),
           ('utils.ops', 2), ('models', 3), ('utils.vis', 4),
           ('utils.demo_io', 4),

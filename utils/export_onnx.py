@@ -20,6 +20,8 @@ if __name__ == '__main__':  # run as a script: make the repo importable
 
 from utils import compat  # noqa: F401,E402  (before chainer)
 from models.presets import ARCHS  # noqa: E402
+from utils.atomic_write import OutputError  # noqa: E402
+from utils.printable import printable  # noqa: E402
 from utils.weights.model_io import ModelFileError, load_model  # noqa: E402
 
 
@@ -82,8 +84,8 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (ExportError, ModelFileError) as e:
-        sys.exit('export_onnx.py: error: {}'.format(e))
+    except (ExportError, ModelFileError, OutputError) as e:
+        sys.exit('export_onnx.py: error: {}'.format(printable(e)))
     except OSError as e:
         sys.exit('export_onnx.py: error: cannot write the output: {}'.format(
             e.strerror or e))

@@ -8,6 +8,8 @@ import numpy  # noqa: E402
 from matplotlib import patches  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 
+from utils.atomic_write import atomic_write  # noqa: E402
+
 COLORS = numpy.array([
     (0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17),
     (0.84, 0.15, 0.16), (0.58, 0.4, 0.74), (0.55, 0.34, 0.29),
@@ -45,7 +47,8 @@ def draw_detections(img, bbox, label, score, mask, names, out_path,
             score (D,); mask (D, H, W) bool.
         names (sequence of str): names of labels 1..K (index label - 1).
         out_path (str): written exactly there, in the format of its
-            extension (``file_format``).
+            extension (``file_format``), whole or not at all
+            (``utils.atomic_write``; ``OutputError`` on a full disk).
     """
     rgb = img.transpose(1, 2, 0).astype(numpy.float32) / 255.
     for i, m in enumerate(mask):
@@ -67,10 +70,13 @@ def draw_detections(img, bbox, label, score, mask, names, out_path,
                 ax.add_patch(patches.Polygon(c, fill=False, edgecolor='w',
                                              linewidth=1.))
         name = names[lb - 1] if 0 < lb <= len(names) else str(lb)
+        # parse_math off: a '$' in a name from a file is no TeX to parse.
         ax.text(x1, y1, '{}: {:.2f}'.format(name, sc), fontsize=8,
-                color='white', va='bottom',
+                color='white', va='bottom', parse_math=False,
                 bbox=dict(facecolor=color, alpha=0.7, pad=1, linewidth=0))
-    # An explicit format: without one matplotlib would append '.png' to an
-    # extensionless path and could write onto a file nobody checked.
-    fig.savefig(out_path, dpi=100, format=file_format(out_path))
-    plt.close(fig)
+    # An explicit format: matplotlib cannot infer it from a file object.
+    try:
+        with atomic_write(out_path, 'wb', 'drawing') as f:
+            fig.savefig(f, dpi=100, format=file_format(out_path))
+    finally:
+        plt.close(fig)

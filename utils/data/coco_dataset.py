@@ -126,7 +126,7 @@ class COCODataset(chainer.dataset.DatasetMixin):
     def __init__(self, json_path, image_dir, keep_empty=True, box_offset=1,
                  class_ids=None):
         self.box_offset = box_offset
-        self.coco = load_coco(json_path)
+        self.coco = load_coco(json_path, image_dir)
         self.class_ids, self.class_names = _classes(
             self.coco.dataset['categories'], class_ids)
         self._label_of = {c: k + 1 for k, c in enumerate(self.class_ids)}

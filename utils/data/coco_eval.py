@@ -27,6 +27,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from functions.conv_columns import release_workspaces
+from utils.atomic_write import atomic_write
 from utils.data.coco_json import DatasetError, load_coco
 
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
@@ -248,12 +249,12 @@ class COCOEvaluator(training.Extension):
                                          self.cat_ids)
         tag = '' if iteration is None else '_iter_{}'.format(iteration)
         os.makedirs(self.out_dir, exist_ok=True)
-        with open(os.path.join(self.out_dir,
-                               'detections{}.json'.format(tag)), 'w') as f:
+        with atomic_write(os.path.join(
+                self.out_dir, 'detections{}.json'.format(tag))) as f:
             json.dump(results, f)
         metrics = {t: dict(zip(STAT_NAMES, s)) for t, s in stats.items()}
-        with open(os.path.join(self.out_dir,
-                               'coco_eval{}.json'.format(tag)), 'w') as f:
+        with atomic_write(os.path.join(
+                self.out_dir, 'coco_eval{}.json'.format(tag))) as f:
             json.dump(dict(metrics, iteration=iteration,
                            n_images=len(self.dataset),
                            n_detections=len(results)), f, indent=1)

@@ -9,11 +9,19 @@ become a mask of whatever memory pycocotools' decoder reads:
 
 * top level: an object with ``images``, ``annotations`` and ``categories``
   lists, at least one image and one category;
-* image: ``id``, ``file_name``, positive integer ``height`` and ``width``;
-  ids unique;
+* image: ``id`` (integers, or strings, all of one type), ``file_name``
+  (a relative path without ``..`` above the image folder: nothing is read
+  from outside it), positive integer ``height`` and ``width``; ids unique;
 * category: integer ``id``; ids unique;
-* annotation: ``id``, ``image_id``, ``category_id`` of a listed category,
-  ``bbox`` of 4 finite numbers, a number ``area`` if given, and a
+* annotation: a positive integer ``id`` (COCOeval stores matched ids in a
+  float array where 0 means unmatched, so id 0 or a string id would score
+  wrongly or fail); ids unique, as pycocotools keeps one annotation per id
+  and silently drops the others (two files concatenated); ``image_id`` of
+  the images' id type; ``category_id`` of a listed category, ``bbox`` of 4
+  finite numbers, a number ``area`` if given, ``iscrowd`` and ``ignore``
+  0 or 1 if given (``false`` and ``true`` read as 0 and 1; ``"1"`` or
+  ``1.0`` is refused, as COCOeval and the training read them differently
+  or by accident), and a
   ``segmentation`` that is a list of polygons (flat lists of an even number
   of finite numbers) or an RLE dict whose ``size`` is the image's
   ``[height, width]`` and whose ``counts`` (a list of non-negative ints, or
@@ -22,7 +30,9 @@ become a mask of whatever memory pycocotools' decoder reads:
 An annotation of an image the file does not list is checked without the
 image size; nothing reads it (the dataset and COCOeval go by image).
 
-Filled in on the in-memory dataset, never in the file: a missing ``area``,
+Filled in on the in-memory dataset, never in the file: a missing
+``iscrowd``, as 0 (COCOeval reads it from every annotation: a KeyError
+at the first evaluation otherwise); a missing ``area``,
 as the pixel count of the segmentation rasterised by pycocotools (the
 union of the polygons with at least 3 points, or the RLE), which the
 cleaning's ``zero_area`` test and COCOeval's area ranges read.
@@ -41,20 +51,30 @@ class DatasetError(ValueError):
     """A dataset file that is missing or not what it should be."""
 
 
-def load_coco(json_path):
+def load_coco(json_path, image_dir=None):
     """pycocotools ``COCO`` of a checked instances file (module docstring),
     without its prints. Raises ``DatasetError`` naming the file and the
-    problem."""
+    problem (and ``image_dir``, the image folder, if given, for a
+    ``file_name`` that leaves it)."""
     data = _read_json(json_path)
     try:
-        sizes = _check_images(data['images'])
+        sizes = _check_images(data['images'], image_dir)
         _check_categories(data['categories'])
         cat_ids = {c['id'] for c in data['categories']}
+        id_type = type(data['images'][0]['id'])
+        ann_ids = set()
         for i, ann in enumerate(data['annotations']):
-            _check_annotation(ann, i, sizes, cat_ids)
+            _check_annotation(ann, i, sizes, cat_ids, id_type)
+            if ann['id'] in ann_ids:
+                raise DatasetError(
+                    'duplicate annotation id {} (pycocotools would keep '
+                    'one of them and drop the others; renumber the '
+                    'annotations)'.format(ann['id']))
+            ann_ids.add(ann['id'])
     except DatasetError as e:
         raise DatasetError('{}: {}'.format(json_path, e))
     for ann in data['annotations']:
+        ann.setdefault('iscrowd', 0)  # COCOeval reads it from every one
         size = sizes.get(ann['image_id'])
         if 'area' not in ann and size is not None:
             ann['area'] = segmentation_area(ann['segmentation'], *size)
@@ -74,6 +94,10 @@ def _read_json(json_path):
     except (ValueError, UnicodeDecodeError) as e:
         raise DatasetError('annotation file is not valid JSON: {} ({})'
                            .format(json_path, e))
+    except RecursionError:
+        raise DatasetError('annotation file is not a COCO instances file: '
+                           '{} (JSON nested too deep)'.format(json_path)) \
+            from None
     if not isinstance(data, dict):
         raise DatasetError('not a COCO instances file (top level is not an '
                            'object): {}'.format(json_path))
@@ -126,15 +150,25 @@ def _name(key, entry, index):
     return '{}[{}]'.format(key, index)
 
 
-def _check_images(images):
+def _check_images(images, image_dir=None):
     """Image id -> (height, width)."""
     sizes = {}
     for i, im in enumerate(images):
         name = _name('images', im, i)
         if not (isinstance(im, dict) and _is_id(im.get('id'))):
             raise DatasetError('{} has no integer id'.format(name))
+        if type(im['id']) is not type(images[0]['id']):
+            raise DatasetError(
+                '{}: ids of mixed types ({!r} and {!r}); expected all '
+                'integers or all strings'.format(name, images[0]['id'],
+                                                 im['id']))
         if not isinstance(im.get('file_name'), str):
             raise DatasetError('{} has no file_name'.format(name))
+        problem = file_name_problem(im['file_name'])
+        if problem:
+            raise DatasetError('{}: file_name {!r} {}{}'.format(
+                name, im['file_name'], problem, '' if image_dir is None
+                else ' ({})'.format(image_dir)))
         size = im.get('height'), im.get('width')
         if not all(_is_int(v) and v > 0 for v in size):
             raise DatasetError('{} has no positive integer height and width '
@@ -156,16 +190,44 @@ def _check_categories(categories):
         seen.add(cat['id'])
 
 
-def _check_annotation(ann, index, sizes, cat_ids):
+def file_name_problem(file_name):
+    """Why an image ``file_name`` may not be joined to its image folder,
+    or None: it must stay inside the folder by its spelling (absolute
+    paths and ``..`` above the folder are refused; symbolic links inside
+    the folder are the user's and followed)."""
+    if '\0' in file_name:
+        return 'holds a NUL character'
+    if os.path.isabs(file_name) or os.path.splitdrive(file_name)[0]:
+        return 'is an absolute path; expected a path inside the image folder'
+    norm = os.path.normpath(file_name)
+    if norm == os.pardir or norm.startswith(os.pardir + os.sep):
+        return 'leads out of the image folder (..); expected a path inside it'
+    return None
+
+
+def _check_annotation(ann, index, sizes, cat_ids, id_type=int):
     name = _name('annotations', ann, index)
-    if not (isinstance(ann, dict) and _is_id(ann.get('id'))):
-        raise DatasetError('{} has no integer id'.format(name))
+    if not (isinstance(ann, dict) and _is_int(ann.get('id')) and
+            ann['id'] > 0):
+        raise DatasetError('{} has no integer id (expected a positive '
+                           'integer, got {!r})'.format(
+                               name, ann.get('id') if isinstance(ann, dict)
+                               else ann))
     for key in ('image_id', 'category_id', 'bbox', 'segmentation'):
         if key not in ann:
             raise DatasetError('{} has no {}'.format(name, key))
     if not _is_id(ann['image_id']):
         raise DatasetError('{}: image_id {!r} is not an integer'.format(
             name, ann['image_id']))
+    if type(ann['image_id']) is not id_type:
+        raise DatasetError('{}: image_id {!r} is not of the images\' id '
+                           'type ({})'.format(name, ann['image_id'],
+                                              id_type.__name__))
+    for key in ('iscrowd', 'ignore'):
+        if key in ann and not (isinstance(ann[key], int) and
+                               ann[key] in (0, 1)):
+            raise DatasetError('{}: {} {!r} is not 0 or 1'.format(
+                name, key, ann[key]))
     if not _is_int(ann['category_id']) or ann['category_id'] not in cat_ids:
         raise DatasetError('{} has category_id {}, not a listed category'
                            .format(name, ann['category_id']))

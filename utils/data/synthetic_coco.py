@@ -118,8 +118,11 @@ def ensure_synthetic_coco(root, n_images, height, width, seed, **options):
 
     Other data in ``root`` is replaced whole: the new dataset is written
     beside it and renamed into place, so an interrupted run leaves the old
-    data or the new, never a mix. A ``root`` holding anything but a
-    synthetic dataset is refused (``DatasetError``), not deleted.
+    data or the new, never a mix. Only a folder that carries the manifest
+    ``synthetic.json`` this function writes (and nothing else but the
+    dataset) is ever replaced: any other non-empty ``root``, even one
+    shaped like a synthetic dataset, is refused (``DatasetError``), not
+    deleted.
 
     Args:
         root (str): the dataset folder: ``images/``, ``annotations.json``
@@ -169,17 +172,26 @@ def _read_manifest(root):
     try:
         with open(os.path.join(root, MANIFEST)) as f:
             return json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # not ours: refused
         return None
 
 
 def _check_replaceable(root):
-    """Refuse to delete a folder holding more than synthetic data, say a
-    dataset root passed as the synthetic one by mistake."""
+    """Refuse to delete a folder this module did not write, say a
+    dataset root passed as the synthetic one by mistake: one without the
+    manifest, or holding more than synthetic data."""
     if not os.path.exists(root):
         return
     if not os.path.isdir(root):
         raise DatasetError('{} is not a folder'.format(root))
+    if not os.listdir(root):
+        return
+    manifest = _read_manifest(root)
+    if not (isinstance(manifest, dict) and 'generator' in manifest):
+        raise DatasetError(
+            '{} is not empty and has no {} (the manifest of a generated '
+            'synthetic dataset): not replacing data this program did not '
+            'write; expected a new or empty folder'.format(root, MANIFEST))
     stray = sorted(set(os.listdir(root)) - {'images', 'annotations.json',
                                             MANIFEST})
     images = os.path.join(root, 'images')
@@ -215,9 +227,14 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--empty-fraction', type=float, default=0.1)
     args = p.parse_args(argv)
-    path = make_synthetic_coco(args.out_dir, args.n_images, args.height,
-                               args.width, args.n_classes, args.seed,
-                               args.empty_fraction)
+    try:
+        ensure_synthetic_coco(args.out_dir, args.n_images, args.height,
+                              args.width, args.seed,
+                              n_classes=args.n_classes,
+                              empty_fraction=args.empty_fraction)
+    except DatasetError as e:
+        sys.exit('synthetic_coco.py: error: {}'.format(e))
+    path = os.path.join(args.out_dir, 'annotations.json')
     with open(path) as f:
         n_anns = len(json.load(f)['annotations'])
     print('wrote {} images and {} annotations: {}'.format(

@@ -35,13 +35,13 @@ Metadata (``metadata_props``): ``meta``, the npz metadata as JSON
 ``runtime``, the JSON settings the predictor needs (``runtime_config``).
 """
 import json
-import os
 
 import onnx
 from onnx import helper
 
 from models.fpn import FPN
 from models.presets import C4Extractor
+from utils.atomic_write import atomic_write
 from utils.deploy import onnx_backbones as ob
 from utils.deploy import onnx_graph as og
 
@@ -151,12 +151,7 @@ def export_onnx(model, meta, arch):
 
 
 def save_onnx(proto, path):
-    """Write ``proto`` to ``path`` atomically (no half-written file)."""
-    tmp = '{}.tmp{}'.format(path, os.getpid())
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write ``proto`` to ``path`` atomically (no half-written file;
+    ``OutputError`` on a full disk)."""
+    with atomic_write(path, 'wb', 'ONNX file') as f:
+        f.write(proto.SerializeToString())

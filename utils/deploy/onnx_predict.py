@@ -19,6 +19,9 @@ import numpy
 
 from models.anchors import shifted_anchors
 from models.conventions import Conventions
+from utils.deploy.onnx_checks import (OnnxModelError,  # noqa: F401
+                                      check_external_data, check_graph,
+                                      check_runtime_types)
 from utils.ops.detections import (box_detections, class_mask_probs,
                                   mask_rois, no_detections, sigmoid,
                                   thresholds_of)
@@ -34,11 +37,6 @@ FORMAT = 1
 IDLE_SIDE = 64
 
 
-class OnnxModelError(ValueError):
-    """An ``.onnx`` file that is missing, unreadable or not an export of
-    ``utils/export_onnx.py``, or onnxruntime missing."""
-
-
 def open_session(path, threads=None):
     """An onnxruntime CPU session of ``path``; any problem is one
     ``OnnxModelError`` naming the file."""
@@ -49,6 +47,7 @@ def open_session(path, threads=None):
                              'package (bash setup.sh --onnx)') from None
     if not os.path.isfile(path):
         raise OnnxModelError('ONNX model file not found: {}'.format(path))
+    check_external_data(path)  # before onnxruntime reads any of it
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only, not graph warnings
     if threads:
@@ -68,7 +67,7 @@ def read_props(session, path):
     props = session.get_modelmeta().custom_metadata_map
     try:
         meta, runtime = (json.loads(props[k]) for k in ('meta', 'runtime'))
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, RecursionError):
         raise OnnxModelError('{} has no Mask R-CNN metadata; expected a '
                              'file written by utils/export_onnx.py'.format(
                                  path)) from None
@@ -76,6 +75,7 @@ def read_props(session, path):
         raise OnnxModelError('{} has runtime format {!r}, expected {}'
                              .format(path, isinstance(runtime, dict) and
                                      runtime.get('format'), FORMAT))
+    check_runtime_types(runtime, path)
     return meta, runtime
 
 
@@ -93,6 +93,7 @@ class OnnxMaskRCNN:
     """
 
     def __init__(self, path, thresholds='evaluate', threads=None):
+        self.path = path
         self.session = open_session(path, threads)
         self.meta, rt = read_props(self.session, path)
         try:
@@ -110,6 +111,7 @@ class OnnxMaskRCNN:
                 path, e)) from None
         self.n_levels = sum(i.name.startswith('features_')
                             for i in self.session.get_inputs())
+        check_graph(self.session, path, len(self.rpn_strides), self.n_levels)
         self._idle = self._idle_feeds()
         self.use_thresholds(thresholds)
 
@@ -133,7 +135,13 @@ class OnnxMaskRCNN:
         return feeds
 
     def _run(self, outputs, **feeds):
-        return self.session.run(outputs, dict(self._idle, **feeds))
+        try:
+            return self.session.run(outputs, dict(self._idle, **feeds))
+        except Exception as e:  # onnxruntime's Fail, InvalidArgument, ...
+            why = str(e).strip().splitlines()
+            raise OnnxModelError('{}: the graph fails to run ({})'.format(
+                self.path, why[0][:200] if why else type(e).__name__)) \
+                from None
 
     def predict(self, imgs):
         """Detect objects and their masks, as ``MaskRCNN.predict``.

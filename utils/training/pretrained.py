@@ -90,7 +90,9 @@ def resolve(pretrained, depth, caffemodel_dir=CAFFEMODEL_DIR, log=print,
     try:
         report = convert(caffemodel, cached)
     except (CaffemodelError, ConversionError) as e:
-        raise PretrainedError(str(e)) from None
+        why = str(e)  # a layer problem does not name the file
+        raise PretrainedError(why if caffemodel in why else '{}: {}'.format(
+            caffemodel, why)) from None
     log('\n'.join(report))
     return cached
 

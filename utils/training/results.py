@@ -5,6 +5,7 @@ import sys
 
 import chainer
 
+from utils.atomic_write import OutputError
 from utils.data.coco_dataset import COCODataset
 from utils.data.coco_eval import COCOEvaluator
 from utils.data.coco_json import DatasetError
@@ -25,7 +26,7 @@ def save_final(model, meta, val, out):
     try:
         print('demo: {}'.format(write_demo(model, val, out,
                                            meta['class_names'])))
-    except (ImageError, DatasetError) as e:  # the model is safe already
+    except (ImageError, DatasetError, OutputError) as e:  # model is safe
         print('demo image not written: {}'.format(e), file=sys.stderr)
     return path
 

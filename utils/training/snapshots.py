@@ -9,6 +9,9 @@
 * ``remove_partial_snapshots`` deletes the ``tmpsnapshot_*`` folders a
   kill during a write leaves behind (chainer writes into one, then moves
   the file out).
+* A snapshot that cannot be written (a full disk) stops training with one
+  ``OutputError`` line naming the last good snapshot; chainer's temporary
+  folder goes, and the earlier snapshots stay as they were.
 """
 import math
 import os
@@ -20,6 +23,7 @@ import numpy
 from chainer import training
 from chainer.training import extensions
 
+from utils.atomic_write import OutputError, atomic_write
 from utils.weights.model_io import open_npz
 
 SNAPSHOT_NAME = 'snapshot_iter_{.updater.iteration}'
@@ -163,7 +167,8 @@ class SoundSnapshot(training.Extension):
         self.link = link
         self.limit = limit
         self.advice = advice
-        self._write = extensions.snapshot(filename=SNAPSHOT_NAME)
+        self._write = extensions.snapshot(filename=SNAPSHOT_NAME,
+                                          savefun=save_npz_synced)
 
     def __call__(self, trainer):
         bad = unsound_parameter(self.link, self.limit)
@@ -173,7 +178,32 @@ class SoundSnapshot(training.Extension):
                 'parameter {} reached {:.3g} at iteration {}: no snapshot '
                 'written; {}'.format(bad[0], bad[1], it,
                                      self.advice(trainer.out, it)))
-        self._write(trainer)
+        try:
+            self._write(trainer)
+        except (OSError, OutputError) as e:
+            raise OutputError(write_failure(trainer, 'snapshot', e)) \
+                from None
+
+
+def save_npz_synced(path, target):
+    """chainer's ``save_npz`` (compressed), flushed to the disk before
+    chainer moves the file out of its temporary folder."""
+    with atomic_write(path, 'wb', 'snapshot') as f:
+        chainer.serializers.save_npz(f, target)
+
+
+def write_failure(trainer, what, error):
+    """The line of a training stopped by an output that could not be
+    written (``error``: an ``OSError`` or ``OutputError``): what failed,
+    at which iteration, and the snapshot to resume from."""
+    it = trainer.updater.iteration
+    why = getattr(error, 'strerror', None) or str(error)
+    last = latest_snapshot(trainer.out, it - 1)
+    return ('cannot write the {} of iteration {} into {} ({}): training '
+            'stopped; {}'.format(
+                what, it, trainer.out, why,
+                'resume with --resume {} once there is space'.format(last)
+                if last else 'no snapshot was written yet'))
 
 
 class NonFiniteLossGuard(training.Extension):

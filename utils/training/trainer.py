@@ -12,6 +12,7 @@ from chainer.training.triggers import ManualScheduleTrigger
 from utils.training.distributed import (RankStates, SerializableRandomState,
                                         average_observations)
 from utils.training.lr_schedule import WarmupCosineLR, WarmupStepLR
+from utils.training.plots import AtomicPlotReport
 from utils.training.progress import PlainProgress, WithoutEscapes
 from utils.training.snapshots import (HoldFailure, NonFiniteLossGuard,
                                       SoundSnapshot, restart_hint)
@@ -88,11 +89,11 @@ def extend_writers(trainer, schedule, model, evaluator, advice=restart_hint):
     trainer.extend(extensions.PrintReport(
         ['iteration', 'lr'] + keys + list(AP_KEYS) + ['elapsed_time'],
         out=WithoutEscapes()), trigger=log)
-    trainer.extend(extensions.PlotReport(keys, 'iteration', log,
-                                         filename='loss.png'))
+    trainer.extend(AtomicPlotReport(keys, 'iteration', log,
+                                    filename='loss.png'))
     # At the evaluations' iterations, the last included: a run shorter
     # than --validation still plots its final AP.
-    trainer.extend(extensions.PlotReport(
+    trainer.extend(AtomicPlotReport(
         list(AP_KEYS), 'iteration', ManualScheduleTrigger(
             schedule.evaluations(), 'iteration'), filename='ap.png'))
     trainer.extend(PlainProgress(schedule.iteration, schedule.log_interval))

@@ -5,7 +5,11 @@ Chainer's ``CaffeFunction`` reads caffemodels through ``protobuf``, but
 the ``caffe_pb2`` module it ships was generated for protobuf 3 and only
 imports with the slow pure-Python implementation, which takes minutes on
 ResNet-101's 45M floats. The few fields needed here are read directly, with
-packed floats decoded by ``numpy.frombuffer`` (``caffe.proto``):
+packed floats decoded by ``numpy.frombuffer`` (``caffe.proto``). Every
+field's wire type, length and content is checked before use, so a
+truncated or crafted file is one ``CaffemodelError`` naming the file and
+the field, never another exception or an allocation beyond the file's
+size:
 
 * ``NetParameter``: ``layer`` = 100 (``LayerParameter``), legacy ``layers``
   = 2 (``V1LayerParameter``).
@@ -16,52 +20,39 @@ packed floats decoded by ``numpy.frombuffer`` (``caffe.proto``):
   ``data`` = 5 (float), ``shape`` = 7 (``BlobShape.dim`` = 1, int64),
   ``double_data`` = 8.
 """
+import math
 import struct
 from collections import OrderedDict
 
 import numpy
 
-VARINT, I64, LEN, I32 = 0, 1, 2, 5
+from utils.protobuf_wire import (I32, I64, LEN, VARINT,  # noqa: F401
+                                 WireError, fields, read_varint)
 
 
 class CaffemodelError(ValueError):
     """A file that is not a readable caffemodel."""
 
 
-def _varint(buf, pos):
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise CaffemodelError('truncated varint')
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7f) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
 def _fields(buf):
-    """Yield (field number, wire type, value) of one message; LEN values
-    are memoryviews, the others ints (I32/I64 as raw little-endian)."""
-    pos, end = 0, len(buf)
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == VARINT:
-            value, pos = _varint(buf, pos)
-        elif wire == LEN:
-            n, pos = _varint(buf, pos)
-            if pos + n > end:
-                raise CaffemodelError('truncated field {}'.format(number))
-            value, pos = buf[pos:pos + n], pos + n
-        elif wire == I32:
-            value, pos = buf[pos:pos + 4], pos + 4
-        elif wire == I64:
-            value, pos = buf[pos:pos + 8], pos + 8
-        else:
-            raise CaffemodelError('unsupported wire type {}'.format(wire))
-        yield number, wire, value
+    """``protobuf_wire.fields``, its errors as ``CaffemodelError``."""
+    try:
+        yield from fields(buf)
+    except WireError as e:
+        raise CaffemodelError(str(e)) from None
+
+
+def _varint(buf, pos):
+    try:
+        return read_varint(buf, pos)
+    except WireError as e:
+        raise CaffemodelError(str(e)) from None
+
+
+def _expect(wire, expected, what):
+    if wire != expected:
+        raise CaffemodelError('{} has wire type {}, expected {}'.format(
+            what, wire, expected))
 
 
 def _blob(buf):
@@ -70,10 +61,16 @@ def _blob(buf):
         if 1 <= number <= 4 and wire == VARINT:
             legacy[number - 1] = value
         elif number in (5, 8):
-            dtype = '<f4' if number == 5 else '<f8'
-            chunks.append(numpy.frombuffer(bytes(value), dtype)
+            _expect(wire, LEN, 'blob data')  # packed floats
+            dtype = numpy.dtype('<f4' if number == 5 else '<f8')
+            if len(value) % dtype.itemsize:
+                raise CaffemodelError('blob data of {} bytes is not a whole '
+                                      'number of {}-byte floats'.format(
+                                          len(value), dtype.itemsize))
+            chunks.append(numpy.frombuffer(value, dtype)
                           .astype(numpy.float32))
         elif number == 7:
+            _expect(wire, LEN, 'blob shape')
             shape = []
             for n, w, v in _fields(value):
                 if n == 1 and w == LEN:  # packed
@@ -81,12 +78,16 @@ def _blob(buf):
                     while pos < len(v):
                         d, pos = _varint(v, pos)
                         shape.append(d)
-                elif n == 1:
+                elif n == 1 and w == VARINT:
                     shape.append(v)
+                elif n == 1:
+                    raise CaffemodelError('a blob dimension has wire type '
+                                          '{}'.format(w))
     data = numpy.concatenate(chunks) if chunks else numpy.zeros(
         0, numpy.float32)
     shape = tuple(shape) if shape is not None else tuple(legacy)
-    if int(numpy.prod(shape)) != data.size:
+    # math.prod of Python ints: numpy.prod would wrap around for huge dims.
+    if len(shape) > 32 or math.prod(shape) != data.size:
         raise CaffemodelError('blob of shape {} holds {} values'.format(
             shape, data.size))
     return data.reshape(shape)
@@ -96,10 +97,14 @@ def _layer(buf, v1):
     name, eps, blobs = None, None, []
     for number, wire, value in _fields(buf):
         if number == (4 if v1 else 1) and wire == LEN:
-            name = bytes(value).decode('utf-8')
+            try:
+                name = bytes(value).decode('utf-8')
+            except UnicodeDecodeError:
+                raise CaffemodelError('a layer name is not UTF-8') from None
         elif number == (6 if v1 else 7) and wire == LEN:
             blobs.append(_blob(value))
         elif number == 139 and not v1:
+            _expect(wire, LEN, 'batch_norm_param')
             for n, w, v in _fields(value):
                 if n == 3 and w == I32:
                     eps = struct.unpack('<f', bytes(v))[0]
@@ -108,8 +113,12 @@ def _layer(buf, v1):
 
 def read_caffemodel(path):
     """{layer name: {'blobs': [float32 ndarray], 'eps': float or None}}."""
-    with open(path, 'rb') as f:
-        buf = memoryview(f.read())
+    try:
+        with open(path, 'rb') as f:
+            buf = memoryview(f.read())
+    except OSError as e:
+        raise CaffemodelError('cannot read the caffemodel {} ({})'.format(
+            path, e.strerror or e)) from None
     layers = OrderedDict()
     try:
         for number, wire, value in _fields(buf):

@@ -122,11 +122,12 @@ def _fold_input_normalisation(arrays):
     """conv1 for ``x = BGR - m_detectron`` (module docstring)."""
     w = arrays['conv1/conv/W'].astype(numpy.float64) * CAFFE_SCALE
     d = numpy.subtract(DETECTRON_PIXEL_MEANS, CAFFE_MEAN)  # (3,) BGR
-    shift = (w * d[None, :, None, None]).sum(axis=(1, 2, 3))  # (32,)
-    arrays['conv1/conv/W'] = w.astype(numpy.float32)
-    arrays['conv1/norm/bias'] = (
-        arrays['conv1/norm/bias'] + arrays['conv1/norm/scale'] * shift
-    ).astype(numpy.float32)
+    with numpy.errstate(all='ignore'):  # inf, NaN: finite_float32 refuses
+        shift = (w * d[None, :, None, None]).sum(axis=(1, 2, 3))  # (32,)
+        arrays['conv1/conv/W'] = w.astype(numpy.float32)
+        arrays['conv1/norm/bias'] = (
+            arrays['conv1/norm/bias'] + arrays['conv1/norm/scale'] * shift
+        ).astype(numpy.float32)
 
 
 def convert_mobilenet(caffemodel, out):

@@ -38,6 +38,7 @@ import numpy
 from models.conventions import DETECTRON, Conventions
 from models.norm import NORMS
 from models.presets import ARCHS, Preset, build_mask_rcnn, get_preset
+from utils.atomic_write import OutputError, atomic_write
 from utils.data.coco_names import coco_classes
 
 META_KEY = '_meta'
@@ -71,15 +72,11 @@ def save_model(path, model, meta):
     arrays = {k: v.astype(numpy.float32) if v.dtype == numpy.float16 else v
               for k, v in arrays.items()}
     arrays[META_KEY] = numpy.array(json.dumps(meta, sort_keys=True))
-    tmp = '{}.tmp{}.npz'.format(path, os.getpid())  # one per process
     try:
-        numpy.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise ModelFileError('cannot write {}: {}'.format(
-            path, e.strerror or e)) from None
+        with atomic_write(path, 'wb', 'model file') as f:
+            numpy.savez(f, **arrays)
+    except OutputError as e:
+        raise ModelFileError(str(e)) from None
 
 
 @contextlib.contextmanager
@@ -132,9 +129,9 @@ def read_meta(path):
             path, META_KEY))
     try:
         meta = json.loads(str(raw))
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # Recursion: nested deep
         raise ModelFileError('{}: {} is not valid JSON ({})'.format(
-            path, META_KEY, e)) from None
+            path, META_KEY, str(e) or type(e).__name__)) from None
     check_meta(meta, path)
     return meta
 

@@ -87,9 +87,12 @@ def fold_batchnorm(bn, scale_blobs):
     f = 0. if f == 0 else 1. / f
     eps = bn['eps'] if bn['eps'] is not None else 1e-5
     gamma, beta = scale_blobs[:2]
-    s = gamma.astype(numpy.float64) / numpy.sqrt(var * f + eps)
-    b = beta - mean * f * s
-    return s.astype(numpy.float32), b.astype(numpy.float32)
+    # A crafted file's negative variance or eps gives NaN, refused with the
+    # other non-finite values by ``checks.finite_float32``, not a warning.
+    with numpy.errstate(all='ignore'):
+        s = gamma.astype(numpy.float64) / numpy.sqrt(var * f + eps)
+        b = beta - mean * f * s
+        return s.astype(numpy.float32), b.astype(numpy.float32)
 
 
 def convert_caffemodel(caffemodel, out, depth):

@@ -33,6 +33,8 @@ import zipfile
 
 import numpy
 
+from utils.printable import printable
+
 # The dtypes of weights, as NumPy's pickles spell them ('<f4' is 'f4' with
 # byte order '<' in the BUILD state).
 NUMERIC_CODES = frozenset('b1 i1 i2 i4 i8 u1 u2 u4 u8 f2 f4 f8'.split())
@@ -247,8 +249,8 @@ def short_repr(value, limit=80):
 
 def one_line(text):
     """``text`` as one printable line: names from a file may hold line
-    breaks or terminal escapes."""
-    return ''.join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    breaks or terminal escapes (``utils.printable``)."""
+    return printable(text)
 
 
 def _materialise(obj, done=None, depth=0):

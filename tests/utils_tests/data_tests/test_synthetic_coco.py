@@ -189,19 +189,51 @@ def test_ensure_regenerates_when_parameters_change(tmp_path):
     assert os.listdir(str(tmp_path)) == ['train']  # no temporary folder
 
 
-def test_ensure_replaces_a_folder_without_manifest(tmp_path):
-    # A folder written before the manifest existed: same data, no record
-    # of how it was made, so it is made again.
-    root = str(tmp_path / 'val')
-    make_synthetic_coco(root, n_images=2, height=24, width=32, seed=5)
-    ensure_synthetic_coco(root, 2, 24, 32, seed=5)
-    assert os.path.isfile(os.path.join(root, 'synthetic.json'))
+def test_ensure_refuses_a_folder_without_manifest(tmp_path):
+    # Shaped like a synthetic dataset (images/NNNNNN.png, annotations.json)
+    # but without the manifest: it may be the user's own data, and was
+    # deleted. Only a folder the generator marked is ever replaced.
+    root = tmp_path / 'val'
+    make_synthetic_coco(str(root), n_images=2, height=24, width=32, seed=5)
+    before = {p: p.read_bytes() for p in root.rglob('*') if p.is_file()}
+    with pytest.raises(DatasetError, match='has no synthetic.json'):
+        ensure_synthetic_coco(str(root), 2, 24, 32, seed=6)
+    assert {p: p.read_bytes() for p in root.rglob('*')
+            if p.is_file()} == before
+    assert os.listdir(str(tmp_path)) == ['val']
+    (root / 'synthetic.json').write_text('[1]')  # not the generator's
+    with pytest.raises(DatasetError, match='has no synthetic.json'):
+        ensure_synthetic_coco(str(root), 2, 24, 32, seed=6)
+
+
+def test_ensure_fills_an_empty_folder(tmp_path):
+    root = tmp_path / 'empty'
+    root.mkdir()
+    ensure_synthetic_coco(str(root), 2, 24, 32, seed=5)
+    assert os.path.isfile(str(root / 'synthetic.json'))
+
+
+def test_cli_refuses_a_folder_it_did_not_write(tmp_path):
+    out = tmp_path / 'mine'
+    out.mkdir()
+    (out / 'annotations.json').write_text('{"mine": 1}')
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'utils', 'data',
+                                      'synthetic_coco.py'), str(out)],
+        capture_output=True, text=True, cwd=str(tmp_path))
+    assert proc.returncode == 1 and proc.stderr.count('\n') == 1
+    assert 'has no synthetic.json' in proc.stderr, proc.stderr
+    assert (out / 'annotations.json').read_text() == '{"mine": 1}'
 
 
 def test_ensure_refuses_to_delete_other_data(tmp_path):
     root = tmp_path / 'data'
     (root / 'images').mkdir(parents=True)
     (root / 'images' / 'photo.jpg').write_bytes(b'')
+    with pytest.raises(DatasetError, match='has no synthetic.json'):
+        ensure_synthetic_coco(str(root), 2, 24, 32, seed=0)
+    # Even with a manifest, a file the generator does not write is kept.
+    (root / 'synthetic.json').write_text('{"generator": 1}')
     with pytest.raises(DatasetError, match='photo.jpg besides synthetic'):
         ensure_synthetic_coco(str(root), 2, 24, 32, seed=0)
     assert (root / 'images' / 'photo.jpg').exists()
