@@ -1,8 +1,11 @@
 """Ours against torchvision on the CPU, interleaved: A B A B ...
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        python bench/interleaved.py --torch-python /path/to/python \\
+        python bench/interleaved.py [inference] --torch-python /path/to/python \\
         [--arch fpn] [--rounds 3] [--repeat 3] [--threads 2]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
+        python bench/interleaved.py train --torch-python /path/to/python \\
+        [--batch 2 8] [--subdivisions 1 4] [--freeze-at 2] [--rounds 3]
 
 Each round runs ``bench/inference.py --arch ARCH`` (ours) and then
 ``bench/torchvision_ref.py inference --device cpu`` (R-50-FPN) in fresh
@@ -13,6 +16,13 @@ the rounds and their range for each side, and the ratio of the medians
 after. ``--torch-python`` is any Python with torch and torchvision (torch
 is never a dependency of this project). Run it on an otherwise quiet
 machine.
+
+``train`` does the same with ``bench/train.py`` and ``bench/torchvision_ref.py
+train``, one process per side, batch and round (so that each peak RSS is
+that batch's alone): images/s and peak RSS, median [range] over the rounds,
+and the ratios ours / torchvision (images/s above 1 is faster; memory below
+1 is smaller). Our ``--batch B --subdivisions S`` runs B images as S
+passes of B / S; torchvision runs the B images in one pass.
 """
 import argparse
 import json
@@ -43,8 +53,59 @@ def cell(values):
                                            max(ms))
 
 
+def cells(values, fmt):
+    """'median [min-max]' of ``values``."""
+    return '{} [{}-{}]'.format(*(fmt.format(v) for v in (
+        numpy.median(values), min(values), max(values))))
+
+
+def train(args):
+    """Interleaved training rounds; prints the table, returns the rows."""
+    common = ['--repeat', str(args.repeat), '--threads', str(args.threads),
+              '--freeze-at', str(args.freeze_at)]
+    ours, theirs = {}, {}
+    before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, 'row.json')
+        for i in range(args.rounds):
+            for b, sub in zip(args.batch, args.subdivisions):
+                a = run([sys.executable, os.path.join(ROOT, 'bench',
+                                                      'train.py'),
+                         '--arch', args.arch, '--batch', str(b),
+                         '--subdivisions', str(sub)] + common, out)['numpy']
+                t = run([args.torch_python, os.path.join(
+                    ROOT, 'bench', 'torchvision_ref.py'), 'train',
+                    '--device', 'cpu', '--batch', str(b)] + common,
+                    out)['cpu']
+                ours.setdefault(b, []).append(a)
+                theirs.setdefault(b, []).append(t)
+                print('round {} batch {}: ours {:.3f} images/s {:.0f} MB, '
+                      'torchvision {:.3f} images/s {:.0f} MB'.format(
+                          i + 1, b, a['images_per_s'], a['peak_mb'],
+                          t['images_per_s'], t['peak_mb']), flush=True)
+    after = os.getloadavg()
+    print('load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} '
+          '{:.2f}; {} threads each; --freeze-at {}'.format(
+              *before, *after, args.threads, args.freeze_at))
+    print('{:<11s} {:>22s} {:>22s} {:>6s} {:>6s}'.format(
+        'batch/subdv', 'ours', 'torchvision', 'median', 'best'))
+    for b, sub in zip(args.batch, args.subdivisions):
+        for key, fmt, best in (('images_per_s', '{:.3f}', max),
+                               ('peak_mb', '{:.0f}', min)):
+            a = [r[key] for r in ours[b]]
+            t = [r[key] for r in theirs[b]]
+            print('{:<11s} {:>22s} {:>22s} {:>6.2f} {:>6.2f}  {}'.format(
+                '{}/{}'.format(b, sub), cells(a, fmt), cells(t, fmt),
+                numpy.median(a) / numpy.median(t), best(a) / best(t),
+                'images/s' if key == 'images_per_s' else 'peak RSS MB'))
+    return {'ours': ours, 'torchvision': theirs,
+            'load_average': [before, after]}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('what', nargs='?', default='inference',
+                   choices=('inference', 'train'))
     p.add_argument('--torch-python', required=True,
                    help='a Python with torch and torchvision')
     p.add_argument('--arch', default='fpn')
@@ -56,8 +117,22 @@ def main():
                    help='also time the same weights exported to ONNX on '
                         "onnxruntime's CPU provider (in our process, after "
                         'ours; needs bash setup.sh --onnx)')
+    p.add_argument('--batch', type=int, nargs='+', default=(2, 8),
+                   help='train: images per step')
+    p.add_argument('--subdivisions', type=int, nargs='+', default=(1, 4),
+                   help='train: ours, one per --batch')
+    p.add_argument('--freeze-at', type=int, default=2,
+                   help="train: both sides' frozen stem and res2..resK")
     p.add_argument('--json', default=None)
     args = p.parse_args()
+    if args.what == 'train':
+        if len(args.subdivisions) != len(args.batch):
+            p.error('give one --subdivisions per --batch')
+        rows = train(args)
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump(rows, f, indent=1)
+        return
     ours_cmd = [sys.executable, os.path.join(ROOT, 'bench', 'inference.py'),
                 '--arch', args.arch, '--repeat', str(args.repeat),
                 '--threads', str(args.threads)] + (

@@ -2,7 +2,8 @@
 
     python bench/torchvision_ref.py inference [--size 800 1216] [--json OUT]
     python bench/torchvision_ref.py roi_align --cases CASES.npz [--json OUT]
-    python bench/torchvision_ref.py train [--batch 2 8] [--json OUT]
+    python bench/torchvision_ref.py train [--batch 2 8] [--freeze-at K]
+                                          [--json OUT]
 
 Runs in any Python with torch and torchvision (the GPU machines have them
 preinstalled); it imports neither chainer nor this project, and torch is
@@ -18,7 +19,11 @@ to ours and prints the ratios.
   backward on the very inputs ``bench/roi_align.py --save-cases`` wrote.
 * train: images/s and peak device memory of the training step of
   ``maskrcnn_resnet50_fpn`` (SGD, 800 x 1216 images, synthetic boxes and
-  masks) at each batch size.
+  masks) at each batch size. From scratch (``--freeze-at 0``) as
+  ``maskrcnn_resnet50_fpn(weights=None)`` builds it: BatchNorm, every layer
+  trained. ``--freeze-at K`` builds it as torchvision does for ImageNet
+  weights: FrozenBatchNorm2d and ``trainable_backbone_layers = 5 - K``
+  (K = 2, torchvision's default of 3, is Detectron's FREEZE_AT 2).
 """
 import argparse
 import json
@@ -27,7 +32,10 @@ import time
 
 import torch
 import torchvision
-from torchvision.models.detection import maskrcnn_resnet50_fpn
+from torchvision.models import resnet50
+from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops.misc import FrozenBatchNorm2d
 from torchvision.models.detection.roi_heads import maskrcnn_inference
 
 STAGES = ('prepare', 'backbone', 'rpn', 'box head', 'mask head', 'paste')
@@ -143,12 +151,20 @@ def roi_align(args, device):
     return rows
 
 
+def _train_model(freeze_at):
+    """``maskrcnn_resnet50_fpn`` from scratch, or (``freeze_at`` > 0) with
+    the frozen layers torchvision gives it for ImageNet weights."""
+    if not freeze_at:
+        return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    backbone = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    return MaskRCNN(_resnet_fpn_extractor(backbone, 5 - freeze_at), 91)
+
+
 def train(args, device):
     rows = []
     for batch in args.batch:
         torch.manual_seed(0)
-        model = maskrcnn_resnet50_fpn(weights=None,
-                                      weights_backbone=None).to(device)
+        model = _train_model(args.freeze_at).to(device)
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
         h, w = args.size
@@ -177,7 +193,8 @@ def train(args, device):
                 times.append(time.perf_counter() - t0)
         sec = sorted(times)[len(times) // 2]
         rows.append({'arch': 'torchvision-fpn', 'backend': device.type,
-                     'batch': batch, 'images_per_s': batch / sec,
+                     'batch': batch, 'freeze_at': args.freeze_at,
+                     'images_per_s': batch / sec,
                      'peak_mb': _peak_mb(device)})
         print('batch {:3d}: {:7.2f} images/s, peak {:8.0f} MB'.format(
             batch, batch / sec, rows[-1]['peak_mb']))
@@ -198,6 +215,8 @@ def main():
     p.add_argument('--size', type=int, nargs=2, default=(800, 1216))
     p.add_argument('--batch', type=int, nargs='+', default=(2, 8))
     p.add_argument('--repeat', type=int, default=2)
+    p.add_argument('--freeze-at', type=int, default=0, choices=range(6),
+                   help='train: frozen stem and res2..resK (Detectron)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available()
                    else 'cpu')
     p.add_argument('--threads', type=int, default=None,

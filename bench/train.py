@@ -1,7 +1,8 @@
 """Training throughput and peak memory of a Mask R-CNN training step.
 
     python bench/train.py [--arch fpn] [--batch 2 8] [--subdivisions 1 4]
-                          [--size 800 1216] [--gpu 0] [--json OUT]
+                          [--size 800 1216] [--freeze-at K] [--gpu 0]
+                          [--json OUT]
 
 Each batch size runs with the matching ``--subdivisions`` (gradient
 accumulation, ``utils/training/subdivision_updater.py``), on synthetic
@@ -9,7 +10,9 @@ images with two boxes and their rectangular masks, the same problem
 ``bench/torchvision_ref.py train`` gives torchvision. Reported: images
 per second (median step of ``--repeat`` after one warm-up) and peak
 memory (CuPy's pool high-water mark on the GPU, the process's peak RSS on
-the CPU).
+the CPU). ``--freeze-at 2`` freezes the stem and res2 as
+``train.py --pretrained`` does (Detectron's FREEZE_AT), graph cut
+included (``utils/training/pretrained.py`` ``freeze``).
 """
 import argparse
 import json
@@ -30,6 +33,7 @@ from models.presets import (  # noqa: E402
 from models.train_chain import MaskRCNNTrainChain  # noqa: E402
 from utils.data.batching import TrainBatcher  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
+from utils.training.pretrained import freeze  # noqa: E402
 from utils.training.subdivision_updater import SubdivisionUpdater  # noqa: E402
 
 
@@ -76,6 +80,7 @@ def bench(args, batch, subdivisions):
         device = args.gpu
     optimizer = chainer.optimizers.MomentumSGD(0., 0.9)
     optimizer.setup(chain)
+    freeze(model, args.freeze_at)
     batcher = TrainBatcher((min(args.size),), max(args.size),
                            preset.pad_stride, flip=False,
                            normalization=model.normalization)
@@ -102,6 +107,7 @@ def bench(args, batch, subdivisions):
     sec = float(numpy.median(times))
     return {'arch': args.arch, 'backend': 'cupy' if device is not None
             else 'numpy', 'batch': batch, 'subdivisions': subdivisions,
+            'freeze_at': args.freeze_at,
             'images_per_s': batch / sec, 'peak_mb': peak}
 
 
@@ -116,6 +122,8 @@ def main():
     p.add_argument('--size', type=int, nargs=2, default=(800, 1216),
                    help='image height and width')
     p.add_argument('--repeat', type=int, default=2)
+    p.add_argument('--freeze-at', type=int, default=0, choices=range(6),
+                   help='frozen stem and res2..resK, as with --pretrained')
     p.add_argument('--gpu', type=int, default=-1)
     p.add_argument('--threads', type=int, default=default_threads(),
                    help='BLAS and OpenCV threads (utils/threads.py)')
