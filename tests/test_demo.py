@@ -10,7 +10,6 @@ import numpy
 import pytest
 
 from utils.weights.model_io import save_model
-from tests.helpers.synthetic_weights import write_detectron_pickle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,22 +96,3 @@ def test_zero_detections_is_not_an_error(tmp_path, tiny_model):
     assert proc.returncode == 0, proc.stderr
     assert '0 detections' in proc.stdout
     assert os.path.isfile(tmp_path / 'o.png')
-
-
-@pytest.mark.slow
-def test_converted_detectron_fpn_runs_in_demo(tmp_path):
-    pkl = tmp_path / 'model_final.pkl'
-    write_detectron_pickle(str(pkl), 'fpn', seed=5)
-    conv = subprocess.run([sys.executable, 'utils/detectron_parser.py',
-                           str(pkl)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
-    assert conv.returncode == 0, conv.stderr
-    img = tmp_path / 'small.png'
-    cv2.imwrite(str(img), numpy.random.RandomState(1).randint(
-        0, 255, (96, 128, 3)).astype(numpy.uint8))
-    proc = _demo('--image', str(img), '--modelfile',
-                 str(tmp_path / 'model_final_fpn.npz'), '--out',
-                 str(tmp_path / 'o.png'), '--score-thresh', '0.0')
-    assert proc.returncode == 0, proc.stderr
-    assert os.path.isfile(tmp_path / 'o.png')
-    assert 'detections' in proc.stdout
