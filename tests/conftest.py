@@ -1,10 +1,31 @@
-"""Shared test set-up: compat shims first, then the ``gpu`` marker, the
-``xp`` fixture that runs one check on NumPy and, marked ``gpu``, on CuPy,
-and the ``mpiexec`` fixture of the multi-process tests."""
+"""Shared test set-up: compat shims first, each pytest-xdist worker on
+its own cores, then the ``gpu`` marker, the ``xp`` fixture that runs one
+check on NumPy and, marked ``gpu``, on CuPy, and the ``mpiexec`` fixture of
+the multi-process tests."""
+import os
+
 import pytest
 
-from utils import compat  # noqa: F401  (before chainer)
-from utils.backend import gpu_available
+
+def _pin_xdist_worker():
+    """Under ``pytest -n N``, give worker i its own share of the cores
+    (its CPU affinity, which its subprocesses inherit), before anything
+    sizes a thread pool: BLAS, OpenCV and Winograd size theirs from it
+    (utils/threads.py), so N workers run N x (cores / N) threads, not
+    N x cores that spin against each other (issue #15)."""
+    worker = os.environ.get('PYTEST_XDIST_WORKER')
+    if worker is None or not hasattr(os, 'sched_setaffinity'):
+        return
+    n = int(os.environ['PYTEST_XDIST_WORKER_COUNT'])
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= n:
+        os.sched_setaffinity(0, cores[int(worker.lstrip('gw')) % n::n])
+
+
+_pin_xdist_worker()
+
+from utils import compat  # noqa: E402,F401  (before chainer)
+from utils.backend import gpu_available  # noqa: E402
 
 BACKENDS = ['numpy', pytest.param('cupy', marks=pytest.mark.gpu)]
 
