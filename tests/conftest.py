@@ -1,7 +1,8 @@
 """Shared test set-up: compat shims first, each pytest-xdist worker on
 its own cores, then the ``gpu`` marker, the ``xp`` fixture that runs one
 check on NumPy and, marked ``gpu``, on CuPy, and the ``mpiexec`` fixture of
-the multi-process tests."""
+the multi-process tests, and ``tiny_coco_run``, one trained model per
+test run for the tests that only need *a* trained model."""
 import os
 
 import pytest
@@ -64,3 +65,26 @@ def mpiexec():
     if importlib.util.find_spec('mpi4py') is None:
         pytest.skip('needs mpi4py (bash setup.sh --mpi)')
     return path
+
+
+@pytest.fixture(scope='session')
+def tiny_coco_run(tmp_path_factory):
+    """Tiny COCO-format train (6 images) and val (3) sets, categories 1, 3
+    and 7, and a 2-iteration fpn-tiny run on them: ``run/`` holds
+    ``snapshot_iter_2`` and ``model_final.npz``. Read it, never change it
+    (copy what a test must alter)."""
+    import train
+    from utils.data.synthetic_coco import make_synthetic_coco
+    root = tmp_path_factory.mktemp('tiny_coco')
+    for split, n, seed in (('train', 6, 0), ('val', 3, 1)):
+        make_synthetic_coco(str(root / split), n_images=n, height=64,
+                            width=80, seed=seed, empty_fraction=0)
+    train.main([
+        '--dataset', 'coco-json',
+        '--train-json', str(root / 'train' / 'annotations.json'),
+        '--train-images', str(root / 'train' / 'images'),
+        '--val-json', str(root / 'val' / 'annotations.json'),
+        '--val-images', str(root / 'val' / 'images'),
+        '--arch', 'fpn-tiny', '--loaders', '0', '--iteration', '2',
+        '--snapshot', '2', '--validation', '100', '--out', str(root / 'run')])
+    return root

@@ -11,6 +11,7 @@ import pytest
 import train
 from utils.training.results import evaluate_model, load_evaluated_model
 from utils.weights.model_io import load_model
+from tests.helpers.in_process import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -188,12 +189,10 @@ def test_box_loss_is_recorded_for_training_only(tmp_path):
 
 
 def test_bad_dataset_paths_give_one_line_errors(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, 'train.py', '--dataset', 'coco-json',
-         '--train-json', str(tmp_path / 'missing.json'),
-         '--train-images', str(tmp_path), '--val-json',
-         str(tmp_path / 'missing.json'), '--val-images', str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = run_cli(train.cli, [
+        '--dataset', 'coco-json', '--train-json', tmp_path / 'missing.json',
+        '--train-images', tmp_path, '--val-json', tmp_path / 'missing.json',
+        '--val-images', tmp_path, '--out', tmp_path / 'out'])
     assert proc.returncode != 0
     assert 'annotations not found' in proc.stderr
     assert 'Traceback' not in proc.stderr
@@ -271,10 +270,9 @@ def test_two_processes_with_syncbn_save_a_bn_model(tmp_path, mpiexec):
 
 
 def test_impossible_split_is_a_one_line_error(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, 'train.py', '--gpus', '0,1', '--batchsize', '6',
-         '--subdivisions', '2', '--out', str(tmp_path / 'out')],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = run_cli(train.cli, ['--gpus', '0,1', '--batchsize', '6',
+                               '--subdivisions', '2', '--out',
+                               tmp_path / 'out'])
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         'train.py: error: --batchsize 6 is not divisible by 2 device(s) x 2 '

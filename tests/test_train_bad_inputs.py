@@ -15,7 +15,6 @@ import numpy
 import pytest
 
 import train
-from utils.data.synthetic_coco import make_synthetic_coco
 from tests.helpers.crafted_pickles import touch_payload
 from tests.helpers.in_process import run_cli
 
@@ -39,19 +38,11 @@ def _assert_one_line_error(proc, *words):
         assert word in last, last
 
 
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    """Tiny train and val sets, and a 2-iteration run's snapshot and
-    model (written in-process, once)."""
-    root = tmp_path_factory.mktemp('data')
-    for split, n, seed in (('train', 6, 0), ('val', 3, 1)):
-        make_synthetic_coco(str(root / split), n_images=n, height=64,
-                            width=80, seed=seed, empty_fraction=0)
-    out = str(root / 'run')
-    train.main(_data_flags(root) + [
-        '--arch', 'fpn-tiny', '--loaders', '0', '--iteration', '2',
-        '--snapshot', '2', '--validation', '100', '--out', out])
-    return root
+@pytest.fixture
+def data(tiny_coco_run):
+    """Tiny train/val sets (categories 1, 3, 7) and a 2-iteration run's
+    snapshot and model, shared by the session (tests/conftest.py)."""
+    return tiny_coco_run
 
 
 def _data_flags(root, train_json=None, val_json=None):

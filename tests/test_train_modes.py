@@ -14,25 +14,19 @@ import numpy
 import pytest
 
 import train
-from utils.data.synthetic_coco import make_synthetic_coco
 from utils.ops.image import prepare, read_image
 from utils.training.results import evaluate_model, load_evaluated_model
 from utils.weights.model_io import load_model
+from tests.helpers.in_process import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    """Tiny train/val sets (categories 1, 3, 7) and a 2-iteration model."""
-    root = tmp_path_factory.mktemp('modes')
-    for split, n, seed in (('train', 6, 0), ('val', 3, 1)):
-        make_synthetic_coco(str(root / split), n_images=n, height=64,
-                            width=80, seed=seed, empty_fraction=0)
-    train.main(_data_flags(root) + [
-        '--arch', 'fpn-tiny', '--loaders', '0', '--iteration', '2',
-        '--validation', '100', '--out', str(root / 'run')])
-    return root
+@pytest.fixture
+def data(tiny_coco_run):
+    """Tiny train/val sets (categories 1, 3, 7) and a 2-iteration run's
+    snapshot and model, shared by the session (tests/conftest.py)."""
+    return tiny_coco_run
 
 
 def _data_flags(root, val_json=None):
@@ -138,10 +132,8 @@ def test_evaluate_refuses_a_model_that_does_not_fit(data, tmp_path):
 
 
 def test_c4_roi_size_must_be_a_multiple_of_7(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, 'train.py', '--arch', 'c4', '--roi-size', '10',
-         '--out', str(tmp_path / 'o')], cwd=ROOT, capture_output=True,
-        text=True, timeout=120)
+    proc = run_cli(train.cli, ['--arch', 'c4', '--roi-size', '10',
+                               '--out', tmp_path / 'o'])
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         'train.py: error: --roi-size 10 with --arch c4: expected a multiple '
@@ -228,10 +220,8 @@ def test_norm_bn_trains_its_statistics_and_loads_as_bn(data, tmp_path):
 
 
 def test_norm_syncbn_without_processes_is_a_one_line_error(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, 'train.py', '--norm', 'syncbn', '--out',
-         str(tmp_path / 'out')], cwd=ROOT, capture_output=True, text=True,
-        timeout=120)
+    proc = run_cli(train.cli, ['--norm', 'syncbn', '--out',
+                               tmp_path / 'out'])
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         'train.py: error: --norm syncbn shares batch statistics between '
