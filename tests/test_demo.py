@@ -1,22 +1,24 @@
-"""demo.py from the command line: images, folders, JSON, errors, and a
-converted Detectron model."""
+"""demo.py's command line (``demo.cli``, in process): images, folders,
+JSON and errors. A converted Detectron model runs in
+test_readme.py::test_readme_convert_and_demo_commands_run."""
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy
 import pytest
 
+import demo
 from utils.weights.model_io import save_model
+from tests.helpers.in_process import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _demo(*args, timeout=600):
-    return subprocess.run([sys.executable, 'demo.py'] + list(args), cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+def _demo(*args):
+    # In process (tests/helpers/in_process.py); test_demo_bad_inputs.py runs
+    # demo.py's __main__ in a subprocess.
+    return run_cli(demo.cli, args, cwd=ROOT)
 
 
 def _one_line_error(proc, text):
