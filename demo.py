@@ -59,6 +59,7 @@ VISUALIZE = THRESHOLDS['visualize']  # Detectron's visualisation thresholds
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
+        prog='demo.py',  # also when run in process (tests)
         description=__doc__.strip().splitlines()[0])
     p.add_argument('--image', nargs='+', default=None, metavar='IMG|FOLDER',
                    help='image files and/or folders of images (default: '
@@ -242,9 +243,16 @@ def main(argv=None):
         raise ImageError(failure_line(failed, len(images)))
 
 
-if __name__ == '__main__':
+def cli(argv=None):
+    """``main`` as the command line runs it: an expected error is one line
+    on stderr and exit status 1."""
     try:
-        main()
+        main(argv)
     except (DeviceError, ImageError, ModelFileError, OnnxModelError,
             OutputError, UsageError) as e:
-        sys.exit('demo.py: error: {}'.format(printable(e)))
+        print('demo.py: error: {}'.format(printable(e)), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    cli()

@@ -230,12 +230,18 @@ def run(args, comm=None, argv=()):
         save_final(result, meta, val, args.out)
 
 
-if __name__ == '__main__':
+def cli(argv=None):
+    """``main`` as the command line runs it: an expected error (bad flag,
+    file or data) is one line on stderr and exit status 1."""
     try:
-        main()
+        main(argv)
     except (SetupError, DatasetError, ImageError, ModelFileError,
             PretrainedError, TrainingDiverged, SnapshotError, DeviceError,
             EvaluationFailed, OutputError) as e:
         print('train.py: error: {}'.format(printable(e)), file=sys.stderr)
         abort_other_ranks()
         sys.exit(1)
+
+
+if __name__ == '__main__':
+    cli()

@@ -63,6 +63,10 @@ class Convolution2DGEMM(function_node.FunctionNode):
 
     def check_type_forward(self, in_types):
         check_conv_types(in_types, w_in_axis=1, w_out_axis=0)
+        # At least one output pixel: the kernel fits in the padded input.
+        x_type, w_type = in_types[:2]
+        type_check.expect(x_type.shape[2] + 2 * self.ph >= w_type.shape[2],
+                          x_type.shape[3] + 2 * self.pw >= w_type.shape[3])
 
     def forward(self, inputs):
         self.retain_inputs((0, 1))

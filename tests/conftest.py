@@ -1,11 +1,33 @@
-"""Shared test set-up: compat shims first, then the ``gpu`` marker, the
-``xp`` fixture that runs one check on NumPy and, marked ``gpu``, on CuPy,
-the ``mpiexec`` fixture of the multi-process tests and ``cuda_shim_libs``,
-the project's CUDA kernels built for the CPU once per run."""
+"""Shared test set-up: compat shims first, each pytest-xdist worker on
+its own cores, then the ``gpu`` marker, the ``xp`` fixture that runs one
+check on NumPy and, marked ``gpu``, on CuPy, the ``mpiexec`` fixture of
+the multi-process tests, ``cuda_shim_libs``, the project's CUDA kernels
+built for the CPU once per run, and ``tiny_coco_run``, one trained model
+per test run for the tests that only need *a* trained model."""
+import os
+
 import pytest
 
-from utils import compat  # noqa: F401  (before chainer)
-from utils.backend import gpu_available
+
+def _pin_xdist_worker():
+    """Under ``pytest -n N``, give worker i its own share of the cores
+    (its CPU affinity, which its subprocesses inherit), before anything
+    sizes a thread pool: BLAS, OpenCV and Winograd size theirs from it
+    (utils/threads.py), so N workers run N x (cores / N) threads, not
+    N x cores that spin against each other (issue #15)."""
+    worker = os.environ.get('PYTEST_XDIST_WORKER')
+    if worker is None or not hasattr(os, 'sched_setaffinity'):
+        return
+    n = int(os.environ['PYTEST_XDIST_WORKER_COUNT'])
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) >= n:
+        os.sched_setaffinity(0, cores[int(worker.lstrip('gw')) % n::n])
+
+
+_pin_xdist_worker()
+
+from utils import compat  # noqa: E402,F401  (before chainer)
+from utils.backend import gpu_available  # noqa: E402
 
 BACKENDS = ['numpy', pytest.param('cupy', marks=pytest.mark.gpu)]
 
@@ -55,3 +77,26 @@ def cuda_shim_libs(tmp_path_factory):
     if cxx is None:
         pytest.skip('needs a C++20 compiler (g++ >= 11) for the CUDA shim')
     return cuda_shim.build(cxx, str(tmp_path_factory.mktemp('cuda_shim')))
+
+
+@pytest.fixture(scope='session')
+def tiny_coco_run(tmp_path_factory):
+    """Tiny COCO-format train (6 images) and val (3) sets, categories 1, 3
+    and 7, and a 2-iteration fpn-tiny run on them: ``run/`` holds
+    ``snapshot_iter_2`` and ``model_final.npz``. Read it, never change it
+    (copy what a test must alter)."""
+    import train
+    from utils.data.synthetic_coco import make_synthetic_coco
+    root = tmp_path_factory.mktemp('tiny_coco')
+    for split, n, seed in (('train', 6, 0), ('val', 3, 1)):
+        make_synthetic_coco(str(root / split), n_images=n, height=64,
+                            width=80, seed=seed, empty_fraction=0)
+    train.main([
+        '--dataset', 'coco-json',
+        '--train-json', str(root / 'train' / 'annotations.json'),
+        '--train-images', str(root / 'train' / 'images'),
+        '--val-json', str(root / 'val' / 'annotations.json'),
+        '--val-images', str(root / 'val' / 'images'),
+        '--arch', 'fpn-tiny', '--loaders', '0', '--iteration', '2',
+        '--snapshot', '2', '--validation', '100', '--out', str(root / 'run')])
+    return root

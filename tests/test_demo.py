@@ -1,23 +1,24 @@
-"""demo.py from the command line: images, folders, JSON, errors, and a
-converted Detectron model."""
+"""demo.py's command line (``demo.cli``, in process): images, folders,
+JSON and errors. A converted Detectron model runs in
+test_readme.py::test_readme_convert_and_demo_commands_run."""
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy
 import pytest
 
+import demo
 from utils.weights.model_io import save_model
-from tests.helpers.synthetic_weights import write_detectron_pickle
+from tests.helpers.in_process import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _demo(*args, timeout=600):
-    return subprocess.run([sys.executable, 'demo.py'] + list(args), cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+def _demo(*args):
+    # In process (tests/helpers/in_process.py); test_demo_bad_inputs.py runs
+    # demo.py's __main__ in a subprocess.
+    return run_cli(demo.cli, args, cwd=ROOT)
 
 
 def _one_line_error(proc, text):
@@ -97,22 +98,3 @@ def test_zero_detections_is_not_an_error(tmp_path, tiny_model):
     assert proc.returncode == 0, proc.stderr
     assert '0 detections' in proc.stdout
     assert os.path.isfile(tmp_path / 'o.png')
-
-
-@pytest.mark.slow
-def test_converted_detectron_fpn_runs_in_demo(tmp_path):
-    pkl = tmp_path / 'model_final.pkl'
-    write_detectron_pickle(str(pkl), 'fpn', seed=5)
-    conv = subprocess.run([sys.executable, 'utils/detectron_parser.py',
-                           str(pkl)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
-    assert conv.returncode == 0, conv.stderr
-    img = tmp_path / 'small.png'
-    cv2.imwrite(str(img), numpy.random.RandomState(1).randint(
-        0, 255, (96, 128, 3)).astype(numpy.uint8))
-    proc = _demo('--image', str(img), '--modelfile',
-                 str(tmp_path / 'model_final_fpn.npz'), '--out',
-                 str(tmp_path / 'o.png'), '--score-thresh', '0.0')
-    assert proc.returncode == 0, proc.stderr
-    assert os.path.isfile(tmp_path / 'o.png')
-    assert 'detections' in proc.stdout

@@ -1,7 +1,9 @@
 """demo.py on inputs and flags that cannot all work: it never writes onto an
 input, skips images it cannot use but still writes the others' results,
 and refuses anything else in one line, before the slow work where it can
-(issue #13)."""
+(issue #13). The checks call ``demo.cli`` in this process
+(tests/helpers/in_process.py); one runs demo.py as a user runs it, in a
+subprocess."""
 import hashlib
 import importlib.util
 import json
@@ -16,16 +18,22 @@ import cv2
 import numpy
 import pytest
 
+import demo
 from utils.weights.model_io import save_model
+from tests.helpers.in_process import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _demo(*args, cwd=ROOT):
+def _demo(*args, cwd=None):
+    return run_cli(demo.cli, args, cwd=cwd)
+
+
+def _demo_subprocess(*args):
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, 'demo.py')] + [str(a) for a in
                                                            args],
-        cwd=str(cwd), capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def _digests(*paths):
@@ -234,7 +242,9 @@ def test_unusable_outputs_are_refused_before_any_work(photos, models,
 
 
 def test_out_format_is_checked_before_any_work(photos, models, tmp_path):
-    _refused(_demo('--image', photos / 'a.png', '--modelfile',
+    # The end-to-end check of the file: a real interpreter, so the one line
+    # is what demo.py's __main__ prints, without a traceback.
+    _refused(_demo_subprocess('--image', photos / 'a.png', '--modelfile',
                    models['named'], '--out', tmp_path / 'o.txt'),
              '--out', '.txt', '.png')
 

@@ -118,6 +118,10 @@ def test_readme_convert_and_demo_commands_run(tmp_path):
                               capture_output=True, text=True, timeout=600,
                               env=env)
         assert proc.returncode == 0, (line, proc.stderr[-1500:])
+        if args[0].endswith('demo.py'):  # converted models run in demo.py
+            assert 'detections' in proc.stdout, (line, proc.stdout)
+    # The single-image demos without --out draw into output.png.
+    assert (tmp_path / 'output.png').is_file()
     assert (tmp_path / 'outdir').is_dir()
     assert (tmp_path / 'cache' / 'e2e_mask_rcnn_R-50-FPN_1x.npz').is_file()
     assert (tmp_path / 'results.json').is_file()

@@ -1,6 +1,8 @@
-"""train.py on bad input, run as a user runs it (a subprocess): a one-line
-error naming the file or flag, no traceback, no code run from any file, no
-input changed and no work lost. The corpus is built here, in tmp_path."""
+"""train.py on bad input: a one-line error naming the file or flag, no
+traceback, no code run from any file, no input changed and no work lost.
+The corpus is built here, in tmp_path. The checks call ``train.cli`` in
+this process (tests/helpers/in_process.py); one runs train.py as a user
+runs it, in a subprocess."""
 import hashlib
 import json
 import os
@@ -13,8 +15,8 @@ import numpy
 import pytest
 
 import train
-from utils.data.synthetic_coco import make_synthetic_coco
 from tests.helpers.crafted_pickles import touch_payload
+from tests.helpers.in_process import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,10 +25,8 @@ def _sha(path):
     return hashlib.sha256(open(path, 'rb').read()).hexdigest()
 
 
-def _train(*args, timeout=300):
-    return subprocess.run([sys.executable, 'train.py'] + list(args),
-                          cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+def _train(*args):
+    return run_cli(train.cli, args)
 
 
 def _assert_one_line_error(proc, *words):
@@ -38,19 +38,11 @@ def _assert_one_line_error(proc, *words):
         assert word in last, last
 
 
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    """Tiny train and val sets, and a 2-iteration run's snapshot and
-    model (written in-process, once)."""
-    root = tmp_path_factory.mktemp('data')
-    for split, n, seed in (('train', 6, 0), ('val', 3, 1)):
-        make_synthetic_coco(str(root / split), n_images=n, height=64,
-                            width=80, seed=seed, empty_fraction=0)
-    out = str(root / 'run')
-    train.main(_data_flags(root) + [
-        '--arch', 'fpn-tiny', '--loaders', '0', '--iteration', '2',
-        '--snapshot', '2', '--validation', '100', '--out', out])
-    return root
+@pytest.fixture
+def data(tiny_coco_run):
+    """Tiny train/val sets (categories 1, 3, 7) and a 2-iteration run's
+    snapshot and model, shared by the session (tests/conftest.py)."""
+    return tiny_coco_run
 
 
 def _data_flags(root, train_json=None, val_json=None):
@@ -128,7 +120,7 @@ def test_resume_of_another_dataset_or_a_missing_file(data, tmp_path):
 @pytest.mark.parametrize('flag', ['--batchsize', '--iteration', '--snapshot',
                                   '--validation', '--scales'])
 def test_meaningless_numbers_are_refused(flag, tmp_path):
-    proc = _train(flag, '0', '--out', str(tmp_path / 'o'), timeout=60)
+    proc = _train(flag, '0', '--out', str(tmp_path / 'o'))
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert flag in last and "expected a positive integer, got '0'" in last
@@ -137,7 +129,7 @@ def test_meaningless_numbers_are_refused(flag, tmp_path):
 
 @pytest.mark.parametrize('value', ['1', '0', 'x'])
 def test_ema_decay_must_be_between_0_and_1(value, tmp_path):
-    proc = _train('--ema', value, '--out', str(tmp_path / 'o'), timeout=60)
+    proc = _train('--ema', value, '--out', str(tmp_path / 'o'))
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.endswith("argument --ema: expected a decay in (0, 1), got "
@@ -167,8 +159,12 @@ def test_resume_without_ema_of_a_snapshot_with_it(data, tmp_path):
 
 
 def test_lr_steps_with_the_cosine_schedule_is_one_line(tmp_path):
-    proc = _train('--lr-schedule', 'cosine', '--lr-steps', '300',
-                  '--out', str(tmp_path / 'o'), timeout=60)
+    # The end-to-end check of the file: a real interpreter, so the one line
+    # is what train.py's __main__ prints, without a traceback.
+    proc = subprocess.run(
+        [sys.executable, 'train.py', '--lr-schedule', 'cosine',
+         '--lr-steps', '300', '--out', str(tmp_path / 'o')], cwd=ROOT,
+        capture_output=True, text=True, timeout=60)
     _assert_one_line_error(proc, '--lr-steps', '--lr-schedule step')
     assert not os.path.exists(str(tmp_path / 'o'))
 
@@ -191,7 +187,7 @@ def test_lr_steps_with_the_cosine_schedule_is_one_line(tmp_path):
      ('--crop-min-visible', 'fraction in [0, 1], got 2.0')),
 ])
 def test_bad_augmentation_flags_are_one_line(flags, words, tmp_path):
-    proc = _train(*flags, '--out', str(tmp_path / 'o'), timeout=60)
+    proc = _train(*flags, '--out', str(tmp_path / 'o'))
     _assert_one_line_error(proc, *words)
     assert not os.path.exists(str(tmp_path / 'o'))
 
@@ -215,7 +211,7 @@ def test_gpu_without_cupy_is_one_line(tmp_path):
     if importlib.util.find_spec('cupy') is not None:
         pytest.skip('CuPy is installed here')
     for flags in (['--gpu', '0'], ['--gpus', '0,1']):
-        proc = _train(*flags, '--out', str(tmp_path / 'o'), timeout=60)
+        proc = _train(*flags, '--out', str(tmp_path / 'o'))
         _assert_one_line_error(proc, flags[0], 'needs CuPy')
 
 
@@ -262,3 +258,26 @@ def test_interrupted_snapshot_folders_are_removed(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (out / 'tmpsnapshot_iter_250abc').exists()
     assert (out / 'keep').read_text() == 'not ours'
+
+
+def test_in_process_runs_leave_the_process_as_they_found_it(tmp_path):
+    # mixed16 sets chainer's global dtype and --threads 1 the thread
+    # counts before the missing model file is refused: both put back.
+    import chainer
+    from threadpoolctl import threadpool_info
+    from functions import winograd
+
+    def state():
+        return (chainer.global_config.dtype, winograd._Workers.count,
+                [lib['num_threads'] for lib in threadpool_info()],
+                os.getcwd(), numpy.random.get_state()[1][:4].tolist())
+    winograd._Workers.count += 1  # not the value --threads 1 sets
+    try:
+        before = state()
+        missing = tmp_path / 'missing.npz'
+        proc = _train('--evaluate', '--pretrained', missing, '--dtype',
+                      'mixed16', '--threads', '1', '--out', tmp_path / 'o')
+        _assert_one_line_error(proc, str(missing))
+        assert state() == before
+    finally:
+        winograd._Workers.count -= 1

@@ -252,3 +252,30 @@ def test_backward_asks_only_for_inputs_that_need_a_gradient(monkeypatch):
     assert calls == {'col2im': 0, 'col2im_folded': 0}
     numpy.testing.assert_allclose(Wv.grad, Wr.grad, rtol=1e-12)
     numpy.testing.assert_allclose(bv.grad, br.grad, rtol=1e-12)
+
+
+@pytest.mark.parametrize('x_shape, ksize, pad', [
+    ((1, 2, 3, 8), (5, 3), 0),        # kernel taller than the input
+    ((1, 2, 8, 3), (3, 5), 0),        # wider
+    ((1, 2, 3, 3), (6, 6), (1, 1)),   # still larger once padded
+])
+def test_kernel_larger_than_the_padded_input_is_a_type_error(x_shape, ksize,
+                                                             pad):
+    # Chainer refuses it too ("Height in the output should be positive");
+    # without the check ours gave a ValueError (negative dimensions, a
+    # broadcast) or an empty (1, 4, 0, 0) output, one per case.
+    x = numpy.ones(x_shape, numpy.float32)
+    W = numpy.ones((4, x_shape[1]) + ksize, numpy.float32)
+    with pytest.raises(chainer.utils.type_check.InvalidType):
+        convolution_2d(x, W, pad=pad)
+
+
+def test_kernel_as_large_as_the_padded_input_gives_one_pixel():
+    # The edge of the check: H + 2 ph = kh gives a 1 x 1 output.
+    rng = numpy.random.RandomState(0)
+    x = rng.randn(2, 3, 4, 3).astype(numpy.float32)
+    W = rng.randn(5, 3, 6, 5).astype(numpy.float32)
+    y = convolution_2d(x, W, pad=1)
+    assert y.shape == (2, 5, 1, 1)
+    numpy.testing.assert_allclose(
+        y.array, F.convolution_2d(x, W, pad=1).array, rtol=1e-5, atol=1e-5)

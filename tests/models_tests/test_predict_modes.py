@@ -68,8 +68,13 @@ def test_mixed16_weights_predict_in_float32():
             half = model.propose(model.extractor(
                 x[None].astype(numpy.float16)), (64, 96), 1.)
     assert half.dtype == numpy.float32
-    top = min(len(ref), len(half), 5)
-    numpy.testing.assert_allclose(half[:top], ref[:top], atol=0.5)
+    # Equal counts up to a borderline box that float16 tips across NMS's
+    # threshold (one run: 230 and 231): never an empty side.
+    assert len(ref) >= 50 and abs(len(half) - len(ref)) <= len(ref) // 50
+    numpy.testing.assert_allclose(half[:5], ref[:5], atol=0.5)
+    # Each of the 50 best half-precision proposals is a float32 one.
+    gap = numpy.abs(half[:50, None] - ref[None]).max(axis=2).min(axis=1)
+    assert gap.max() < 0.5, gap
 
 
 def test_mean_is_subtracted_in_float64():

@@ -8,6 +8,7 @@ import cv2
 import pytest
 from threadpoolctl import threadpool_info
 
+from functions import winograd
 from utils import threads
 
 
@@ -18,10 +19,12 @@ def _blas_threads():
 
 @pytest.fixture
 def restore_threads():
-    before = max(_blas_threads()), cv2.getNumThreads()
+    before = (max(_blas_threads()), cv2.getNumThreads(),
+              winograd._Workers.count)
     yield
     threads.set_threads(before[0])
     cv2.setNumThreads(before[1])
+    winograd._Workers.count = before[2]
 
 
 @pytest.mark.parametrize('text,expected', [
@@ -53,12 +56,14 @@ def test_default_threads_shares_cores_among_ranks(monkeypatch):
         [16, 8, 5, 2, 1]
 
 
-def test_set_threads_reaches_blas_and_opencv(restore_threads):
+def test_set_threads_reaches_blas_opencv_and_winograd(restore_threads):
     libs = threads.set_threads(1)
     assert libs and all(lib['num_threads'] == 1 for lib in libs)
     assert _blas_threads() == [1] and cv2.getNumThreads() == 1
+    assert winograd._Workers.count == 1
     threads.set_threads(2)
     assert _blas_threads() == [2] and cv2.getNumThreads() == 2
+    assert winograd._Workers.count == 2
 
 
 class _ThreadReport(chainer.dataset.DatasetMixin):

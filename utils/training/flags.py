@@ -16,6 +16,7 @@ from utils.weights.zoo import CATALOGUE
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
+        prog='train.py',  # also when run in process (tests)
         description='Train Mask R-CNN (Detectron semantics) on COCO-format '
                     'data.')
     _model_flags(p.add_argument_group('model').add_argument)
