@@ -131,7 +131,7 @@ def main(argv=None):
         model, class_ids = load_evaluated_model(args.pretrained, args.arch,
                                                 args.depth)
         return evaluate_model(model, class_ids, data_paths(args)['val'],
-                              args.out, args.gpu)
+                              args.out, args.gpu, args.max_image_pixels)
     args = resolve_defaults(args, comm.size if comm else 1)
     check_roi_size(args.arch, args.roi_size)
     check_depth(args.arch, args.depth)
@@ -151,7 +151,7 @@ def run(args, comm=None):
     paths = data_paths(args) if root else None
     box_offset = get_preset(args.arch, **fields).conventions.box_offset
     load = functools.partial(load_data, paths, box_offset,
-                             not args.drop_empty)
+                             not args.drop_empty, args.max_image_pixels)
     train, val, val_json, meta = load() if comm is None else \
         scatter_datasets(comm, load, args.seed)
     preset = training_preset(args.arch, meta['n_fg_class'], fields,
