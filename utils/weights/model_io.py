@@ -39,6 +39,10 @@ from models.conventions import DETECTRON, Conventions
 from models.norm import NORMS
 from models.presets import ARCHS, Preset, build_mask_rcnn, get_preset
 from utils.data.coco_names import coco_classes
+from utils.weights.meta_ranges import (
+    MAX_CLASSES, array_problem, field_problem, levels_problem)
+from utils.weights.npz_members import (
+    ObjectArray, ShapeMismatch, check_shapes, member_headers)
 
 META_KEY = '_meta'
 DEFAULT_CONVENTIONS = DETECTRON.to_dict()
@@ -83,11 +87,16 @@ def save_model(path, model, meta):
 
 
 @contextlib.contextmanager
-def open_npz(path, what='npz model file', error=None):
+def open_npz(path, what='npz model file', error=None, expected=None):
     """``numpy.load(path, allow_pickle=False)`` of an npz archive, so no
     code in the file can run; any problem reading it (missing, empty, an
     ``.npy``, a pickle, a corrupt or truncated zip, an object array) is
-    raised as ``error`` (default ``ModelFileError``) naming ``path``."""
+    raised as ``error`` (default ``ModelFileError``) naming ``path``.
+
+    Before anything is read, every member's declared size is checked
+    (``utils.weights.npz_members``: zip bombs, huge headers, other zip
+    methods), and so are the shapes of the members named in ``expected``
+    (name -> shape)."""
     error = error or ModelFileError
     if not os.path.isfile(path):
         raise error('{} not found: {}'.format(what, path))
@@ -102,6 +111,7 @@ def open_npz(path, what='npz model file', error=None):
         raise error('{} is a single .npy array, not the npz archive of '
                     'a {}'.format(path, what))
     with npz:
+        _check_members(npz, path, what, error, expected)
         try:
             yield npz
         except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
@@ -114,6 +124,21 @@ def open_npz(path, what='npz model file', error=None):
             raise error('{} holds an object array (pickled Python '
                         'objects), which is never loaded; expected '
                         'numeric arrays only'.format(path)) from None
+
+
+def _check_members(npz, path, what, error, expected):
+    try:
+        check_shapes(member_headers(npz.zip, path), expected or {})
+    except ShapeMismatch as e:
+        raise error('{} does not fit the model: {}'.format(path, e)) \
+            from None
+    except ObjectArray:
+        raise error('{} holds an object array (pickled Python objects), '
+                    'which is never loaded; expected numeric arrays '
+                    'only'.format(path)) from None
+    except ValueError as e:
+        raise error('{} is not a readable {}: {}'.format(
+            path, what, _first_line(e))) from None
 
 
 def _first_line(e):
@@ -146,8 +171,8 @@ _META_CHECKS = {
              "'resnet' or 'mobilenetv1'"),
     'arch': (lambda v: isinstance(v, str), 'an architecture name'),
     'depth': (lambda v: v in (50, 101), '50 or 101'),
-    'n_fg_class': (lambda v: type(v) is int and v > 0,
-                   'a positive integer'),
+    'n_fg_class': (lambda v: type(v) is int and 0 < v <= MAX_CLASSES,
+                   'an integer in [1, {}]'.format(MAX_CLASSES)),
     'class_ids': (lambda v: isinstance(v, list) and all(
         type(i) is int for i in v), 'a list of integers'),
     'class_names': (lambda v: isinstance(v, list) and all(
@@ -192,8 +217,10 @@ def model_classes(meta):
 
 
 def load_weights(path, model):
-    """Load the arrays of ``path`` into ``model``; every array must fit."""
-    with open_npz(path) as npz:
+    """Load the arrays of ``path`` into ``model``; every array must fit,
+    in its declared shape before it is read."""
+    expected = {k: v.shape for k, v in model_arrays(model).items()}
+    with open_npz(path, expected=expected) as npz:
         try:
             chainer.serializers.NpzDeserializer(npz, strict=True).load(model)
         except (KeyError, TypeError) as e:
@@ -236,9 +263,27 @@ def load_model(path, arch=None, thresholds='evaluate', **overrides):
                              'of {}'.format(path, arch, ', '.join(ARCHS)))
     fields = preset_fields(meta, path)
     fields.update(overrides)
-    model = build_mask_rcnn(get_preset(arch, **fields), thresholds)
+    preset = get_preset(arch, **fields)
+    check_preset_arrays(preset, path)
+    model = build_mask_rcnn(preset, thresholds)
     load_weights(path, model)
     return model, meta
+
+
+def check_preset_arrays(preset, path):
+    """Before the model is built: its pyramid levels are the arch's and
+    the numbers the file's arrays fix (classes, widths, the box head's
+    input) are the preset's, so no metadata builds a model much larger
+    than the file (``utils.weights.meta_ranges``)."""
+    problem = levels_problem(preset.rpn_strides, preset.rpn_sizes,
+                             preset.arch)
+    if problem is None:
+        with open_npz(path) as npz:
+            shapes = {name: shape for name, (shape, _) in
+                      member_headers(npz.zip, path).items()}
+        problem = array_problem(preset, shapes)
+    if problem:
+        raise ModelFileError('{}: {}'.format(path, problem))
 
 
 def preset_fields(meta, path='the model file'):
@@ -263,6 +308,10 @@ def preset_fields(meta, path='the model file'):
             raise ModelFileError('{}: preset field {!r} is {!r}, expected '
                                  'a value like {!r}'.format(
                                      path, key, value, defaults[key]))
+        problem = field_problem(key, value)
+        if problem:
+            raise ModelFileError('{}: preset field {!r} is {!r}, {}'.format(
+                path, key, value, problem))
         if key == 'norm' and value not in NORMS:
             raise ModelFileError('{}: preset field \'norm\' is {!r}, '
                                  'expected one of {}'.format(
