@@ -12,8 +12,9 @@ import math
 #: Largest image side (``--min-size``, ``--max-size``, ``--scales``,
 #: ``--anchor-sizes``): four times COCO's 1333.
 MAX_SIDE = 4096
-#: Largest ROIAlign output side (``--roi-size``): Detectron uses 7 and 14.
-MAX_ROI_SIZE = 64
+#: Largest ROIAlign output side (``--roi-size``): Detectron uses 7 and 14
+#: (as the metadata's, utils/weights/meta_ranges.py).
+MAX_ROI_SIZE = 32
 #: Largest count of iterations (and their intervals).
 MAX_ITERATIONS = 10 ** 9
 #: Largest number of threads, loader processes, images per batch.

@@ -56,7 +56,7 @@ def _model_flags(a):
            "res2..resk (MobileNetV1: the blocks up to stride 2^k) "
            "(default: 2 with --pretrained, else 0)")
     a('--roi-size', type=_roi_size, default=None,
-      help="box head ROIAlign output size, 1..64 (default: the preset's, "
+      help="box head ROIAlign output size, 1..32 (default: the preset's, "
            "C4 14, FPN 7); for c4 a multiple of 7 that the mask head pools at too, "
            "as both run res5 (stride roi-size // 7)")
     a('--scales', type=side, nargs='+', default=None,
