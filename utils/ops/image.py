@@ -19,7 +19,6 @@ import struct
 
 import cv2
 import numpy
-import PIL.Image
 
 # Detectron's PIXEL_MEANS (BGR), the default of models.conventions too.
 DETECTRON_PIXEL_MEANS = (102.9801, 115.9465, 122.7717)
@@ -65,6 +64,9 @@ def check_image_header(path, max_pixels=MAX_IMAGE_PIXELS):
     Returns:
         (int, int) or None: the declared (width, height), if read.
     """
+    # Imported here, as prepare_d2 does: the ONNX predictor runs on
+    # arrays without Pillow.
+    import PIL.Image
     # Pillow's own bomb check would refuse (or warn about) sizes
     # --max-image-pixels allows: this limit is the one that counts.
     pillow_limit, PIL.Image.MAX_IMAGE_PIXELS = PIL.Image.MAX_IMAGE_PIXELS, None
