@@ -40,7 +40,7 @@ import numpy  # noqa: E402
 from models.presets import ARCHS, build_mask_rcnn, get_preset  # noqa: E402
 from utils.ops.detections import THRESHOLDS  # noqa: E402
 from utils.arg_types import (  # noqa: E402
-    bounded_int, image_pixels, probability, workers)
+    bounded_float, bounded_int, image_pixels, probability, workers)
 from utils.backend import DeviceError, require_gpus  # noqa: E402
 from utils.data.coco_eval import coco_results  # noqa: E402
 from utils.demo_io import (  # noqa: E402
@@ -86,10 +86,11 @@ def parse_args(argv=None):
     p.add_argument('--contour', action='store_true',
                    help='also outline each mask (default: filled masks '
                         'only)')
-    p.add_argument('--score-thresh', type=probability,
+    p.add_argument('--score-thresh',
+                   type=bounded_float('a score threshold', 0, 2),
                    default=VISUALIZE['score_thresh'],
-                   help='minimum class probability to show, in [0, 1] '
-                        '(default: {})'.format(VISUALIZE['score_thresh']))
+                   help='minimum class probability to show, in [0, 2] '
+                        '(above 1: none) (default: {})'.format(VISUALIZE['score_thresh']))
     p.add_argument('--nms-thresh', type=probability,
                    default=VISUALIZE['nms_thresh'],
                    help='per-class NMS IoU threshold, in [0, 1] (default: '

@@ -60,7 +60,8 @@ def test_train_flags_out_of_range(flag, value, words, capsys):
 
 @pytest.mark.parametrize('flag, value, words', [
     ('--nms-thresh', 'nan', "expected a probability in [0, 1], got 'nan'"),
-    ('--score-thresh', '1.5', 'expected a probability in [0, 1]'),
+    ('--score-thresh', '2.5', 'expected a score threshold in [0, 2]'),
+    ('--score-thresh', '-0.1', 'expected a score threshold in [0, 2]'),
     ('--threads', '0', 'range 1..1024'),
     ('--gpu', '-7', 'range -1..1023'),
     ('--max-image-pixels', '-1', 'expected a pixel count')])
