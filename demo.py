@@ -90,7 +90,8 @@ def parse_args(argv=None):
                    type=bounded_float('a score threshold', 0, 2),
                    default=VISUALIZE['score_thresh'],
                    help='minimum class probability to show, in [0, 2] '
-                        '(above 1: none) (default: {})'.format(VISUALIZE['score_thresh']))
+                        '(above 1: none) (default: {})'.format(
+                            VISUALIZE['score_thresh']))
     p.add_argument('--nms-thresh', type=probability,
                    default=VISUALIZE['nms_thresh'],
                    help='per-class NMS IoU threshold, in [0, 1] (default: '

@@ -26,7 +26,9 @@ def _argparse_error(main, argv, capsys):
 
 
 @pytest.mark.parametrize('flag, value, words', [
-    ('--random-crop', '1,1000', 'expected 0.05 <= LO <= HI <= 4.0'),
+    ('--random-crop', '1,1000', 'expected 0 < LO <= HI with LO >= 0.05 '
+     'and HI <= 4.0'),
+    ('--random-crop', '0.01,1', 'with LO >= 0.05'),
     ('--min-size', '100000', "expected a positive integer, got '100000' "
      '(range 1..4096)'),
     ('--max-size', '0', 'range 1..4096'),
@@ -46,7 +48,6 @@ def _argparse_error(main, argv, capsys):
     ('--gpus', '0,-1', 'expected GPU ids 0..1023'),
     ('--warmup', '-5', 'range 0..1000000000'),
     ('--lr-steps', '-5', 'range 0..1000000000'),
-    ('--crop-min-visible', '2', 'expected a probability in [0, 1]'),
     ('--synthetic-images', '0', 'range 1..100000'),
     ('--max-image-pixels', '0', 'expected a pixel count'),
     ('--threads', '0', 'range 1..1024'),

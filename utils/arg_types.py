@@ -75,7 +75,7 @@ def floats(text, n):
 
 positive = bounded_int('a positive integer', 1, MAX_ITERATIONS)
 side = bounded_int('a positive integer', 1, MAX_SIDE)
-workers = bounded_int('a positive count', 1, MAX_WORKERS)
+workers = bounded_int('a positive integer', 1, MAX_WORKERS)
 seed = bounded_int('a seed', 0, 2 ** 32 - 1)
 probability = bounded_float('a probability', 0, 1)
 image_pixels = bounded_int('a pixel count', 1, 2 ** 40)

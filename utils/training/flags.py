@@ -56,26 +56,26 @@ def _model_flags(a):
            "res2..resk (MobileNetV1: the blocks up to stride 2^k) "
            "(default: 2 with --pretrained, else 0)")
     a('--roi-size', type=_roi_size, default=None,
-      help="box head ROIAlign output size, 1..32 (default: the preset's, "
-           "C4 14, FPN 7); for c4 a multiple of 7 that the mask head pools at too, "
-           "as both run res5 (stride roi-size // 7)")
+      help="box head ROIAlign output size, 1..32 (default: the preset's, C4 "
+           '14, FPN 7); for c4 a multiple of 7 that the mask head pools at '
+           'too, as both run res5 (stride roi-size // 7)')
     a('--scales', type=side, nargs='+', default=None,
       help="training shorter sides, 1..4096, picked at random per image "
            "(default: --min-size)")
     a('--min-size', type=side, default=None,
-      help="shorter image side (1..4096) at test time, and in training without "
-           "--scales (default: the largest --scales, else the preset's: "
-           "800, fpn-tiny 192)")
+      help='shorter image side (1..4096) at test time, and in training '
+           'without --scales (default: the largest --scales, else the '
+           "preset's: 800, fpn-tiny 192)")
     a('--max-size', type=side, default=None,
-      help="cap (1..4096) on the longer image side, training and test (default: the "
-           "preset's: 1333, fpn-tiny 256)")
+      help='cap (1..4096) on the longer image side, training and test '
+           "(default: the preset's: 1333, fpn-tiny 256)")
     a('--anchor-sizes', type=side, nargs='+', default=None,
       metavar='PX',
-      help='anchor sizes in input pixels, 1..4096: 5 for the FPN archs, one per '
-           'level P2-P6; any number for c4 (default: 32 64 128 256 512)')
+      help='anchor sizes in input pixels, 1..4096: 5 for the FPN archs, one '
+           'per level P2-P6; any number for c4 (default: 32 64 128 256 512)')
     a('--gamma', type=_loss_weight, default=None,
-      help="weight of the mask loss, in [0, 1000] (default: the preset's, 1 as "
-           "Detectron's MRCNN.WEIGHT_LOSS_MASK)")
+      help="weight of the mask loss, in [0, 1000] (default: the preset's, 1 "
+           "as Detectron's MRCNN.WEIGHT_LOSS_MASK)")
     a('--norm', choices=NORMS + ('syncbn',), default=None,
       help="backbone normalisation (default: the preset's, affine for c4 "
            "and fpn, gn for fpn-tiny and mobilenetv1-fpn): affine is frozen "
@@ -124,8 +124,9 @@ def _data_flags(a):
 
 def _devices_flags(a):
     a('--gpu', type=_gpu, default=-1,
-      help='GPU id, -1..1023 (default: -1, the CPU); with --communicator, the first '
-           'GPU of each node (process r of a node uses GPU --gpu + r)')
+      help='GPU id, -1..1023 (default: -1, the CPU); with --communicator, '
+           'the first GPU of each node (process r of a node uses GPU --gpu + '
+           'r)')
     a('--gpus', type=_ids, default=None, metavar='0,1,...',
       help='several GPUs of one process; the batch is split across them')
     a('--communicator', choices=COMMUNICATORS, default=None,
@@ -133,29 +134,29 @@ def _devices_flags(a):
            '-n N; the batch per step is N x --batchsize (default: one '
            'process)')
     a('--batchsize', '-b', type=workers, default=2,
-      help='images per iteration, 1..1024, split across --gpus; per process with '
-           '--communicator (default: 2)')
+      help='images per iteration, 1..1024, split across --gpus; per process '
+           'with --communicator (default: 2)')
     a('--subdivisions', type=workers, default=1,
-      help='1..1024: split each batch into this many sequential pieces (gradient '
-           'accumulation; default: 1)')
+      help='1..1024: split each batch into this many sequential pieces '
+           '(gradient accumulation; default: 1)')
     a('--threads', type=workers, default=None,
-      help='BLAS and OpenCV threads, 1..1024, of each training process; loader '
-           'processes use 1 (default: the cores this process may use, '
+      help='BLAS and OpenCV threads, 1..1024, of each training process; '
+           'loader processes use 1 (default: the cores this process may use, '
            'shared among the ChainerMN processes of its node)')
 
 
 def _schedule_flags(a):
     a('--lr', type=_lr, default=None,
-      help='base learning rate, in (0, 10] (default: 0.02 x batch / 16; 0.01 for '
-           'synthetic data)')
+      help='base learning rate, in (0, 10] (default: 0.02 x batch / 16; 0.01 '
+           'for synthetic data)')
     a('--iteration', '-i', type=positive, default=None,
       help='iterations, 1..1e9 (default: 90000 for COCO, 500 synthetic)')
     a('--lr-schedule', choices=('step', 'cosine'), default='step',
       help="step: Detectron's, x0.1 at each --lr-steps; cosine: from lr "
            'down to 0 at --iteration (both after --warmup; default: step)')
     a('--lr-steps', type=_iteration, nargs='*', default=None,
-      help='iterations (0..1e9) where lr is multiplied by 0.1 with --lr-schedule '
-           'step (default: 2/3 and 8/9 of --iteration)')
+      help='iterations (0..1e9) where lr is multiplied by 0.1 with '
+           '--lr-schedule step (default: 2/3 and 8/9 of --iteration)')
     a('--warmup', type=_iteration, default=None,
       help='linear warm-up iterations from lr/3, 0..1e9 (default: 500 COCO, '
            '100 synthetic)')
@@ -180,8 +181,8 @@ def _augment_flags(a):
            'ColorJitter; e.g. 0.4,0.4,0.4,0.1 (default: off)')
     a('--random-crop', type=_crop_range, default=None, metavar='LO,HI',
       help='cut each training image to a random window of LO..HI times its '
-           'sides (0.05 <= LO <= HI <= 4) before the resize: below 1 a crop (zoom '
-           'in), above 1 padding with the pixel mean (zoom out); e.g. '
+           'sides (0.05 <= LO <= HI <= 4) before the resize: below 1 a crop '
+           '(zoom in), above 1 padding with the pixel mean (zoom out); e.g. '
            '0.5,1.5 (default: off)')
     a('--perspective', type=_corner_move, default=0., metavar='D',
       help='warp each training image, after --random-crop, by a random '
@@ -189,8 +190,7 @@ def _augment_flags(a):
            "image's sides (0 <= D < 0.25), pixel-mean border; masks warped "
            'with it, boxes recomputed from them; e.g. 0.05 (default: 0, '
            'off)')
-    a('--crop-min-visible', type=probability, default=None,
-      metavar='FRACTION',
+    a('--crop-min-visible', type=float, default=None, metavar='FRACTION',
       help='in [0, 1]: with --random-crop, --mosaic or --perspective, drop an '
            'instance when less than this fraction of its mask area stays '
            'in the window, quadrant or warped image (default: 0.25)')
@@ -233,8 +233,8 @@ def _crop_range(text):
     values = floats(text, (2,))
     if not MIN_CROP <= values[0] <= values[1] <= MAX_CROP:
         raise argparse.ArgumentTypeError(
-            'expected {} <= LO <= HI <= {}, got {!r}'.format(
-                MIN_CROP, MAX_CROP, text))
+            'expected 0 < LO <= HI with LO >= {} and HI <= {}, got {!r}'
+            .format(MIN_CROP, MAX_CROP, text))
     return values
 
 
@@ -248,8 +248,8 @@ _loss_weight = bounded_float('a loss weight', 0, 1000)
 _lr = bounded_float('a learning rate', 0, 10, closed=(False, True))
 _weight_decay = bounded_float('a weight decay', 0, 1, closed=(True, False))
 _decay = bounded_float('a decay', 0, 1, closed=(False, False))
-_corner_move = bounded_float('a corner move', 0, MAX_SHIFT, closed=(True, False),
-                        unit=' of the image sides')
+_corner_move = bounded_float('a corner move', 0, MAX_SHIFT,
+                             closed=(True, False), unit=' of the image sides')
 
 
 
