@@ -20,7 +20,8 @@ instead (``a.jpg.png``, ``a.png.png``), numbered if even that is shared
 ``--json`` that would be one is refused before any work, and so is one
 whose folder cannot be created.
 
-Failures. An image that cannot be decoded, or is too thin to resize, is
+Failures. An image that cannot be decoded, is too thin to resize, or
+whose header declares more than ``--max-image-pixels`` pixels, is
 skipped with a line on stderr; the others are still drawn and written to
 ``--json``, and the demo then exits with status 1 naming the skipped
 images. Any other problem stops it with status 1 and one line
@@ -41,12 +42,15 @@ from utils.printable import printable  # noqa: E402
 
 from models.presets import ARCHS, build_mask_rcnn, get_preset  # noqa: E402
 from utils.ops.detections import THRESHOLDS  # noqa: E402
+from utils.arg_types import (  # noqa: E402
+    bounded_float, bounded_int, image_pixels, probability, workers)
 from utils.backend import DeviceError, require_gpus  # noqa: E402
 from utils.data.coco_eval import coco_results  # noqa: E402
 from utils.demo_io import (  # noqa: E402
     UsageError, list_images, prepare_outputs)
 from utils.deploy.onnx_predict import OnnxMaskRCNN, OnnxModelError  # noqa
-from utils.ops.image import ImageError, read_image  # noqa: E402
+from utils.ops.image import (  # noqa: E402
+    MAX_IMAGE_PIXELS, ImageError, read_image)
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.weights.model_io import (  # noqa: E402
     DEFAULT_N_FG_CLASS, ModelFileError, check_meta, load_model,
@@ -80,22 +84,32 @@ def parse_args(argv=None):
     p.add_argument('--arch', choices=ARCHS, default=None,
                    help="model preset (default: the npz's metadata, or c4 "
                         "without --modelfile)")
-    p.add_argument('--gpu', type=int, default=-1,
-                   help='GPU id; needs CuPy (default: -1, the CPU)')
-    p.add_argument('--threads', type=int, default=None,
-                   help='BLAS and OpenCV threads (default: the cores this '
-                        'process may use)')
+    p.add_argument('--gpu', type=bounded_int('a GPU id', -1, 1023),
+                   default=-1,
+                   help='GPU id, -1..1023; needs CuPy (default: -1, the '
+                        'CPU)')
+    p.add_argument('--threads', type=workers, default=None,
+                   help='BLAS and OpenCV threads, 1..1024 (default: the '
+                        'cores this process may use)')
     p.add_argument('--contour', action='store_true',
                    help='also outline each mask (default: filled masks '
                         'only)')
-    p.add_argument('--score-thresh', type=float,
+    p.add_argument('--score-thresh',
+                   type=bounded_float('a score threshold', 0, 2),
                    default=VISUALIZE['score_thresh'],
-                   help='minimum class probability to show (default: '
-                        '{})'.format(VISUALIZE['score_thresh']))
-    p.add_argument('--nms-thresh', type=float,
+                   help='minimum class probability to show, in [0, 2] '
+                        '(above 1: none) (default: {})'.format(
+                            VISUALIZE['score_thresh']))
+    p.add_argument('--nms-thresh', type=probability,
                    default=VISUALIZE['nms_thresh'],
-                   help='per-class NMS IoU threshold (default: {})'.format(
-                       VISUALIZE['nms_thresh']))
+                   help='per-class NMS IoU threshold, in [0, 1] (default: '
+                        '{})'.format(VISUALIZE['nms_thresh']))
+    p.add_argument('--max-image-pixels', type=image_pixels,
+                   default=MAX_IMAGE_PIXELS, metavar='N',
+                   help='skip an image whose header declares more pixels '
+                        '(width x height), before it is decoded (default: '
+                        "{}, Pillow's decompression-bomb limit)".format(
+                            MAX_IMAGE_PIXELS))
     p.add_argument('--out', default=None,
                    help='the drawing of one image, or a folder of '
                         'drawings of several: STEM.png each, NAME.EXT.png '
@@ -165,9 +179,10 @@ def class_labels(meta):
     return names, ids
 
 
-def detect(model, image):
-    """The image and its detections (bbox, label, score, mask)."""
-    img = read_image(image)
+def detect(model, image, max_pixels=MAX_IMAGE_PIXELS):
+    """The image and its detections (bbox, label, score, mask); an image
+    declaring more than ``max_pixels`` pixels is an ``ImageError``."""
+    img = read_image(image, max_pixels)
     try:
         out = model.predict([img])
     except ImageError as e:  # prepare's message does not name the file
@@ -175,9 +190,11 @@ def detect(model, image):
     return img, [a[0] for a in out]
 
 
-def detect_all(model, images, drawings, labels, contour):
+def detect_all(model, images, drawings, labels, contour,
+               max_pixels=MAX_IMAGE_PIXELS):
     """Draw every image's detections; skip, with a line on stderr, those
-    that cannot be read or resized.
+    that cannot be read or resized or declare more than ``max_pixels``
+    pixels.
 
     Returns:
         (list of dict, list of (str, str)): COCO results (``image_id``
@@ -187,7 +204,8 @@ def detect_all(model, images, drawings, labels, contour):
     results, failed = [], []
     for image_id, (image, path) in enumerate(zip(images, drawings)):
         try:
-            img, (bbox, label, score, mask) = detect(model, image)
+            img, (bbox, label, score, mask) = detect(model, image,
+                                                    max_pixels)
         except ImageError as e:
             failed.append((image, str(e)))
             if len(images) > 1:  # one image: its error is the final line
@@ -227,14 +245,11 @@ def main(argv=None):
     drawings = prepare_outputs(out, args.json, inputs, images)
     if args.gpu >= 0:
         require_gpus([args.gpu], '--gpu {}'.format(args.gpu))
-    if args.threads is not None and args.threads < 1:
-        raise UsageError('--threads must be at least 1, got {}'.format(
-            args.threads))
     set_threads(args.threads or default_threads())
     model, meta = build(args)
     labels = class_labels(meta)
     results, failed = detect_all(model, images, drawings, labels,
-                                 args.contour)
+                                 args.contour, args.max_image_pixels)
     if args.json:
         with atomic_write(args.json, 'w', '--json') as f:
             json.dump(results, f)

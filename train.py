@@ -145,7 +145,7 @@ def main(argv=None):
                                                 args.depth)
         return evaluate_model(model, class_ids,
                               data_paths(args, ('val',))['val'],
-                              args.out, args.gpu)
+                              args.out, args.gpu, args.max_image_pixels)
     args = resolve_defaults(args, comm.size if comm else 1)
     check_roi_size(args.arch, args.roi_size)
     check_depth(args.arch, args.depth)
@@ -170,7 +170,7 @@ def run(args, comm=None, argv=()):
     paths = data_paths(args) if root else None
     box_offset = get_preset(args.arch, **fields).conventions.box_offset
     load = functools.partial(load_data, paths, box_offset,
-                             not args.drop_empty)
+                             not args.drop_empty, args.max_image_pixels)
     train, val, val_json, meta = load() if comm is None else \
         scatter_datasets(comm, load, args.seed)
     sizes = data_sizes(train)

@@ -73,6 +73,10 @@ class Conventions:
             if len(value) != 3:
                 raise ValueError('{} must have 3 values, got {}'.format(
                     name, len(value)))
+            # NaN would silently blank every image; 0-255 pixels.
+            if not all(abs(v) <= 1000 for v in value):
+                raise ValueError('{} must be finite numbers in [-1000, '
+                                 '1000], got {}'.format(name, value))
             object.__setattr__(self, name, value)
         if self.box_offset not in (0, 1):
             raise ValueError('box_offset must be 0 or 1, got {!r}'.format(

@@ -300,7 +300,7 @@ def test_help_states_each_default_once_in_words():
     assert 'None' not in proc.stdout
     options = re.split('options:|optional arguments:', proc.stdout)[1]
     blocks = ['--' + b for b in options.split('\n  --')[1:]]
-    assert len(blocks) == 11, blocks
+    assert len(blocks) == 12, blocks
     for block in blocks:
         assert block.count('default') == 1, block
 

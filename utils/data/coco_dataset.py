@@ -31,7 +31,8 @@ import pycocotools.mask as mask_util
 
 from utils.ops.boxes import clip_bbox, xywh_to_xyxy
 from utils.data.coco_json import DatasetError, load_coco
-from utils.ops.image import ImageError, read_image
+from utils.ops.image import (
+    MAX_IMAGE_PIXELS, ImageError, check_image_header, read_image)
 
 SKIP_REASONS = ('crowd', 'ignore', 'zero_area', 'outside', 'degenerate',
                 'no_polygon', 'unknown_class')
@@ -99,6 +100,9 @@ class COCODataset(chainer.dataset.DatasetMixin):
         class_ids (sequence of int): the model's COCO category ids of
             labels 1..K; annotations of other categories are skipped as
             ``unknown_class``. Default: the file's category ids, sorted.
+        max_pixels (int): the most pixels an image may declare, in the
+            JSON and in its file's header (``--max-image-pixels``); every
+            header is read at construction, before any image is decoded.
 
     ``get_example(i)`` returns ``(img, bbox, label, segms)``:
 
@@ -124,9 +128,10 @@ class COCODataset(chainer.dataset.DatasetMixin):
     """
 
     def __init__(self, json_path, image_dir, keep_empty=True, box_offset=1,
-                 class_ids=None):
+                 class_ids=None, max_pixels=MAX_IMAGE_PIXELS):
         self.box_offset = box_offset
-        self.coco = load_coco(json_path, image_dir)
+        self.max_pixels = max_pixels
+        self.coco = load_coco(json_path, image_dir, max_pixels)
         self.class_ids, self.class_names = _classes(
             self.coco.dataset['categories'], class_ids)
         self._label_of = {c: k + 1 for k, c in enumerate(self.class_ids)}
@@ -179,6 +184,11 @@ class COCODataset(chainer.dataset.DatasetMixin):
             raise DatasetError('{} of {} image files not found under {}, '
                                'e.g. {}'.format(len(missing), len(self),
                                                 image_dir, missing[0]))
+        for image_id, entry in zip(self.image_ids, self._entries):
+            try:  # a header only: cheap, and one line before training
+                check_image_header(entry['path'], self.max_pixels)
+            except ImageError as e:
+                raise DatasetError('image id {}: {}'.format(image_id, e))
 
     def __len__(self):
         return len(self._entries)
@@ -192,7 +202,7 @@ class COCODataset(chainer.dataset.DatasetMixin):
     def get_example(self, i):
         entry = self._entries[i]
         try:
-            img = read_image(entry['path'])
+            img = read_image(entry['path'], self.max_pixels)
         except ImageError as e:
             raise DatasetError('image id {}: {}'.format(self.image_ids[i], e))
         height, width = entry['size']

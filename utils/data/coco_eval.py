@@ -29,6 +29,7 @@ from pycocotools.cocoeval import COCOeval
 from functions.conv_columns import release_workspaces
 from utils.atomic_write import atomic_write
 from utils.data.coco_json import DatasetError, load_coco
+from utils.ops.image import MAX_IMAGE_PIXELS
 
 STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
               'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
@@ -170,7 +171,8 @@ class COCOEvaluator(training.Extension):
 
     def __init__(self, iterator_or_dataset, target_model, coco_gt_json,
                  out_dir, iou_types=('bbox', 'segm'), class_ids=None,
-                 prefix='validation/main/', verbose=True):
+                 prefix='validation/main/', verbose=True,
+                 max_pixels=MAX_IMAGE_PIXELS):
         if isinstance(iterator_or_dataset, chainer.dataset.Iterator):
             if getattr(iterator_or_dataset, 'repeat', False):
                 raise ValueError('COCOEvaluator needs an iterator with '
@@ -183,7 +185,7 @@ class COCOEvaluator(training.Extension):
         if isinstance(coco_gt_json, COCO):
             self.coco_gt = coco_gt_json
         else:
-            self.coco_gt = load_coco(coco_gt_json)
+            self.coco_gt = load_coco(coco_gt_json, max_pixels=max_pixels)
         self.out_dir = out_dir
         self.iou_types = tuple(iou_types)
         self.class_ids = tuple(int(c) for c in (

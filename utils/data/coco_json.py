@@ -11,7 +11,8 @@ become a mask of whatever memory pycocotools' decoder reads:
   lists, at least one image and one category;
 * image: ``id`` (integers, or strings, all of one type), ``file_name``
   (a relative path without ``..`` above the image folder: nothing is read
-  from outside it), positive integer ``height`` and ``width``; ids unique;
+  from outside it), positive integer ``height`` and ``width`` of at most
+  ``max_pixels`` pixels (``--max-image-pixels``); ids unique;
 * category: integer ``id``; ids unique;
 * annotation: a positive integer ``id`` (COCOeval stores matched ids in a
   float array where 0 means unmatched, so id 0 or a string id would score
@@ -23,12 +24,22 @@ become a mask of whatever memory pycocotools' decoder reads:
   ``1.0`` is refused, as COCOeval and the training read them differently
   or by accident), and a
   ``segmentation`` that is a list of polygons (flat lists of an even number
-  of finite numbers) or an RLE dict whose ``size`` is the image's
+  of finite numbers, each ``x`` in ``[-4 W, 5 W]`` and ``y`` in
+  ``[-4 H, 5 H]``, within four image sides of the image, and all polygons
+  of the annotation together no longer than ``64 (W + H)`` nor ``2**20``
+  pixels, as the largest of the sums of ``max(|dx|, |dy|)`` over their
+  edges) or an RLE dict whose ``size`` is the image's
   ``[height, width]`` and whose ``counts`` (a list of non-negative ints, or
   pycocotools' compressed string) add up to ``height * width``.
 
 An annotation of an image the file does not list is checked without the
 image size; nothing reads it (the dataset and COCOeval go by image).
+
+The polygon bounds keep pycocotools' ``frPyObjects`` (which rasterises
+every edge point at 5x, and segfaults on a vertex near 2e7, 788 MB at
+1e7) and the training's mask targets in proportion to the image; an
+annotation beyond them is refused, never clipped, so that what trains and
+what COCOeval scores stay the file's.
 
 Filled in on the in-memory dataset, never in the file: a missing
 ``iscrowd``, as 0 (COCOeval reads it from every annotation: a KeyError
@@ -43,28 +54,39 @@ import json
 import math
 import os
 
+import numpy
 import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
+
+from utils.ops.image import MAX_IMAGE_PIXELS
+
+#: Polygon vertices lie within this many image sides of the image.
+POLYGON_MARGIN = 4
+#: The edges of an annotation's polygons add up to at most this many
+#: times ``W + H``, and never more than ``MAX_PERIMETER`` pixels.
+PERIMETER_FACTOR = 64
+MAX_PERIMETER = 2 ** 20
 
 
 class DatasetError(ValueError):
     """A dataset file that is missing or not what it should be."""
 
 
-def load_coco(json_path, image_dir=None):
+def load_coco(json_path, image_dir=None, max_pixels=MAX_IMAGE_PIXELS):
     """pycocotools ``COCO`` of a checked instances file (module docstring),
     without its prints. Raises ``DatasetError`` naming the file and the
     problem (and ``image_dir``, the image folder, if given, for a
     ``file_name`` that leaves it)."""
     data = _read_json(json_path)
     try:
-        sizes = _check_images(data['images'], image_dir)
+        sizes, names = _check_images(data['images'], image_dir,
+                                     max_pixels)
         _check_categories(data['categories'])
         cat_ids = {c['id'] for c in data['categories']}
         id_type = type(data['images'][0]['id'])
         ann_ids = set()
         for i, ann in enumerate(data['annotations']):
-            _check_annotation(ann, i, sizes, cat_ids, id_type)
+            _check_annotation(ann, i, sizes, cat_ids, id_type, names)
             if ann['id'] in ann_ids:
                 raise DatasetError(
                     'duplicate annotation id {} (pycocotools would keep '
@@ -150,9 +172,9 @@ def _name(key, entry, index):
     return '{}[{}]'.format(key, index)
 
 
-def _check_images(images, image_dir=None):
-    """Image id -> (height, width)."""
-    sizes = {}
+def _check_images(images, image_dir=None, max_pixels=MAX_IMAGE_PIXELS):
+    """(image id -> (height, width), image id -> file_name)."""
+    sizes, names = {}, {}
     for i, im in enumerate(images):
         name = _name('images', im, i)
         if not (isinstance(im, dict) and _is_id(im.get('id'))):
@@ -173,10 +195,16 @@ def _check_images(images, image_dir=None):
         if not all(_is_int(v) and v > 0 for v in size):
             raise DatasetError('{} has no positive integer height and width '
                                '(got {} x {})'.format(name, *size))
+        if size[0] * size[1] > max_pixels:
+            raise DatasetError('{} ({}) declares {} x {} pixels, more than '
+                               'the limit of {} (--max-image-pixels)'.format(
+                                   name, im['file_name'], size[1], size[0],
+                                   max_pixels))
         if im['id'] in sizes:
             raise DatasetError('duplicate {}'.format(name))
         sizes[im['id']] = size
-    return sizes
+        names[im['id']] = im['file_name']
+    return sizes, names
 
 
 def _check_categories(categories):
@@ -205,7 +233,7 @@ def file_name_problem(file_name):
     return None
 
 
-def _check_annotation(ann, index, sizes, cat_ids, id_type=int):
+def _check_annotation(ann, index, sizes, cat_ids, id_type=int, names=None):
     name = _name('annotations', ann, index)
     if not (isinstance(ann, dict) and _is_int(ann.get('id')) and
             ann['id'] > 0):
@@ -242,7 +270,9 @@ def _check_annotation(ann, index, sizes, cat_ids, id_type=int):
     problem = segmentation_problem(ann['segmentation'],
                                    sizes.get(ann['image_id']))
     if problem:
-        raise DatasetError('{}: {}'.format(name, problem))
+        image = (names or {}).get(ann['image_id'])
+        raise DatasetError('{}: {}{}'.format(
+            name, problem, ' (image {})'.format(image) if image else ''))
 
 
 def segmentation_problem(segm, size=None):
@@ -258,7 +288,7 @@ def segmentation_problem(segm, size=None):
                 return 'a polygon is not a list of numbers'
             if len(poly) % 2:
                 return 'a polygon has an odd number of coordinates'
-        return None
+        return None if size is None else polygon_extent_problem(segm, size)
     if not (isinstance(segm, dict) and 'counts' in segm):
         return 'segmentation is neither polygons nor an RLE'
     rle_size = segm.get('size')
@@ -280,6 +310,40 @@ def segmentation_problem(segm, size=None):
             rle_size[1]:
         # pycocotools decodes short runs from uninitialised memory.
         return 'RLE run lengths do not add up to {} x {}'.format(*rle_size)
+    return None
+
+
+def polygon_extent_problem(polygons, size):
+    """What makes checked polygons too far or too long for an image of
+    ``size`` (height, width) (module docstring), or None."""
+    height, width = size
+    limit = min(PERIMETER_FACTOR * (height + width), MAX_PERIMETER)
+    bound = 0       # every edge as long as its polygon's extent
+    for poly in polygons:
+        if not poly:
+            continue
+        xs, ys = poly[0::2], poly[1::2]
+        for lo, hi, side, axis in ((min(xs), max(xs), width, 'x'),
+                                   (min(ys), max(ys), height, 'y')):
+            if lo < -POLYGON_MARGIN * side or \
+                    hi > (POLYGON_MARGIN + 1) * side:
+                return ('polygon {} {} is more than {} image sides outside '
+                        'the {} x {} image'.format(
+                            axis, lo if lo < -POLYGON_MARGIN * side else hi,
+                            POLYGON_MARGIN, width, height))
+        bound += len(xs) * max(max(xs) - min(xs), max(ys) - min(ys))
+    if bound <= limit:  # the common case: no array needed
+        return None
+    length = 0.
+    for poly in polygons:
+        p = numpy.array(poly, numpy.float64).reshape(-1, 2)
+        length += float(abs(p - numpy.roll(p, 1, axis=0)).max(1).sum()) \
+            if len(p) else 0.
+    if length > limit:
+        return ('its polygons are {:.0f} pixels long, more than {} ({} x '
+                '(W + H), at most {})'.format(length, limit,
+                                              PERIMETER_FACTOR,
+                                              MAX_PERIMETER))
     return None
 
 

@@ -29,6 +29,8 @@ from utils.ops.fpn_levels import group_by_level
 from utils.ops.image import network_input
 from utils.ops.masks import paste_by_rule
 from utils.ops.proposals import ProposalGenerator
+from utils.weights.meta_ranges import (
+    MAX_SIDE, RPN_STRIDES, field_problem, number_problem)
 
 #: The graph contract this reader understands (``onnx_export.FORMAT``).
 FORMAT = 1
@@ -79,6 +81,84 @@ def read_props(session, path):
     return meta, runtime
 
 
+# runtime key -> the preset field whose range it has.
+_RUNTIME_FIELDS = {'min_size': 'min_size', 'max_size': 'max_size',
+                   'pad_stride': 'pad_stride', 'mask_thresh': 'mask_thresh',
+                   'bbox_reg_weights': 'bbox_reg_weights'}
+_PROPOSAL_FIELDS = {'pre_nms_top_n': 'rpn_pre_nms_top_n',
+                    'post_nms_top_n': 'rpn_post_nms_top_n',
+                    'collect_top_n': 'rpn_collect_top_n',
+                    'nms_thresh': 'rpn_nms_thresh', 'min_size': 'rpn_min_size'}
+
+
+def runtime_problem(rt):
+    """What is out of range in the runtime metadata (the ranges of the npz
+    metadata, ``utils.weights.meta_ranges``), or None."""
+    proposals = rt.get('proposals')
+    if not isinstance(proposals, dict):
+        return "runtime metadata 'proposals' is not an object"
+    checks = [(k, rt.get(k), f) for k, f in _RUNTIME_FIELDS.items()] + [
+        ('proposals.' + k, proposals.get(k), f)
+        for k, f in _PROPOSAL_FIELDS.items()]
+    for key, value, field in checks:
+        problem = field_problem(field, _tuple(value))
+        if problem:
+            return 'runtime metadata {!r} is {!r}, {}'.format(key, value,
+                                                            problem)
+    strides = _tuple(rt.get('rpn_strides'))
+    if strides not in RPN_STRIDES.values():
+        return ('runtime metadata \'rpn_strides\' is {!r}, expected one of '
+                '{}'.format(rt.get('rpn_strides'),
+                            [list(v) for v in RPN_STRIDES.values()]))
+    anchors = rt.get('cell_anchors')
+    if not (isinstance(anchors, list) and len(anchors) == len(strides) and
+            all(_anchors_ok(a) for a in anchors)):
+        return ('runtime metadata \'cell_anchors\' is not one list of 1 to '
+                '256 boxes of 4 numbers within +-{} per level'.format(
+                    MAX_SIDE))
+    k_min = rt.get('k_min')
+    if number_problem(k_min, 'an integer', 0, 8):
+        return "runtime metadata 'k_min' is {!r}, {}".format(
+            k_min, number_problem(k_min, 'an integer', 0, 8))
+    return None
+
+
+def _tuple(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _anchors_ok(boxes):
+    return (isinstance(boxes, list) and 1 <= len(boxes) <= 256 and all(
+        isinstance(b, list) and len(b) == 4 and not any(
+            number_problem(v, 'a number', -MAX_SIDE, MAX_SIDE) for v in b)
+        for b in boxes))
+
+
+def graph_problem(session, meta, rt):
+    """The graph's class count (``cls_score``'s second axis) must be the
+    metadata's ``n_fg_class`` + 1 (default 80, COCO's), or the names and
+    ids of another model would label the detections; and each RPN level
+    scores as many anchors as ``cell_anchors`` has (checked)."""
+    shapes = {o.name: o.shape for o in session.get_outputs()}
+    for j, boxes in enumerate(rt['cell_anchors']):
+        shape = shapes.get('rpn_logits_{}'.format(j)) or [None]
+        if isinstance(shape[-1], int) and shape[-1] != len(boxes):
+            return ('its graph scores {} anchors at RPN level {}, its '
+                    'runtime metadata has {}'.format(shape[-1], j,
+                                                    len(boxes)))
+    n_fg = meta.get('n_fg_class', 80) if isinstance(meta, dict) else 80
+    if type(n_fg) is not int:
+        return None                 # check_meta refuses it
+    for out in session.get_outputs():
+        if out.name != 'cls_score' or len(out.shape) != 2:
+            continue
+        n_class = out.shape[1]
+        if isinstance(n_class, int) and n_class != n_fg + 1:
+            return ('its graph scores {} classes (background included), '
+                    'its metadata n_fg_class is {}'.format(n_class, n_fg))
+    return None
+
+
 class OnnxMaskRCNN:
     """``models.mask_rcnn.MaskRCNN.predict`` on onnxruntime.
 
@@ -96,6 +176,10 @@ class OnnxMaskRCNN:
         self.path = path
         self.session = open_session(path, threads)
         self.meta, rt = read_props(self.session, path)
+        problem = runtime_problem(rt) or graph_problem(self.session,
+                                                       self.meta, rt)
+        if problem:
+            raise OnnxModelError('{}: {}'.format(path, problem))
         try:
             self.conventions = Conventions.from_dict(rt['conventions'])
             self.proposal_generator = ProposalGenerator(**rt['proposals'])

@@ -15,12 +15,17 @@ filter to ``int(side * scale + 0.5)`` pixels, then normalised in float32;
 its scale is per axis, ``(new W / W, new H / H)``.
 """
 import os
+import struct
 
 import cv2
 import numpy
 
 # Detectron's PIXEL_MEANS (BGR), the default of models.conventions too.
 DETECTRON_PIXEL_MEANS = (102.9801, 115.9465, 122.7717)
+#: Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``,
+#: 1024 * 1024 * 1024 // 4 // 3): the most pixels an image header may
+#: declare (``check_image_header``); ``--max-image-pixels`` raises it.
+MAX_IMAGE_PIXELS = 89478485
 
 
 class ImageError(ValueError):
@@ -28,19 +33,56 @@ class ImageError(ValueError):
     small to resize."""
 
 
-def read_image(path):
-    """Read an image file.
+def read_image(path, max_pixels=MAX_IMAGE_PIXELS):
+    """Read an image file whose header declares at most ``max_pixels``
+    pixels (``check_image_header``).
 
     Returns:
         numpy.ndarray: (3, H, W) float32 RGB in [0, 255].
     """
     if not os.path.isfile(path):
         raise ImageError('image file not found: {}'.format(path))
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    check_image_header(path, max_pixels)
+    try:
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+    except cv2.error:  # e.g. a size OpenCV refuses to allocate
+        img = None
     if img is None:
         raise ImageError('cannot decode image (expected JPEG/PNG/BMP...): '
                          '{}'.format(path))
     return img[:, :, ::-1].transpose(2, 0, 1).astype(numpy.float32)
+
+
+def check_image_header(path, max_pixels=MAX_IMAGE_PIXELS):
+    """Refuse, before any decoding, an image whose header declares more
+    than ``max_pixels`` pixels (width x height): a 74-byte PNG may declare
+    100000 x 100000, and an 8000 x 8000 PNG of 197 KB decodes to 3 GB of
+    float32. Pillow reads only the header here (PNG IHDR, JPEG SOFn, BMP,
+    TIFF, WebP, GIF...); a file Pillow cannot identify is left to OpenCV,
+    which refuses what it cannot decode.
+
+    Returns:
+        (int, int) or None: the declared (width, height), if read.
+    """
+    # Imported here, as prepare_d2 does: the ONNX predictor runs on
+    # arrays without Pillow.
+    import PIL.Image
+    # Pillow's own bomb check would refuse (or warn about) sizes
+    # --max-image-pixels allows: this limit is the one that counts.
+    pillow_limit, PIL.Image.MAX_IMAGE_PIXELS = PIL.Image.MAX_IMAGE_PIXELS, None
+    try:
+        with PIL.Image.open(path) as im:
+            width, height = im.size
+    except (OSError, ValueError, SyntaxError, struct.error, EOFError):
+        return None                 # not identified: OpenCV decides
+    finally:
+        PIL.Image.MAX_IMAGE_PIXELS = pillow_limit
+    if width * height > max_pixels:
+        raise ImageError(
+            '{}: its header declares {} x {} = {} pixels, more than the '
+            'limit of {} (--max-image-pixels)'.format(
+                path, width, height, width * height, max_pixels))
+    return width, height
 
 
 def target_scale(height, width, min_size=800, max_size=1333):

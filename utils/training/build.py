@@ -19,6 +19,7 @@ from utils.data.random_crop import RandomCrop
 from utils.data.coco_dataset import COCODataset
 from utils.data.coco_eval import COCOEvaluator
 from utils.data.order_sampler import SeededShuffleOrderSampler
+from utils.ops.image import MAX_IMAGE_PIXELS
 from utils.training.clipping import GlobalNormClipping
 from utils.threads import OneThreadPerLoader
 from utils.training.ema import WeightAverage
@@ -100,14 +101,15 @@ def build_model(preset, seed=0, path=None, log=print, norm=None):
     return model
 
 
-def load_data(paths, box_offset, keep_empty=True):
+def load_data(paths, box_offset, keep_empty=True,
+              max_pixels=MAX_IMAGE_PIXELS):
     """(train, val, val json path, class metadata). The training set's
     categories are the model's classes (``n_fg_class``, ``class_ids``,
     ``class_names``); the validation set is read in them, matched by
     category id. ``box_offset`` is the model's: it decides how COCO boxes
-    are read."""
+    are read; ``max_pixels`` is ``COCODataset``'s."""
     train = COCODataset(*paths['train'], keep_empty=keep_empty,
-                        box_offset=box_offset)
+                        box_offset=box_offset, max_pixels=max_pixels)
     if train.n_instances == 0:
         skipped = ', '.join('{} {}'.format(n, reason) for reason, n in
                             train.skipped.items() if n)
@@ -115,7 +117,7 @@ def load_data(paths, box_offset, keep_empty=True):
             paths['train'][0], 'skipped: ' + skipped if skipped else
             'no annotations'))
     val = COCODataset(*paths['val'], box_offset=box_offset,
-                      class_ids=train.class_ids)
+                      class_ids=train.class_ids, max_pixels=max_pixels)
     meta = {'n_fg_class': len(train.class_ids),
             'class_ids': [int(c) for c in train.class_ids],
             'class_names': list(train.class_names)}
@@ -238,5 +240,6 @@ def build_trainer(model, preset, data, schedule, out, seed=0,
         advice)
     if root:
         extend_writers(trainer, schedule, model, COCOEvaluator(
-            val, result, val_json, out, class_ids=class_ids), advice)
+            val, result, val_json, out, class_ids=class_ids,
+            max_pixels=val.max_pixels), advice)
     return trainer, result

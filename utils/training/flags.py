@@ -8,8 +8,13 @@ import argparse
 from models.box_losses import BOX_LOSSES
 from models.norm import NORMS
 from models.presets import ARCHS
+from utils.arg_types import (
+    MAX_ROI_SIZE, MAX_WORKERS, bounded_float,
+    bounded_int, floats, image_pixels, positive, probability, seed, side,
+    workers)
 from utils.data.color_jitter import ColorJitter
 from utils.data.perspective import MAX_SHIFT
+from utils.ops.image import MAX_IMAGE_PIXELS
 from utils.training.distributed import COMMUNICATORS
 from utils.weights.zoo import CATALOGUE
 
@@ -54,24 +59,24 @@ def _model_flags(a):
       help="Detectron's TRAIN.FREEZE_AT: 1 freezes the stem, k also "
            "res2..resk (MobileNetV1: the blocks up to stride 2^k) "
            "(default: 2 with --pretrained, else 0)")
-    a('--roi-size', type=_positive, default=None,
-      help="box head ROIAlign output size (default: the preset's, C4 14, "
-           "FPN 7); for c4 a multiple of 7 that the mask head pools at too, "
-           "as both run res5 (stride roi-size // 7)")
-    a('--scales', type=_positive, nargs='+', default=None,
-      help="training shorter sides, picked at random per image (default: "
-           "--min-size)")
-    a('--min-size', type=_positive, default=None,
-      help="shorter image side at test time, and in training without "
-           "--scales (default: the largest --scales, else the preset's: "
-           "800, fpn-tiny 192)")
-    a('--max-size', type=_positive, default=None,
-      help="cap on the longer image side, training and test (default: the "
-           "preset's: 1333, fpn-tiny 256)")
-    a('--anchor-sizes', type=_positive, nargs='+', default=None,
+    a('--roi-size', type=_roi_size, default=None,
+      help="box head ROIAlign output size, 1..32 (default: the preset's, C4 "
+           '14, FPN 7); for c4 a multiple of 7 that the mask head pools at '
+           'too, as both run res5 (stride roi-size // 7)')
+    a('--scales', type=side, nargs='+', default=None,
+      help="training shorter sides, 1..4096, picked at random per image "
+           "(default: --min-size)")
+    a('--min-size', type=side, default=None,
+      help='shorter image side (1..4096) at test time, and in training '
+           'without --scales (default: the largest --scales, else the '
+           "preset's: 800, fpn-tiny 192)")
+    a('--max-size', type=side, default=None,
+      help='cap (1..4096) on the longer image side, training and test '
+           "(default: the preset's: 1333, fpn-tiny 256)")
+    a('--anchor-sizes', type=side, nargs='+', default=None,
       metavar='PX',
-      help='anchor sizes in input pixels: 5 for the FPN archs, one per '
-           'level P2-P6; any number for c4 (default: 32 64 128 256 512)')
+      help='anchor sizes in input pixels, 1..4096: 5 for the FPN archs, one '
+           'per level P2-P6; any number for c4 (default: 32 64 128 256 512)')
     a('--auto-size', action='store_true',
       help='pick --min-size, --max-size and --anchor-sizes (those not '
            'given) from the training set: the images at their own size, '
@@ -79,9 +84,9 @@ def _model_flags(a):
            'anchors from the power of two at or below the smallest objects '
            '(10th percentile, 8 to 32 px) doubling per level; recorded in '
            'config.json and the model file (default: off)')
-    a('--gamma', type=float, default=None,
-      help="weight of the mask loss (default: the preset's, 1 as "
-           "Detectron's MRCNN.WEIGHT_LOSS_MASK)")
+    a('--gamma', type=_loss_weight, default=None,
+      help="weight of the mask loss, in [0, 1000] (default: the preset's, 1 "
+           "as Detectron's MRCNN.WEIGHT_LOSS_MASK)")
     a('--norm', choices=NORMS + ('syncbn',), default=None,
       help="backbone normalisation (default: gn from scratch; with "
            "--pretrained the preset's or the weights', affine for c4 and "
@@ -113,79 +118,88 @@ def _data_flags(a):
     a('--synthetic-root', default='data/synthetic',
       help='where the synthetic dataset is generated (default: '
            'data/synthetic; regenerated when its size or seed changes)')
-    a('--synthetic-images', type=_positive, nargs=2, default=(240, 40),
-      metavar=('TRAIN', 'VAL'),
-      help='synthetic training and validation images (default: 240 40)')
+    a('--synthetic-images', type=_image_count, nargs=2,
+      default=(240, 40), metavar=('TRAIN', 'VAL'),
+      help='synthetic training and validation images, 1..100000 each '
+           '(default: 240 40)')
     a('--drop-empty', action='store_true',
       help='drop training images without annotations')
-    a('--loaders', type=int, default=2,
-      help='image-loading processes, 0 to load in this one (default: 2)')
+    a('--loaders', type=_loaders, default=2,
+      help='image-loading processes, 0..64, 0 to load in this one '
+           '(default: 2)')
+    a('--max-image-pixels', type=image_pixels, default=MAX_IMAGE_PIXELS,
+      metavar='N',
+      help='refuse an image whose header declares more pixels (width x '
+           'height), before it is decoded (default: {}, Pillow\'s '
+           'decompression-bomb limit)'.format(MAX_IMAGE_PIXELS))
 
 
 def _devices_flags(a):
-    a('--gpu', type=int, default=-1,
-      help='GPU id (default: -1, the CPU); with --communicator, the first '
-           'GPU of each node (process r of a node uses GPU --gpu + r)')
+    a('--gpu', type=_gpu, default=-1,
+      help='GPU id, -1..1023 (default: -1, the CPU); with --communicator, '
+           'the first GPU of each node (process r of a node uses GPU --gpu + '
+           'r)')
     a('--gpus', type=_ids, default=None, metavar='0,1,...',
       help='several GPUs of one process; the batch is split across them')
     a('--communicator', choices=COMMUNICATORS, default=None,
       help='ChainerMN: one process per GPU or CPU, started with mpiexec '
            '-n N; the batch per step is N x --batchsize (default: one '
            'process)')
-    a('--batchsize', '-b', type=_positive, default=2,
-      help='images per iteration, split across --gpus; per process with '
-           '--communicator (default: 2)')
-    a('--subdivisions', type=_positive, default=1,
-      help='split each batch into this many sequential pieces (gradient '
-           'accumulation; default: 1)')
-    a('--threads', type=_positive, default=None,
-      help='BLAS and OpenCV threads of each training process; loader '
-           'processes use 1 (default: the cores this process may use, '
+    a('--batchsize', '-b', type=workers, default=2,
+      help='images per iteration, 1..1024, split across --gpus; per process '
+           'with --communicator (default: 2)')
+    a('--subdivisions', type=workers, default=1,
+      help='1..1024: split each batch into this many sequential pieces '
+           '(gradient accumulation; default: 1)')
+    a('--threads', type=workers, default=None,
+      help='BLAS and OpenCV threads, 1..1024, of each training process; '
+           'loader processes use 1 (default: the cores this process may use, '
            'shared among the ChainerMN processes of its node)')
 
 
 def _schedule_flags(a):
-    a('--lr', type=float, default=None,
-      help='base learning rate (default: 0.02 x batch / 16; 0.01 for '
-           'synthetic data)')
-    a('--iteration', '-i', type=_positive, default=None,
-      help='iterations (default: 90000 for COCO, 500 synthetic)')
+    a('--lr', type=_lr, default=None,
+      help='base learning rate, in (0, 10] (default: 0.02 x batch / 16; 0.01 '
+           'for synthetic data)')
+    a('--iteration', '-i', type=positive, default=None,
+      help='iterations, 1..1e9 (default: 90000 for COCO, 500 synthetic)')
     a('--lr-schedule', choices=('step', 'cosine'), default='step',
       help="step: Detectron's, x0.1 at each --lr-steps; cosine: from lr "
            'down to 0 at --iteration (both after --warmup; default: step)')
-    a('--lr-steps', type=int, nargs='*', default=None,
-      help='iterations where lr is multiplied by 0.1 with --lr-schedule '
-           'step (default: 2/3 and 8/9 of --iteration)')
-    a('--warmup', type=int, default=None,
-      help='linear warm-up iterations from lr/3 (default: 500 with '
-           '--pretrained, 1000 from scratch, 100 synthetic; at most '
-           '--iteration / 5)')
+    a('--lr-steps', type=_iteration, nargs='*', default=None,
+      help='iterations (0..1e9) where lr is multiplied by 0.1 with '
+           '--lr-schedule step (default: 2/3 and 8/9 of --iteration)')
+    a('--warmup', type=_iteration, default=None,
+      help='linear warm-up iterations from lr/3, 0..1e9 (default: 500 '
+           'with --pretrained, 1000 from scratch, 100 synthetic; at '
+           'most --iteration / 5)')
     a('--clip-grad', type=_max_norm, default=None, metavar='MAXNORM',
-      help='clip the gradients to this global L2 norm, 0 for off '
+      help='clip the gradients to this global L2 norm, 0..1e6, 0 for off '
            "(detectron2's SOLVER.CLIP_GRADIENTS, full_model; default: 20 "
            'from scratch, off with --pretrained)')
-    a('--weight-decay', type=float, default=1e-4,
-      help='L2 weight decay (default: 1e-4)')
+    a('--weight-decay', type=_weight_decay, default=1e-4,
+      help='L2 weight decay, in [0, 1) (default: 1e-4)')
     a('--ema', type=_decay, default=None, metavar='DECAY',
       help='evaluate and save an exponential moving average of the '
            'weights, avg = DECAY * avg + (1 - DECAY) * weights after each '
            'step, from the starting weights; it forgets them in about 1 / '
            '(1 - DECAY) iterations, e.g. 0.999: 1000 (default: off, the '
            'last weights)')
-    a('--seed', type=int, default=0, help='random seed (default: 0)')
+    a('--seed', type=seed, default=0,
+      help='random seed, 0..2^32-1 (default: 0)')
 
 
 def _augment_flags(a):
     a('--color-jitter', type=_color_jitter, default=None,
       metavar='B,C,S,H',
       help='random brightness, contrast and saturation factors in '
-           '[max(0, 1-x), 1+x] for x = B, C, S >= 0 and a hue turn in '
+           '[max(0, 1-x), 1+x] for finite x = B, C, S >= 0 and a hue turn in '
            '[-H, H] (H <= 0.5 of a turn), in random order, as torchvision '
            'ColorJitter; e.g. 0.4,0.4,0.4,0.1 (default: off)')
     a('--random-crop', type=_crop_range, default=None, metavar='LO,HI',
       help='cut each training image to a random window of LO..HI times its '
-           'sides (0 < LO <= HI) before the resize: below 1 a crop (zoom '
-           'in), above 1 padding with the pixel mean (zoom out); e.g. '
+           'sides (0.05 <= LO <= HI <= 4) before the resize: below 1 a crop '
+           '(zoom in), above 1 padding with the pixel mean (zoom out); e.g. '
            '0.5,1.5 (default: off)')
     a('--perspective', type=_corner_move, default=0., metavar='D',
       help='warp each training image, after --random-crop, by a random '
@@ -194,27 +208,27 @@ def _augment_flags(a):
            'with it, boxes recomputed from them; e.g. 0.05 (default: 0, '
            'off)')
     a('--crop-min-visible', type=float, default=None, metavar='FRACTION',
-      help='with --random-crop, --mosaic or --perspective, drop an '
+      help='in [0, 1]: with --random-crop, --mosaic or --perspective, drop an '
            'instance when less than this fraction of its mask area stays '
            'in the window, quadrant or warped image (default: 0.25)')
-    a('--mosaic', type=_probability, default=0., metavar='P',
+    a('--mosaic', type=probability, default=0., metavar='P',
       help='with probability P put an image and the next three of the '
            'batch in the four quadrants of one, split at a random centre '
            '(default: 0, off)')
-    a('--mixup', type=_probability, default=0., metavar='P',
+    a('--mixup', type=probability, default=0., metavar='P',
       help='with probability P blend an image with another of the batch '
            '(weight ~ Beta(32, 32), about 0.5) and train on the instances of '
            'both (default: 0, off)')
 
 
 def _run_flags(a):
-    a('--snapshot', type=_positive, default=None,
-      help='trainer snapshot interval in iterations (default: 5000, '
+    a('--snapshot', type=positive, default=None,
+      help='trainer snapshot interval in iterations, 1..1e9 (default: 5000, '
            'synthetic 250)')
-    a('--validation', type=_positive, default=None,
-      help='COCO evaluation interval (default: 10000, synthetic 250)')
-    a('--log-interval', type=_positive, default=20,
-      help='log every N iterations (default: 20)')
+    a('--validation', type=positive, default=None,
+      help='COCO evaluation interval, 1..1e9 (default: 10000, synthetic 250)')
+    a('--log-interval', type=positive, default=20,
+      help='log every N iterations, 1..1e9 (default: 20)')
     a('--out', '-o', default='result',
       help='output folder (default: result)')
     a('--resume', default=None, help='trainer snapshot to resume from')
@@ -222,31 +236,8 @@ def _run_flags(a):
       help='evaluate --pretrained on the validation set and exit')
 
 
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            'expected a positive integer, got {!r}'.format(text))
-    return value
-
-
-def _floats(text, n):
-    try:
-        values = tuple(float(v) for v in text.split(','))
-    except ValueError:
-        values = ()
-    if len(values) not in n:
-        raise argparse.ArgumentTypeError(
-            'expected {} comma-separated numbers, got {!r}'.format(
-                ' or '.join(str(k) for k in n), text))
-    return values
-
-
 def _color_jitter(text):
-    values = _floats(text, (4,))
+    values = floats(text, (4,))
     try:
         ColorJitter(*values)
     except ValueError as e:
@@ -255,43 +246,38 @@ def _color_jitter(text):
 
 
 def _crop_range(text):
-    values = _floats(text, (2,))
-    if not 0 < values[0] <= values[1]:
+    # HI = 4 pads an image to 16 times its pixels; 1000 asked for 281 GiB.
+    values = floats(text, (2,))
+    if not MIN_CROP <= values[0] <= values[1] <= MAX_CROP:
         raise argparse.ArgumentTypeError(
-            'expected 0 < LO <= HI, got {!r}'.format(text))
+            'expected 0 < LO <= HI with LO >= {} and HI <= {}, got {!r}'
+            .format(MIN_CROP, MAX_CROP, text))
     return values
 
 
-def _bounded(what, low, high, closed=(True, True), unit=''):
-    """An argparse type: a float in the interval from ``low`` to ``high``,
-    each end included as ``closed`` says; the error names ``what``."""
-    interval = '{}{}, {}{}'.format('[' if closed[0] else '(', low, high,
-                                   ']' if closed[1] else ')')
+MIN_CROP, MAX_CROP = 0.05, 4.
+_roi_size = bounded_int('a ROI size', 1, MAX_ROI_SIZE)
+_image_count = bounded_int('an image count', 1, 100000)
+_loaders = bounded_int('a number of loader processes', 0, 64)
+_gpu = bounded_int('a GPU id', -1, MAX_WORKERS - 1)
+_iteration = bounded_int('an iteration', 0, 10 ** 9)
+_loss_weight = bounded_float('a loss weight', 0, 1000)
+_lr = bounded_float('a learning rate', 0, 10, closed=(False, True))
+_weight_decay = bounded_float('a weight decay', 0, 1, closed=(True, False))
+_decay = bounded_float('a decay', 0, 1, closed=(False, False))
+_corner_move = bounded_float('a corner move', 0, MAX_SHIFT,
+                             closed=(True, False), unit=' of the image sides')
 
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            value = float('nan')            # refused below, as 'nan' is
-        above = value >= low if closed[0] else value > low
-        below = value <= high if closed[1] else value < high
-        if not (above and below):
-            raise argparse.ArgumentTypeError('expected {} in {}{}, got '
-                                             '{!r}'.format(what, interval,
-                                                           unit, text))
-        return value
-    return parse
-
-
-_decay = _bounded('a decay', 0, 1, closed=(False, False))
-_corner_move = _bounded('a corner move', 0, MAX_SHIFT, closed=(True, False),
-                        unit=' of the image sides')
-_probability = _bounded('a probability', 0, 1)
-_max_norm = _bounded('a gradient norm', 0, float('inf'), closed=(True, False))
+_max_norm = bounded_float('a gradient norm', 0, 1e6)
 
 
 def _ids(text):
     try:
-        return [int(i) for i in text.split(',')]
+        ids = [int(i) for i in text.split(',')]
     except ValueError:
-        raise argparse.ArgumentTypeError('expected GPU ids like 0,1,2,3')
+        ids = [-1]
+    if not all(0 <= i < MAX_WORKERS for i in ids):
+        raise argparse.ArgumentTypeError(
+            'expected GPU ids 0..{} like 0,1,2,3, got {!r}'.format(
+                MAX_WORKERS - 1, text))
+    return ids

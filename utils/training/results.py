@@ -9,7 +9,7 @@ from utils.atomic_write import OutputError
 from utils.data.coco_dataset import COCODataset
 from utils.data.coco_eval import COCOEvaluator
 from utils.data.coco_json import DatasetError
-from utils.ops.image import ImageError
+from utils.ops.image import MAX_IMAGE_PIXELS, ImageError
 from utils.training.errors import SetupError
 from utils.training.pretrained import resolve
 from utils.training.setup import prepare_out, write_demo
@@ -48,17 +48,19 @@ def load_evaluated_model(pretrained, arch=None, depth=None):
     return model, class_ids
 
 
-def evaluate_model(model, class_ids, val_paths, out, gpu=-1):
+def evaluate_model(model, class_ids, val_paths, out, gpu=-1,
+                   max_pixels=MAX_IMAGE_PIXELS):
     """COCO-evaluate ``model`` on the validation set ``val_paths``
     (annotation json, image folder), read in the model's classes
     (``class_ids``, matched by category id), writing to ``out``, on
-    ``gpu`` (-1: the CPU)."""
+    ``gpu`` (-1: the CPU); ``max_pixels`` is ``COCODataset``'s."""
     val_json, val_images = val_paths
     val = COCODataset(val_json, val_images,
                       box_offset=model.conventions.box_offset,
-                      class_ids=class_ids)
+                      class_ids=class_ids, max_pixels=max_pixels)
     prepare_out(out)
     if gpu >= 0:
         chainer.backends.cuda.get_device_from_id(gpu).use()
         model.to_gpu(gpu)
-    COCOEvaluator(val, model, val_json, out, class_ids=class_ids).evaluate()
+    COCOEvaluator(val, model, val_json, out, class_ids=class_ids,
+                  max_pixels=max_pixels).evaluate()

@@ -24,7 +24,11 @@ from chainer import training
 from chainer.training import extensions
 
 from utils.atomic_write import OutputError, atomic_write
+from utils.training.snapshot_checks import (
+    check_fields, state_shapes, trainer_shapes)
 from utils.weights.model_io import open_npz
+from utils.weights.npz_members import (
+    ShapeMismatch, check_shapes, member_headers)
 
 SNAPSHOT_NAME = 'snapshot_iter_{.updater.iteration}'
 SNAPSHOT_FILE = re.compile(r'^snapshot_iter_(\d+)$')
@@ -48,14 +52,22 @@ def load_snapshot(path, trainer, n_train):
             wrote it (arch, dtype, devices, processes).
         n_train (int): this process's training set size; a snapshot of
             another dataset would resume with a wrong order.
+
+    Every array's declared shape and every counter's range are checked
+    before the trainer reads any (``utils.training.snapshot_checks``).
     """
     with open_npz(path, 'trainer snapshot', SnapshotError) as npz:
         _check_is_snapshot(npz, path)
         order = [k for k in npz.files if k.endswith('iterator:main/order')]
+        _check_shapes(npz, path, trainer, order)
         if order and npz[order[0]].size not in (0, n_train):
             raise SnapshotError(
                 '{} was written for a training set of {} images, this one '
                 'has {}'.format(path, npz[order[0]].size, n_train))
+        try:
+            check_fields(npz, n_train)
+        except ValueError as e:
+            raise SnapshotError('{}: {}'.format(path, e)) from None
         _check_no_average_dropped(npz, path, trainer)
         try:
             chainer.serializers.NpzDeserializer(npz).load(trainer)
@@ -70,6 +82,20 @@ def load_snapshot(path, trainer, n_train):
                 raise
             raise SnapshotError('{} does not fit this training set-up: {}'
                                 .format(path, str(e).splitlines()[0]))
+
+
+def _check_shapes(npz, path, trainer, order):
+    """Every array as the trainer has it (the order is checked apart:
+    another dataset's gets its own message)."""
+    expected = trainer_shapes(trainer)
+    expected.update(state_shapes(npz.files, expected))
+    for key in order:
+        expected.pop(key, None)
+    try:
+        check_shapes(member_headers(npz.zip, path), expected)
+    except ShapeMismatch as e:
+        raise SnapshotError('{} does not fit this training set-up: {}'
+                            .format(path, e)) from None
 
 
 def _check_no_average_dropped(npz, path, trainer):

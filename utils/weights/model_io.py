@@ -26,7 +26,6 @@ ema            the weights are ``train.py --ema``'s moving average with
 =============  ==========================================================
 """
 import contextlib
-import dataclasses
 import json
 import os
 import zipfile
@@ -35,21 +34,18 @@ import zlib
 import chainer
 import numpy
 
-from models.conventions import DETECTRON, Conventions
-from models.norm import NORMS
-from models.presets import ARCHS, Preset, build_mask_rcnn, get_preset
+from models.conventions import DETECTRON
+from models.presets import ARCHS, build_mask_rcnn, get_preset
 from utils.atomic_write import OutputError, atomic_write
-from utils.data.coco_names import coco_classes
+from utils.weights.meta_ranges import array_problem, levels_problem
+from utils.weights.model_meta import (  # noqa: F401 (this module's API)
+    DEFAULT_N_FG_CLASS, ModelFileError, check_meta, model_classes,
+    preset_fields)
+from utils.weights.npz_members import (
+    ObjectArray, ShapeMismatch, check_shapes, member_headers)
 
 META_KEY = '_meta'
 DEFAULT_CONVENTIONS = DETECTRON.to_dict()
-#: Classes of a model whose metadata has no ``n_fg_class`` (Detectron's
-#: COCO models).
-DEFAULT_N_FG_CLASS = 80
-
-
-class ModelFileError(ValueError):
-    """A model file that is missing, unreadable or does not fit."""
 
 
 def model_arrays(model):
@@ -80,11 +76,16 @@ def save_model(path, model, meta):
 
 
 @contextlib.contextmanager
-def open_npz(path, what='npz model file', error=None):
+def open_npz(path, what='npz model file', error=None, expected=None):
     """``numpy.load(path, allow_pickle=False)`` of an npz archive, so no
     code in the file can run; any problem reading it (missing, empty, an
     ``.npy``, a pickle, a corrupt or truncated zip, an object array) is
-    raised as ``error`` (default ``ModelFileError``) naming ``path``."""
+    raised as ``error`` (default ``ModelFileError``) naming ``path``.
+
+    Before anything is read, every member's declared size is checked
+    (``utils.weights.npz_members``: zip bombs, huge headers, other zip
+    methods), and so are the shapes of the members named in ``expected``
+    (name -> shape)."""
     error = error or ModelFileError
     if not os.path.isfile(path):
         raise error('{} not found: {}'.format(what, path))
@@ -99,6 +100,7 @@ def open_npz(path, what='npz model file', error=None):
         raise error('{} is a single .npy array, not the npz archive of '
                     'a {}'.format(path, what))
     with npz:
+        _check_members(npz, path, what, error, expected)
         try:
             yield npz
         except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
@@ -111,6 +113,21 @@ def open_npz(path, what='npz model file', error=None):
             raise error('{} holds an object array (pickled Python '
                         'objects), which is never loaded; expected '
                         'numeric arrays only'.format(path)) from None
+
+
+def _check_members(npz, path, what, error, expected):
+    try:
+        check_shapes(member_headers(npz.zip, path), expected or {})
+    except ShapeMismatch as e:
+        raise error('{} does not fit the model: {}'.format(path, e)) \
+            from None
+    except ObjectArray:
+        raise error('{} holds an object array (pickled Python objects), '
+                    'which is never loaded; expected numeric arrays '
+                    'only'.format(path)) from None
+    except ValueError as e:
+        raise error('{} is not a readable {}: {}'.format(
+            path, what, _first_line(e))) from None
 
 
 def _first_line(e):
@@ -136,61 +153,11 @@ def read_meta(path):
     return meta
 
 
-# key -> (check, what is expected); absent keys are allowed.
-_META_CHECKS = {
-    'kind': (lambda v: v in ('model', 'backbone'), "'model' or 'backbone'"),
-    'body': (lambda v: v in ('resnet', 'mobilenetv1'),
-             "'resnet' or 'mobilenetv1'"),
-    'arch': (lambda v: isinstance(v, str), 'an architecture name'),
-    'depth': (lambda v: v in (50, 101), '50 or 101'),
-    'n_fg_class': (lambda v: type(v) is int and v > 0,
-                   'a positive integer'),
-    'class_ids': (lambda v: isinstance(v, list) and all(
-        type(i) is int for i in v), 'a list of integers'),
-    'class_names': (lambda v: isinstance(v, list) and all(
-        isinstance(n, str) for n in v), 'a list of strings'),
-    'conventions': (lambda v: isinstance(v, dict), 'an object'),
-    'preset': (lambda v: isinstance(v, dict), 'an object'),
-    'source': (lambda v: isinstance(v, dict), 'an object'),
-    'ema': (lambda v: isinstance(v, float) and 0 < v < 1,
-            'a decay between 0 and 1'),
-}
-
-
-def check_meta(meta, path='the model file'):
-    """Raise ``ModelFileError`` unless ``meta`` has the types of the
-    module docstring's table and its class lists have one entry per class
-    (``n_fg_class``, or ``DEFAULT_N_FG_CLASS`` when absent: what
-    ``load_model`` builds)."""
-    if not isinstance(meta, dict):
-        raise ModelFileError('{}: metadata is a {}, expected a JSON '
-                             'object'.format(path, type(meta).__name__))
-    for key, (ok, expected) in _META_CHECKS.items():
-        if key in meta and not ok(meta[key]):
-            raise ModelFileError('{}: metadata {!r} is {!r}, expected {}'
-                                 .format(path, key, meta[key], expected))
-    n_fg_class = meta.get('n_fg_class', DEFAULT_N_FG_CLASS)
-    for key in ('class_ids', 'class_names'):
-        if key in meta and len(meta[key]) != n_fg_class:
-            raise ModelFileError('{}: metadata {!r} has {} entries for {} '
-                                 'classes'.format(path, key, len(meta[key]),
-                                                  n_fg_class))
-
-
-def model_classes(meta):
-    """``class_ids`` and ``class_names`` of labels 1..K of a model's
-    checked metadata: its own, else COCO's for an 80-class model
-    (``utils.data.coco_names.coco_classes``). A key that neither gives is
-    absent: which classes the model has is then unknown."""
-    classes = coco_classes(meta.get('n_fg_class', DEFAULT_N_FG_CLASS))
-    classes.update((key, meta[key]) for key in ('class_ids', 'class_names')
-                   if key in meta)
-    return classes
-
-
 def load_weights(path, model):
-    """Load the arrays of ``path`` into ``model``; every array must fit."""
-    with open_npz(path) as npz:
+    """Load the arrays of ``path`` into ``model``; every array must fit,
+    in its declared shape before it is read."""
+    expected = {k: v.shape for k, v in model_arrays(model).items()}
+    with open_npz(path, expected=expected) as npz:
         try:
             chainer.serializers.NpzDeserializer(npz, strict=True).load(model)
         except (KeyError, TypeError) as e:
@@ -233,61 +200,24 @@ def load_model(path, arch=None, thresholds='evaluate', **overrides):
                              'of {}'.format(path, arch, ', '.join(ARCHS)))
     fields = preset_fields(meta, path)
     fields.update(overrides)
-    model = build_mask_rcnn(get_preset(arch, **fields), thresholds)
+    preset = get_preset(arch, **fields)
+    check_preset_arrays(preset, path)
+    model = build_mask_rcnn(preset, thresholds)
     load_weights(path, model)
     return model, meta
 
 
-def preset_fields(meta, path='the model file'):
-    """``Preset`` fields an npz's (checked) metadata fixes: depth, classes,
-    the conventions and any preset overrides, each of the type of the
-    field it replaces."""
-    try:
-        conventions = Conventions.from_dict(meta.get('conventions', {}))
-    except (TypeError, ValueError) as e:
-        raise ModelFileError('{}: bad conventions metadata ({})'.format(
-            path, e)) from None
-    fields = {'depth': meta.get('depth', 50),
-              'n_fg_class': meta.get('n_fg_class', DEFAULT_N_FG_CLASS),
-              'conventions': conventions}
-    defaults = {f.name: f.default for f in dataclasses.fields(Preset)}
-    for key, value in meta.get('preset', {}).items():
-        if key not in defaults or key in fields:
-            raise ModelFileError('{}: unknown preset field {!r} in its '
-                                 'metadata'.format(path, key))
-        value = _tuples(value)
-        if not _same_kind(value, defaults[key]):
-            raise ModelFileError('{}: preset field {!r} is {!r}, expected '
-                                 'a value like {!r}'.format(
-                                     path, key, value, defaults[key]))
-        if key == 'norm' and value not in NORMS:
-            raise ModelFileError('{}: preset field \'norm\' is {!r}, '
-                                 'expected one of {}'.format(
-                                     path, value, ', '.join(NORMS)))
-        fields[key] = value
-    return fields
-
-
-def _same_kind(value, default):
-    """``value`` has the structure of ``default``: numbers for numbers (a
-    bool is not one), strings for strings, tuples of such for tuples; a
-    field whose default is None takes None or a tuple of numbers."""
-    if default is None:
-        return value is None or _same_kind(value, (0.,))
-    if isinstance(default, tuple):
-        return isinstance(value, tuple) and all(
-            _same_kind(v, default[0]) for v in value) if default else \
-            isinstance(value, tuple)
-    if isinstance(default, bool) or isinstance(value, bool):
-        return type(value) is type(default)
-    if isinstance(default, (int, float)):
-        return isinstance(value, (int, float)) and (
-            isinstance(value, int) or not isinstance(default, int))
-    return type(value) is type(default)
-
-
-def _tuples(value):
-    """JSON lists back to the tuples presets hold."""
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
+def check_preset_arrays(preset, path):
+    """Before the model is built: its pyramid levels are the arch's and
+    the numbers the file's arrays fix (classes, widths, the box head's
+    input) are the preset's, so no metadata builds a model much larger
+    than the file (``utils.weights.meta_ranges``)."""
+    problem = levels_problem(preset.rpn_strides, preset.rpn_sizes,
+                             preset.arch)
+    if problem is None:
+        with open_npz(path) as npz:
+            shapes = {name: shape for name, (shape, _) in
+                      member_headers(npz.zip, path).items()}
+        problem = array_problem(preset, shapes)
+    if problem:
+        raise ModelFileError('{}: {}'.format(path, problem))
