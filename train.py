@@ -173,7 +173,9 @@ def run(args, comm=None, argv=()):
                              not args.drop_empty, args.max_image_pixels)
     train, val, val_json, meta = load() if comm is None else \
         scatter_datasets(comm, load, args.seed)
-    sizes = data_sizes(train)
+    # Rank 0 alone prints, and its shard is a chainer SubDataset without
+    # the annotations' boxes: the summary is for one-process runs.
+    sizes = data_sizes(train) if comm is None else None
     if args.auto_size:  # the sizes not given on the command line
         args.auto_size = meta['auto_size'] = auto_sizes(sizes)
         for key, value in args.auto_size.items():
@@ -188,8 +190,9 @@ def run(args, comm=None, argv=()):
     args.depth = preset.depth
     for key, value in effective_sizes(preset).items():  # for config.json
         setattr(args, key, getattr(args, key) or value)
-    log('\n'.join([sizes_line(preset, args.scales)] + summary_lines(
-        sizes, preset.min_size, preset.max_size, args.anchor_sizes)))
+    log('\n'.join([sizes_line(preset, args.scales)] + (summary_lines(
+        sizes, preset.min_size, preset.max_size, args.anchor_sizes)
+        if sizes is not None else [])))
     meta.update(arch=args.arch, depth=preset.depth,
                 conventions=preset.conventions.to_dict(),
                 preset=preset_overrides(preset))

@@ -111,7 +111,7 @@ def test_a_diverging_affine_run_says_to_train_a_norm(tmp_path):
              '--train-images', str(tmp_path / 'train' / 'images'),
              '--val-json', str(tmp_path / 'val' / 'annotations.json'),
              '--val-images', str(tmp_path / 'val' / 'images'),
-             '--arch', 'fpn-tiny', '--norm', 'affine', '--lr', '1e6',
+             '--arch', 'fpn-tiny', '--norm', 'affine', '--lr', '10',
              '--clip-grad', '0', '--loaders', '0', '--iteration', '20',
              '--out', str(tmp_path / 'o')]
     with pytest.raises(TrainingDiverged) as e:
