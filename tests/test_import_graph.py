@@ -15,10 +15,11 @@ PACKAGES = ('functions', 'models', 'utils')
 # utils.threads sizes the thread pools, ours in functions included;
 # utils.atomic_write writes every output whole or not at all;
 # utils.printable escapes strings from files before they are printed;
-# utils.protobuf_wire reads protobuf fields (caffemodels, ONNX checks).
+# utils.protobuf_wire reads protobuf fields (caffemodels, ONNX checks);
+# utils.inside_folder keeps paths named in files inside their folder.
 LAYERS = [('utils.compat', 0), ('utils.backend', 0),
           ('utils.atomic_write', 0), ('utils.printable', 0),
-          ('utils.protobuf_wire', 0),
+          ('utils.protobuf_wire', 0), ('utils.inside_folder', 0),
           ('functions', 1),
           ('utils.threads', 2),
           ('utils.ops', 2), ('models', 3), ('utils.vis', 4),

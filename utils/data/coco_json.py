@@ -58,6 +58,7 @@ import numpy
 import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 
+from utils.inside_folder import leaving_problem
 from utils.ops.image import MAX_IMAGE_PIXELS
 
 #: Polygon vertices lie within this many image sides of the image.
@@ -186,7 +187,7 @@ def _check_images(images, image_dir=None, max_pixels=MAX_IMAGE_PIXELS):
                                                  im['id']))
         if not isinstance(im.get('file_name'), str):
             raise DatasetError('{} has no file_name'.format(name))
-        problem = file_name_problem(im['file_name'])
+        problem = leaving_problem(im['file_name'], 'the image folder')
         if problem:
             raise DatasetError('{}: file_name {!r} {}{}'.format(
                 name, im['file_name'], problem, '' if image_dir is None
@@ -216,21 +217,6 @@ def _check_categories(categories):
         if cat['id'] in seen:
             raise DatasetError('duplicate {}'.format(name))
         seen.add(cat['id'])
-
-
-def file_name_problem(file_name):
-    """Why an image ``file_name`` may not be joined to its image folder,
-    or None: it must stay inside the folder by its spelling (absolute
-    paths and ``..`` above the folder are refused; symbolic links inside
-    the folder are the user's and followed)."""
-    if '\0' in file_name:
-        return 'holds a NUL character'
-    if os.path.isabs(file_name) or os.path.splitdrive(file_name)[0]:
-        return 'is an absolute path; expected a path inside the image folder'
-    norm = os.path.normpath(file_name)
-    if norm == os.pardir or norm.startswith(os.pardir + os.sep):
-        return 'leads out of the image folder (..); expected a path inside it'
-    return None
 
 
 def _check_annotation(ann, index, sizes, cat_ids, id_type=int, names=None):

@@ -13,8 +13,8 @@ problem one ``OnnxModelError`` line naming the file and what was expected.
 * ``check_runtime_types``: the ``runtime`` metadata has the JSON types
   ``predict`` uses (ranges are checked with the rest of the metadata).
 """
-import os
 
+from utils.inside_folder import leaving_problem
 from utils.protobuf_wire import LEN, VARINT, WireError, fields
 
 
@@ -100,18 +100,6 @@ def _external_location(tensor):
     return name, location if external else None
 
 
-def external_location_problem(location):
-    """Why an external-data ``location`` may not be read, or None."""
-    if '\0' in location:
-        return 'holds a NUL character'
-    if os.path.isabs(location) or os.path.splitdrive(location)[0]:
-        return 'is an absolute path'
-    norm = os.path.normpath(location)
-    if norm == os.pardir or norm.startswith(os.pardir + os.sep):
-        return 'leads out of the model\'s folder (..)'
-    return None
-
-
 def check_external_data(path):
     """Refuse ``path`` when it is not an ONNX protobuf or a tensor's
     external data lies outside its folder (module docstring). Read with
@@ -129,8 +117,8 @@ def check_external_data(path):
     for name, location in tensors:
         if location is None:
             continue
-        problem = (external_location_problem(location) if location
-                   else 'has no location')
+        problem = (leaving_problem(location, "the model's folder")
+                   if location else 'has no location')
         if problem:
             raise OnnxModelError(
                 '{}: the external data of tensor {!r}, {!r}, {}; expected '
