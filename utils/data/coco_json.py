@@ -54,19 +54,12 @@ import json
 import math
 import os
 
-import numpy
-import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 
+from utils.data.coco_segm import (
+    are_numbers, is_int, segmentation_area, segmentation_problem)
 from utils.inside_folder import leaving_problem
 from utils.ops.image import MAX_IMAGE_PIXELS
-
-#: Polygon vertices lie within this many image sides of the image.
-POLYGON_MARGIN = 4
-#: The edges of an annotation's polygons add up to at most this many
-#: times ``W + H``, and never more than ``MAX_PERIMETER`` pixels.
-PERIMETER_FACTOR = 64
-MAX_PERIMETER = 2 ** 20
 
 
 class DatasetError(ValueError):
@@ -136,29 +129,15 @@ def _read_json(json_path):
     return data
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _is_id(v):
     """Image and annotation ids are ints in COCO; strings work as well in
     pycocotools, a list or null is a KeyError or TypeError later."""
-    return isinstance(v, str) or _is_int(v)
+    return isinstance(v, str) or is_int(v)
 
 
 def _is_number(v):
     return (isinstance(v, (int, float)) and not isinstance(v, bool) and
             math.isfinite(v))
-
-
-def _are_numbers(values):
-    """All finite numbers: one sum at C speed (a string, None or list in
-    it raises TypeError) as COCO train2017 holds tens of millions of
-    polygon coordinates; bools pass, as 0 and 1, as numpy reads them."""
-    try:
-        return math.isfinite(sum(values))
-    except (TypeError, OverflowError):  # OverflowError: int beyond float
-        return False
 
 
 _SINGULAR = {'images': 'image', 'categories': 'category',
@@ -193,7 +172,7 @@ def _check_images(images, image_dir=None, max_pixels=MAX_IMAGE_PIXELS):
                 name, im['file_name'], problem, '' if image_dir is None
                 else ' ({})'.format(image_dir)))
         size = im.get('height'), im.get('width')
-        if not all(_is_int(v) and v > 0 for v in size):
+        if not all(is_int(v) and v > 0 for v in size):
             raise DatasetError('{} has no positive integer height and width '
                                '(got {} x {})'.format(name, *size))
         if size[0] * size[1] > max_pixels:
@@ -212,7 +191,7 @@ def _check_categories(categories):
     seen = set()
     for i, cat in enumerate(categories):
         name = _name('categories', cat, i)
-        if not _is_int(cat.get('id') if isinstance(cat, dict) else None):
+        if not is_int(cat.get('id') if isinstance(cat, dict) else None):
             raise DatasetError('{} has no integer id'.format(name))
         if cat['id'] in seen:
             raise DatasetError('duplicate {}'.format(name))
@@ -221,7 +200,7 @@ def _check_categories(categories):
 
 def _check_annotation(ann, index, sizes, cat_ids, id_type=int, names=None):
     name = _name('annotations', ann, index)
-    if not (isinstance(ann, dict) and _is_int(ann.get('id')) and
+    if not (isinstance(ann, dict) and is_int(ann.get('id')) and
             ann['id'] > 0):
         raise DatasetError('{} has no integer id (expected a positive '
                            'integer, got {!r})'.format(
@@ -242,12 +221,12 @@ def _check_annotation(ann, index, sizes, cat_ids, id_type=int, names=None):
                                ann[key] in (0, 1)):
             raise DatasetError('{}: {} {!r} is not 0 or 1'.format(
                 name, key, ann[key]))
-    if not _is_int(ann['category_id']) or ann['category_id'] not in cat_ids:
+    if not is_int(ann['category_id']) or ann['category_id'] not in cat_ids:
         raise DatasetError('{} has category_id {}, not a listed category'
                            .format(name, ann['category_id']))
     bbox = ann['bbox']
     if not (isinstance(bbox, list) and len(bbox) == 4 and
-            _are_numbers(bbox)):
+            are_numbers(bbox)):
         raise DatasetError('{}: bbox {!r} is not [x, y, w, h]'.format(
             name, bbox))
     if 'area' in ann and not _is_number(ann['area']):
@@ -259,123 +238,3 @@ def _check_annotation(ann, index, sizes, cat_ids, id_type=int, names=None):
         image = (names or {}).get(ann['image_id'])
         raise DatasetError('{}: {}{}'.format(
             name, problem, ' (image {})'.format(image) if image else ''))
-
-
-def segmentation_problem(segm, size=None):
-    """What is wrong with a COCO segmentation, or None.
-
-    Args:
-        segm: a list of polygons, or an RLE dict.
-        size ((int, int) or None): the image's (height, width), if known.
-    """
-    if isinstance(segm, list):
-        for poly in segm:
-            if not (isinstance(poly, list) and _are_numbers(poly)):
-                return 'a polygon is not a list of numbers'
-            if len(poly) % 2:
-                return 'a polygon has an odd number of coordinates'
-        return None if size is None else polygon_extent_problem(segm, size)
-    if not (isinstance(segm, dict) and 'counts' in segm):
-        return 'segmentation is neither polygons nor an RLE'
-    rle_size = segm.get('size')
-    if not (isinstance(rle_size, list) and len(rle_size) == 2 and
-            all(_is_int(v) and v >= 0 for v in rle_size)):
-        return 'RLE size {!r} is not [height, width]'.format(rle_size)
-    if size is not None and tuple(rle_size) != tuple(size):
-        return 'RLE size {} is not the image size {}'.format(
-            rle_size, list(size))
-    counts = segm['counts']
-    if isinstance(counts, str):
-        try:
-            counts = rle_string_counts(counts)
-        except ValueError as e:
-            return 'RLE counts: {}'.format(e)
-    elif not (isinstance(counts, list) and set(map(type, counts)) <= {int}):
-        return 'RLE counts are neither a string nor a list of integers'
-    if any(c < 0 for c in counts) or sum(counts) != rle_size[0] * \
-            rle_size[1]:
-        # pycocotools decodes short runs from uninitialised memory.
-        return 'RLE run lengths do not add up to {} x {}'.format(*rle_size)
-    return None
-
-
-def polygon_extent_problem(polygons, size):
-    """What makes checked polygons too far or too long for an image of
-    ``size`` (height, width) (module docstring), or None."""
-    height, width = size
-    limit = min(PERIMETER_FACTOR * (height + width), MAX_PERIMETER)
-    bound = 0       # every edge as long as its polygon's extent
-    for poly in polygons:
-        if not poly:
-            continue
-        xs, ys = poly[0::2], poly[1::2]
-        for lo, hi, side, axis in ((min(xs), max(xs), width, 'x'),
-                                   (min(ys), max(ys), height, 'y')):
-            if lo < -POLYGON_MARGIN * side or \
-                    hi > (POLYGON_MARGIN + 1) * side:
-                return ('polygon {} {} is more than {} image sides outside '
-                        'the {} x {} image'.format(
-                            axis, lo if lo < -POLYGON_MARGIN * side else hi,
-                            POLYGON_MARGIN, width, height))
-        bound += len(xs) * max(max(xs) - min(xs), max(ys) - min(ys))
-    if bound <= limit:  # the common case: no array needed
-        return None
-    length = 0.
-    for poly in polygons:
-        p = numpy.array(poly, numpy.float64).reshape(-1, 2)
-        length += float(abs(p - numpy.roll(p, 1, axis=0)).max(1).sum()) \
-            if len(p) else 0.
-    if length > limit:
-        return ('its polygons are {:.0f} pixels long, more than {} ({} x '
-                '(W + H), at most {})'.format(length, limit,
-                                              PERIMETER_FACTOR,
-                                              MAX_PERIMETER))
-    return None
-
-
-def rle_string_counts(s):
-    """Run lengths of a pycocotools compressed RLE string (``rleFrString``
-    in ``maskApi.c``): each count is a signed number in 5-bit groups, one
-    character ``chr(48 + group)`` each, least significant first; bit 0x20
-    says another group follows and bit 0x10 of the last one is the sign.
-    From the fourth count on, a value is the difference to the count two
-    before.
-
-    Raises:
-        ValueError: a character outside ``'0'..'o'``, or the string ends
-        inside a count.
-    """
-    counts, x, k = [], 0, 0
-    for ch in s:
-        c = ord(ch) - 48
-        if not 0 <= c < 64:
-            raise ValueError('character {!r} is not RLE'.format(ch))
-        x |= (c & 0x1f) << (5 * k)
-        k += 1
-        if c & 0x20:
-            continue
-        if c & 0x10:
-            x |= -1 << (5 * k)
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-        x, k = 0, 0
-    if k:
-        raise ValueError('the string ends inside a count')
-    return counts
-
-
-def segmentation_area(segm, height, width):
-    """Pixel count of a checked segmentation as pycocotools rasterises it:
-    the union of the polygons with at least 3 points (0. if none), or the
-    RLE."""
-    if isinstance(segm, list):
-        polys = [p for p in segm if len(p) >= 6]
-        if not polys:
-            return 0.
-        rle = mask_util.merge(mask_util.frPyObjects(polys, height, width))
-    elif isinstance(segm['counts'], list):
-        rle = mask_util.frPyObjects(segm, height, width)
-    else:
-        rle = segm
-    return float(mask_util.area(rle))

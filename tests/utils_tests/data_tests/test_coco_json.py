@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from utils.data.coco_json import DatasetError, load_coco, rle_string_counts
+from utils.data.coco_json import DatasetError, load_coco
+from utils.data.coco_segm import rle_string_counts
 
 H, W = 50, 100
 BLOCK = [0, 2, 48, 2, 48, 2, 4898]  # a 2 x 3 block, column-major runs
