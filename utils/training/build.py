@@ -143,15 +143,22 @@ def build_optimizer(chain, lr, weight_decay, freeze_at=0, mixed16=False,
     return optimizer, frozen
 
 
+SHARED_MEM = 1 << 20
+
+
 def build_iterator(dataset, batchsize, loaders, seed):
     """Batches of ``dataset`` in a seeded order, loaded by ``loaders``
     processes (0: this one); read errors are carried to the batcher."""
     sampler = SeededShuffleOrderSampler(seed)
     dataset = CarryReadErrors(dataset)
     if loaders > 0:
+        # chainer sizes its shared memory from the first batch's arrays and
+        # warns (four lines, each time) whenever a later example's are
+        # larger, as examples with more instances are: 1 MiB per example
+        # holds the boxes and labels of thousands of instances.
         return chainer.iterators.MultiprocessIterator(
             OneThreadPerLoader(dataset), batchsize, n_processes=loaders,
-            order_sampler=sampler)
+            order_sampler=sampler, shared_mem=SHARED_MEM)
     return chainer.iterators.SerialIterator(dataset, batchsize,
                                             order_sampler=sampler)
 

@@ -27,6 +27,19 @@ def test_a_warmup_that_outlasts_the_run_is_flagged():
         'shorten --warmup 500 or move --lr-steps later']
 
 
+def test_cosine_warns_only_when_the_warmup_costs_a_fifth():
+    # Cosine from 0 under a linear warm-up from lr / 3, by hand:
+    # lr (1/3 + 2/3 i / W) (1 + cos(pi i / T)) / 2 before W. W / T = 0.2
+    # peaks at 0.905 lr at i = W (quiet); W / T = 0.5 at 0.584 lr at
+    # i = 97 (warned, without the --lr-steps advice cosine ignores).
+    def lines(warmup):
+        return schedule_lines(Schedule(300, 0.01, (200, 266), warmup,
+                                       10 ** 6, 10 ** 6, 20, 'cosine'))
+    assert len(lines(60)) == 1 and 'highest rate 0.00905' in lines(60)[0]
+    assert lines(150)[1:] == ['warning: the rate never reaches --lr 0.01 '
+                              '(at most 0.00584): shorten --warmup 150']
+
+
 def test_default_warmup_and_steps_scale_to_a_short_run():
     d = default_settings(False, 2, iteration=220, pretrained=False)
     assert (d['warmup'], d['lr_steps']) == (44, [146, 195])
