@@ -43,7 +43,7 @@ from utils.printable import printable  # noqa: E402
 from models.presets import ARCHS, build_mask_rcnn, get_preset  # noqa: E402
 from utils.ops.detections import THRESHOLDS  # noqa: E402
 from utils.arg_types import (  # noqa: E402
-    bounded_float, bounded_int, image_pixels, probability, workers)
+    bounded_float, gpu_id, image_pixels, probability, workers)
 from utils.backend import DeviceError, require_gpus  # noqa: E402
 from utils.data.coco_eval import coco_results  # noqa: E402
 from utils.demo_io import (  # noqa: E402
@@ -84,8 +84,7 @@ def parse_args(argv=None):
     p.add_argument('--arch', choices=ARCHS, default=None,
                    help="model preset (default: the npz's metadata, or c4 "
                         "without --modelfile)")
-    p.add_argument('--gpu', type=bounded_int('a GPU id', -1, 1023),
-                   default=-1,
+    p.add_argument('--gpu', type=gpu_id, default=-1,
                    help='GPU id, -1..1023; needs CuPy (default: -1, the '
                         'CPU)')
     p.add_argument('--threads', type=workers, default=None,

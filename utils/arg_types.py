@@ -12,8 +12,8 @@ import math
 #: Largest image side (``--min-size``, ``--max-size``, ``--scales``,
 #: ``--anchor-sizes``): four times COCO's 1333.
 MAX_SIDE = 4096
-#: Largest ROIAlign output side (``--roi-size``): Detectron uses 7 and 14
-#: (as the metadata's, utils/weights/meta_ranges.py).
+#: Largest ROIAlign output side (``--roi-size``): Detectron uses 7 and 14.
+#: ``utils/weights/meta_ranges.py`` bounds model files by these two too.
 MAX_ROI_SIZE = 32
 #: Largest count of iterations (and their intervals).
 MAX_ITERATIONS = 10 ** 9
@@ -79,3 +79,4 @@ workers = bounded_int('a positive integer', 1, MAX_WORKERS)
 seed = bounded_int('a seed', 0, 2 ** 32 - 1)
 probability = bounded_float('a probability', 0, 1)
 image_pixels = bounded_int('a pixel count', 1, 2 ** 40)
+gpu_id = bounded_int('a GPU id', -1, MAX_WORKERS - 1)

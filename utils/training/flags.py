@@ -9,8 +9,8 @@ from models.box_losses import BOX_LOSSES
 from models.norm import NORMS
 from models.presets import ARCHS
 from utils.arg_types import (
-    MAX_ROI_SIZE, MAX_WORKERS, bounded_float,
-    bounded_int, floats, image_pixels, positive, probability, seed, side,
+    MAX_ITERATIONS, MAX_ROI_SIZE, MAX_WORKERS, bounded_float, bounded_int,
+    floats, gpu_id, image_pixels, positive, probability, seed, side,
     workers)
 from utils.data.color_jitter import ColorJitter
 from utils.data.perspective import MAX_SHIFT
@@ -135,7 +135,7 @@ def _data_flags(a):
 
 
 def _devices_flags(a):
-    a('--gpu', type=_gpu, default=-1,
+    a('--gpu', type=gpu_id, default=-1,
       help='GPU id, -1..1023 (default: -1, the CPU); with --communicator, '
            'the first GPU of each node (process r of a node uses GPU --gpu + '
            'r)')
@@ -259,15 +259,13 @@ MIN_CROP, MAX_CROP = 0.05, 4.
 _roi_size = bounded_int('a ROI size', 1, MAX_ROI_SIZE)
 _image_count = bounded_int('an image count', 1, 100000)
 _loaders = bounded_int('a number of loader processes', 0, 64)
-_gpu = bounded_int('a GPU id', -1, MAX_WORKERS - 1)
-_iteration = bounded_int('an iteration', 0, 10 ** 9)
+_iteration = bounded_int('an iteration', 0, MAX_ITERATIONS)
 _loss_weight = bounded_float('a loss weight', 0, 1000)
 _lr = bounded_float('a learning rate', 0, 10, closed=(False, True))
 _weight_decay = bounded_float('a weight decay', 0, 1, closed=(True, False))
 _decay = bounded_float('a decay', 0, 1, closed=(False, False))
 _corner_move = bounded_float('a corner move', 0, MAX_SHIFT,
                              closed=(True, False), unit=' of the image sides')
-
 _max_norm = bounded_float('a gradient norm', 0, 1e6)
 
 

@@ -16,10 +16,12 @@ No chainer here: the ONNX predictor imports this module.
 """
 import math
 
+from utils.arg_types import MAX_ROI_SIZE as MAX_ROI, MAX_SIDE
+
 #: Most foreground classes (COCO 80, LVIS 1203, Objects365 365).
 MAX_CLASSES = 10000
-MAX_SIDE = 4096             # image sides, anchor sizes (input pixels)
-MAX_ROI = 32                # ROIAlign output side (Detectron: 7, 14)
+# MAX_SIDE (image sides, anchor sizes) and MAX_ROI (ROIAlign output side)
+# are the flags' bounds, so a file never asks for more than a flag may.
 MAX_TOP_N = 100000          # proposals kept (Detectron: 12000 at most)
 MAX_STRIDE = 128            # feature strides (FPN: 4..64)
 MAX_CHANNELS = 16384
