@@ -86,17 +86,9 @@ def tiny_coco_run(tmp_path_factory):
     ``snapshot_iter_2`` and ``model_final.npz``. Read it, never change it
     (copy what a test must alter)."""
     import train
-    from utils.data.synthetic_coco import make_synthetic_coco
+    from tests.helpers.tiny_coco import write_tiny_coco
     root = tmp_path_factory.mktemp('tiny_coco')
-    for split, n, seed in (('train', 6, 0), ('val', 3, 1)):
-        make_synthetic_coco(str(root / split), n_images=n, height=64,
-                            width=80, seed=seed, empty_fraction=0)
-    train.main([
-        '--dataset', 'coco-json',
-        '--train-json', str(root / 'train' / 'annotations.json'),
-        '--train-images', str(root / 'train' / 'images'),
-        '--val-json', str(root / 'val' / 'annotations.json'),
-        '--val-images', str(root / 'val' / 'images'),
+    train.main(write_tiny_coco(root, 6, 3) + [
         '--arch', 'fpn-tiny', '--loaders', '0', '--iteration', '2',
         '--snapshot', '2', '--validation', '100', '--out', str(root / 'run')])
     return root

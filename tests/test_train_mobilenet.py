@@ -9,10 +9,10 @@ import sys
 import numpy
 import pytest
 
-from utils import mobilenet_parser
-from utils.data.synthetic_coco import make_synthetic_coco
-from utils.weights.model_io import load_model, read_meta
 from tests.helpers.synthetic_weights import write_mobilenet_caffemodel
+from tests.helpers.tiny_coco import coco_json_flags, write_tiny_coco
+from utils import mobilenet_parser
+from utils.weights.model_io import load_model, read_meta
 
 ROOT = os.path.dirname(os.path.abspath(__file__ + '/..'))
 
@@ -20,21 +20,15 @@ ROOT = os.path.dirname(os.path.abspath(__file__ + '/..'))
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp('mnet')
-    for split, n, seed in (('train', 4, 0), ('val', 2, 1)):
-        make_synthetic_coco(str(root / split), n_images=n, height=64,
-                            width=80, seed=seed, empty_fraction=0)
+    write_tiny_coco(root, 4, 2)
     return root
 
 
 def _train(data, out, *extra):
-    args = ['--arch', 'mobilenetv1-fpn', '--dataset', 'coco-json',
-            '--train-json', str(data / 'train' / 'annotations.json'),
-            '--train-images', str(data / 'train' / 'images'),
-            '--val-json', str(data / 'val' / 'annotations.json'),
-            '--val-images', str(data / 'val' / 'images'),
-            '--min-size', '64', '--max-size', '96', '--iteration', '2',
-            '--loaders', '0', '--threads', '1', '--validation', '100',
-            '--out', str(out)] + list(extra)
+    args = ['--arch', 'mobilenetv1-fpn'] + coco_json_flags(data) + [
+        '--min-size', '64', '--max-size', '96', '--iteration', '2',
+        '--loaders', '0', '--threads', '1', '--validation', '100',
+        '--out', str(out)] + list(extra)
     return subprocess.run([sys.executable, 'train.py'] + args, cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
 

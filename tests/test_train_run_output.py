@@ -13,26 +13,15 @@ import pytest
 
 import demo
 import train
-from utils.data.synthetic_coco import make_synthetic_coco
+from tests.helpers.tiny_coco import coco_json_flags as _flags, write_tiny_coco
 from utils.training.setup import VISUALIZE, write_demo
-
-
-def _flags(root, splits=('train', 'val')):
-    out = ['--dataset', 'coco-json']
-    for split in splits:
-        out += ['--{}-json'.format(split),
-                str(root / split / 'annotations.json'),
-                '--{}-images'.format(split), str(root / split / 'images')]
-    return out
 
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     """A 3-iteration fpn-tiny run (preset sizes) and its stdout."""
     root = tmp_path_factory.mktemp('own')
-    for split, seed in (('train', 0), ('val', 1)):
-        make_synthetic_coco(str(root / split), n_images=2, height=64,
-                            width=80, seed=seed, empty_fraction=0)
+    write_tiny_coco(root, 2, 2)
     capture = pytest.MonkeyPatch()
     stdout = io.StringIO()
     capture.setattr(sys, 'stdout', stdout)

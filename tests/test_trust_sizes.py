@@ -10,8 +10,8 @@ import pytest
 import demo
 import train
 from tests.helpers.crafted_sizes import png
+from tests.helpers.tiny_coco import coco_json_flags
 from utils.data.coco_json import DatasetError
-from utils.data.synthetic_coco import make_synthetic_coco
 from utils.ops.image import ImageError
 from utils.training.snapshots import SnapshotError
 
@@ -83,26 +83,17 @@ def test_every_numeric_flag_documents_its_range(capsys):
             assert words in text, (main, words)
 
 
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    """Tiny train and val sets and a 2-iteration run's snapshot."""
-    root = tmp_path_factory.mktemp('data')
-    for split, n, seed in (('train', 6, 0), ('val', 3, 1)):
-        make_synthetic_coco(str(root / split), n_images=n, height=64,
-                            width=80, seed=seed, empty_fraction=0)
-    train.main(_flags(root, root / 'run', '--iteration', '2',
-                      '--snapshot', '2'))
-    return root
+@pytest.fixture
+def data(tiny_coco_run):
+    """Tiny train and val sets and a 2-iteration run's snapshot (read
+    only: the session's, tests/conftest.py)."""
+    return tiny_coco_run
 
 
 def _flags(root, out, *extra):
-    return ['--dataset', 'coco-json',
-            '--train-json', str(root / 'train' / 'annotations.json'),
-            '--train-images', str(root / 'train' / 'images'),
-            '--val-json', str(root / 'val' / 'annotations.json'),
-            '--val-images', str(root / 'val' / 'images'),
-            '--arch', 'fpn-tiny', '--loaders', '0', '--iteration', '3',
-            '--validation', '100', '--out', str(out)] + list(extra)
+    return coco_json_flags(root) + [
+        '--arch', 'fpn-tiny', '--loaders', '0', '--iteration', '3',
+        '--validation', '100', '--out', str(out)] + list(extra)
 
 
 @pytest.mark.parametrize('key, value, words', [

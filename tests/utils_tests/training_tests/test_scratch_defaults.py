@@ -9,8 +9,8 @@ import pytest
 
 import train
 from models.norm import AffineChannel2D
+from tests.helpers.tiny_coco import write_tiny_coco
 from utils.training.build import build_model, training_preset
-from utils.data.synthetic_coco import make_synthetic_coco
 from utils.training.divergence import DivergenceAdvice, with_flags
 from utils.training.snapshots import TrainingDiverged
 
@@ -103,17 +103,10 @@ def test_with_flags_replaces_both_spellings():
 
 
 def test_a_diverging_affine_run_says_to_train_a_norm(tmp_path):
-    for split, seed in (('train', 0), ('val', 1)):
-        make_synthetic_coco(str(tmp_path / split), n_images=2, height=64,
-                            width=80, seed=seed, empty_fraction=0)
-    flags = ['--dataset', 'coco-json',
-             '--train-json', str(tmp_path / 'train' / 'annotations.json'),
-             '--train-images', str(tmp_path / 'train' / 'images'),
-             '--val-json', str(tmp_path / 'val' / 'annotations.json'),
-             '--val-images', str(tmp_path / 'val' / 'images'),
-             '--arch', 'fpn-tiny', '--norm', 'affine', '--lr', '10',
-             '--clip-grad', '0', '--loaders', '0', '--iteration', '20',
-             '--out', str(tmp_path / 'o')]
+    flags = write_tiny_coco(tmp_path, 2, 2) + [
+        '--arch', 'fpn-tiny', '--norm', 'affine', '--lr', '10',
+        '--clip-grad', '0', '--loaders', '0', '--iteration', '20',
+        '--out', str(tmp_path / 'o')]
     with pytest.raises(TrainingDiverged) as e:
         train.main(flags)
     assert 'frozen affine' in str(e.value)
