@@ -12,6 +12,7 @@ import pytest
 
 from functions import roi_align_2d_cuda
 from tests.helpers import cuda_shim, cuda_sources
+from tests.helpers.project_files import python_files
 from utils.ops import nms_cuda
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,13 +99,8 @@ def _module_uses():
     """``(path, line, chain, keywords)`` of each ``xp.A.B`` / ``cupy.A.B``
     (and ``get_array_module(a).A``) in the project's code; ``keywords`` of
     the call when the chain is called."""
-    for folder in ('functions', 'models', 'utils'):
-        for parent, _, files in os.walk(os.path.join(ROOT, folder)):
-            for name in files:
-                if name.endswith('.py'):
-                    yield from _uses_in(os.path.join(parent, name))
-    for script in ('train.py', 'demo.py'):
-        yield from _uses_in(os.path.join(ROOT, script))
+    for path in python_files():
+        yield from _uses_in(path)
 
 
 def _chain(node):

@@ -11,6 +11,7 @@ import pytest
 
 from functions import roi_align_2d_cuda
 from tests.helpers import cuda_sources
+from tests.helpers.project_files import python_files
 from utils.ops import nms_cuda
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,16 +20,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LAUNCH = re.compile(r'RawKernel|RawModule|ElementwiseKernel|ReductionKernel'
                      r'|\bcuda\.(elementwise|reduce|raw)\(|__global__'
                      r'|cupy\.fuse|cupyx\.jit|create_ufunc')
-
-
-def _python_files():
-    for folder in ('functions', 'models', 'utils', 'bench'):
-        for parent, _, files in os.walk(os.path.join(ROOT, folder)):
-            for name in files:
-                if name.endswith('.py'):
-                    yield os.path.join(parent, name)
-    for script in ('train.py', 'demo.py'):
-        yield os.path.join(ROOT, script)
 
 
 def _arch_options(source_options, kind, arch):
@@ -54,7 +45,7 @@ def nvrtc():
 def test_every_kernel_is_in_the_list():
     listed = {path for path, _, _ in cuda_sources.SOURCES.values()}
     found = {}
-    for path in _python_files():
+    for path in python_files(('functions', 'models', 'utils', 'bench')):
         with open(path) as f:
             hits = [(i + 1, m.group(0)) for i, line in enumerate(f)
                     for m in [_LAUNCH.search(line)] if m]

@@ -5,6 +5,8 @@ comment on the line says why."""
 import ast
 import os
 
+from tests.helpers.project_files import python_files
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ('functions', 'models', 'utils')
 # Layer of each module prefix; a module may import its own or lower layers.
@@ -36,13 +38,7 @@ def _module_name(path):
 
 
 def _sources():
-    for package in PACKAGES:
-        for folder, _, files in os.walk(os.path.join(ROOT, package)):
-            for name in files:
-                if name.endswith('.py'):
-                    yield os.path.join(folder, name)
-    for script in ('train.py', 'demo.py'):
-        yield os.path.join(ROOT, script)
+    return python_files(PACKAGES)
 
 
 def _project_imports(path):
