@@ -40,6 +40,7 @@ import numpy  # noqa: E402
 from utils.atomic_write import OutputError, atomic_write  # noqa: E402
 from utils.printable import printable  # noqa: E402
 
+from functions.conv_columns import kept_workspaces  # noqa: E402
 from models.presets import ARCHS, build_mask_rcnn, get_preset  # noqa: E402
 from utils.ops.detections import THRESHOLDS  # noqa: E402
 from utils.arg_types import (  # noqa: E402
@@ -247,8 +248,9 @@ def main(argv=None):
     set_threads(args.threads or default_threads())
     model, meta = build(args)
     labels = class_labels(meta)
-    results, failed = detect_all(model, images, drawings, labels,
-                                 args.contour, args.max_image_pixels)
+    with kept_workspaces():  # image to image; released at the end
+        results, failed = detect_all(model, images, drawings, labels,
+                                     args.contour, args.max_image_pixels)
     if args.json:
         with atomic_write(args.json, 'w', '--json') as f:
             json.dump(results, f)

@@ -24,6 +24,7 @@ per-image path therefore runs in chunks of images whose columns (and
 input) stay below ``INDEX_LIMIT`` elements, on NumPy too, so that one code
 path is tested; results do not depend on the chunks.
 """
+import contextlib
 import threading
 
 import numpy
@@ -40,6 +41,7 @@ INDEX_LIMIT = 2 ** 31
 class _Workspace(threading.local):
     def __init__(self):
         self.buffers = {}
+        self.kept = 0       # depth of kept_workspaces() scopes
 
 
 _WORKSPACE = _Workspace()
@@ -74,6 +76,27 @@ def release_workspaces():
     released = workspace_bytes()
     _WORKSPACE.buffers.clear()
     return released
+
+
+def release_unless_kept():
+    """``release_workspaces()``, outside ``kept_workspaces()``: what a
+    one-off call (``MaskRCNN.predict``) does when it ends."""
+    if not _WORKSPACE.kept:
+        release_workspaces()
+
+
+@contextlib.contextmanager
+def kept_workspaces():
+    """Within it, ``release_unless_kept`` keeps this thread's workspaces:
+    a loop calling ``predict`` image by image (the evaluator, demo.py)
+    saves their page faults on every call. They are released when the
+    outermost scope ends, however it ends."""
+    _WORKSPACE.kept += 1
+    try:
+        yield
+    finally:
+        _WORKSPACE.kept -= 1
+        release_unless_kept()
 
 
 def output_size(h, w, kh, kw, sy, sx, ph, pw):

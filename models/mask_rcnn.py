@@ -22,7 +22,7 @@ import chainer
 import chainer.functions as F
 import numpy
 
-from functions.conv_columns import release_workspaces
+from functions.conv_columns import release_unless_kept
 from models.anchors import shifted_anchors
 from models.conventions import DETECTRON
 from utils.ops.detections import (box_detections, mask_rois,
@@ -157,7 +157,7 @@ class MaskRCNN(chainer.Chain):
                                            rois, roi_indices, label))
         return sigmoid(logits.array)
 
-    def predict(self, imgs, keep_workspaces=False):
+    def predict(self, imgs):
         """Detect objects and their masks.
 
         ========  ==========================  ==============================
@@ -176,9 +176,10 @@ class MaskRCNN(chainer.Chain):
 
         The NumPy convolutions' scratch buffers
         (``functions.conv_columns.workspace``: about 0.64 GB after one
-        R-50-FPN image) are released when the call ends, unless
-        ``keep_workspaces``, which a loop calling ``predict`` image by
-        image wants (it saves their page faults on every call).
+        R-50-FPN image) are released when the call ends, unless it runs
+        inside ``functions.conv_columns.kept_workspaces()``, which a loop
+        calling ``predict`` image by image wants (it saves their page
+        faults on every call).
 
         Raises:
             utils.ops.image.ImageError: an image too thin to resize (its short
@@ -193,8 +194,7 @@ class MaskRCNN(chainer.Chain):
                 scores.append(score)
                 masks.append(mask)
         finally:
-            if not keep_workspaces:
-                release_workspaces()
+            release_unless_kept()
         return bboxes, labels, scores, masks
 
     def _predict_one(self, img):

@@ -77,3 +77,24 @@ def test_release_workspaces():
     assert cc.workspace_bytes() == 0
     assert cc.workspace(numpy, (2, 3), numpy.float32).shape == (2, 3)
     cc.release_workspaces()
+
+
+def test_kept_workspaces_scope():
+    # Inside the scope a one-off call's release keeps the buffers; the
+    # outermost scope releases them, also when it ends by an exception.
+    cc.release_workspaces()
+    with cc.kept_workspaces():
+        cc.workspace(numpy, (250,), numpy.float32)
+        with cc.kept_workspaces():
+            cc.release_unless_kept()
+        cc.release_unless_kept()
+        assert cc.workspace_bytes() == 1000
+    assert cc.workspace_bytes() == 0
+    with pytest.raises(KeyError):
+        with cc.kept_workspaces():
+            cc.workspace(numpy, (8,), numpy.float64)
+            raise KeyError
+    assert cc.workspace_bytes() == 0
+    cc.workspace(numpy, (4,), numpy.float32)
+    cc.release_unless_kept()
+    assert cc.workspace_bytes() == 0

@@ -152,8 +152,10 @@ def test_predict_releases_the_workspaces():
     from functions import conv_columns
     model = _model()
     conv_columns.release_workspaces()
-    first = model.predict([_image()], keep_workspaces=True)
-    assert conv_columns.workspace_bytes() > 0
+    with conv_columns.kept_workspaces():
+        first = model.predict([_image()])
+        assert conv_columns.workspace_bytes() > 0
+    assert conv_columns.workspace_bytes() == 0
     second = model.predict([_image()])
     assert conv_columns.workspace_bytes() == 0
     third = model.predict([_image()])

@@ -26,7 +26,7 @@ from chainer import training
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from functions.conv_columns import release_workspaces
+from functions.conv_columns import kept_workspaces
 from utils.atomic_write import atomic_write
 from utils.data.coco_json import DatasetError, load_coco
 from utils.ops.image import MAX_IMAGE_PIXELS
@@ -222,10 +222,9 @@ class COCOEvaluator(training.Extension):
         results = []
         K = len(self.class_ids)
         with chainer.using_config('train', False), \
-                chainer.no_backprop_mode():
+                chainer.no_backprop_mode(), kept_workspaces():
             for image_id, img in self._images():
-                bboxes, labels, scores, masks = self.model.predict(
-                    [img], keep_workspaces=True)
+                bboxes, labels, scores, masks = self.model.predict([img])
                 label = numpy.asarray(labels[0])
                 if len(label) and (label.min() < 1 or label.max() > K):
                     raise ValueError('predicted labels must be in 1..{}, '
@@ -237,7 +236,6 @@ class COCOEvaluator(training.Extension):
                 results += coco_results(image_id, bboxes[0], label,
                                         scores[0], mask, self.class_ids,
                                         box_offset)
-        release_workspaces()   # kept from image to image above
         return results
 
     def evaluate(self, iteration=None):

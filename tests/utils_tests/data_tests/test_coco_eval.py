@@ -64,7 +64,7 @@ class GroundTruthModel:
             self.answers[img.tobytes()] = (bbox, label, mask)
         self.train_flags = []
 
-    def predict(self, imgs, keep_workspaces=False):
+    def predict(self, imgs):
         self.train_flags.append(chainer.config.train)
         bbox, label, mask = self.answers[imgs[0].tobytes()]
         return ([bbox], [label], [numpy.ones(len(label), numpy.float32)],
