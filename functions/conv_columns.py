@@ -36,6 +36,8 @@ FOLD_BELOW = 1024
 # Elements of the largest array chainer's 32-bit im2col / col2im kernels
 # index correctly.
 INDEX_LIMIT = 2 ** 31
+# Bytes of the wide columns of one strip of ``weight_gradient_wide``.
+STRIP_BYTES = 1 << 26
 
 
 class _Workspace(threading.local):
@@ -213,17 +215,60 @@ def im2col_wide(x, kh, kw, ph, pw):
     """
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    hp, wp = h + 2 * ph + 1, w + 2 * pw
     p = h + 2 * ph - kh + 1
+    flat, wp = _padded_flat(x, ph, pw)
+    col = workspace(xp, (n, c, kh, kw, p * wp), x.dtype)
+    _wide_taps(flat, wp, 0, p, col)
+    return col.reshape(n, c * kh * kw, p * wp), wp
+
+
+def weight_gradient_wide(gy, x, kh, kw, ph, pw):
+    """``sum_n gy[n] @ im2col(x)[n].T`` of a stride-1 convolution from
+    wide columns (``im2col_wide``), in strips of output rows whose columns
+    take at most ``STRIP_BYTES``: gy (N, O, P, Q), x (N, C, H, W) -> (O, K).
+
+    A full im2col of R-50-FPN's P2 for two images is 1.1 GB; a strip is a
+    workspace of tens of MB. The junk columns of a strip meet zeros in a
+    padded copy of gy, so they add nothing.
+    """
+    xp = get_array_module(x)
+    n, c = x.shape[:2]
+    o, p, q = gy.shape[1:]
+    k = c * kh * kw
+    out = xp.zeros((o, k), numpy.result_type(gy, x))
+    for i in range(n):
+        flat, wp = _padded_flat(x[i:i + 1], ph, pw)
+        rows = max(1, STRIP_BYTES // (k * wp * x.itemsize))
+        for p0 in range(0, p, rows):
+            p1 = min(p, p0 + rows)
+            g = xp.zeros((o, p1 - p0, wp), gy.dtype)
+            g[:, :, :q] = gy[i, :, p0:p1]
+            col = workspace(xp, (1, c, kh, kw, (p1 - p0) * wp), x.dtype)
+            _wide_taps(flat, wp, p0, p1, col)
+            # (O, rows*Wp) @ (rows*Wp, K)
+            out += g.reshape(o, -1) @ col.reshape(k, -1).T
+    return out
+
+
+def _padded_flat(x, ph, pw):
+    """(N, C, H, W) -> x zero-padded by (ph, pw) plus one zero row below,
+    flat (N, C, (H + 2 ph + 1) * Wp), and Wp = W + 2 pw."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    hp, wp = h + 2 * ph + 1, w + 2 * pw
     padded = xp.zeros((n, c, hp, wp), x.dtype)
     padded[:, :, ph:ph + h, pw:pw + w] = x
-    flat = padded.reshape(n, c, hp * wp)
-    col = workspace(xp, (n, c, kh, kw, p * wp), x.dtype)
+    return padded.reshape(n, c, hp * wp), wp
+
+
+def _wide_taps(flat, wp, p0, p1, col):
+    """Wide columns of output rows p0:p1 into col (N, C, kh, kw,
+    (p1 - p0) * Wp) from ``_padded_flat``'s flat (N, C, Hp * Wp)."""
+    kh, kw, length = col.shape[2:]
     for ky in range(kh):
         for kx in range(kw):
-            start = ky * wp + kx
-            col[:, :, ky, kx] = flat[:, :, start:start + p * wp]
-    return col.reshape(n, c * kh * kw, p * wp), wp
+            start = (p0 + ky) * wp + kx
+            col[:, :, ky, kx] = flat[:, :, start:start + length]
 
 
 def drop_wide(y, wp, q):

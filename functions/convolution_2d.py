@@ -16,9 +16,11 @@ The columns are laid out per image or, for many small images (the heads'
 ROIs), side by side for one GEMM (``functions/conv_columns.py``). Only
 2-D GEMMs are used.
 
-On NumPy, wide 3x3 stride-1 convolutions run forward by Winograd's
-F(2x2, 3x3) instead (``functions/winograd.py``: 2.25x fewer
-multiplications); the backward pass is the same GEMMs either way.
+On NumPy, wide 3x3 stride-1 convolutions run by Winograd's F(2x2, 3x3)
+instead (``functions/winograd.py``: 2.25x fewer multiplications): forward,
+and backward for gx, the correlation of gy with the flipped kernel. gW of
+a stride-1 convolution is summed over strips of wide columns
+(``conv_columns.weight_gradient_wide``), never a whole image's im2col.
 
 A 1x1 kernel without padding needs no im2col at all: ``col`` is the
 (strided) input itself. ``col`` is recomputed in the backward pass rather
@@ -118,8 +120,8 @@ class Convolution2DGEMM(function_node.FunctionNode):
 
 class Convolution2DGEMMGrad(function_node.FunctionNode):
     """The gradients of ``Convolution2DGEMM`` that ``indexes`` asks for,
-    in its order (0: gx, a GEMM and col2im; 1: gW, im2col and a GEMM; 2:
-    gb, a sum); not differentiable. chainer asks only for the inputs that
+    in its order (0: gx, a GEMM and col2im, or Winograd; 1: gW, im2col or
+    wide strips, and GEMMs; 2: gb, a sum); not differentiable. chainer asks only for the inputs that
     require a gradient, so a frozen stage's weights (run without a graph)
     and the image cost nothing."""
 
@@ -134,21 +136,29 @@ class Convolution2DGEMMGrad(function_node.FunctionNode):
         o, _, kh, kw = W.shape
         n, _, p, q = gy.shape
         geometry = (kh, kw, self.sy, self.sx, self.ph, self.pw)
-        gy = gy.reshape(n, o, p * q)
+        # Wide columns and Winograd apply to stride 1 and a kernel > 1x1.
+        stride1_kxk = (self.sy, self.sx) == (1, 1) and (kh, kw) != (1, 1)
         out = {}
+        if 0 in self.indexes and stride1_kxk and _winograd_input_gradient_fits(
+                x, W, gy, self.ph, self.pw):
+            out[0] = winograd_input_gradient(W, gy, self.ph, self.pw)
+        gy4, gy = gy, gy.reshape(n, o, p * q)
         if cc.folds(n, p, q):
             gyf = cc.fold(gy)                                   # (O, N*L)
             if 1 in self.indexes:
                 # (O, N*L) @ (N*L, K) -> (O, K)
                 out[1] = gyf @ cc.im2col_folded(x, *geometry, (p, q)).T
-            if 0 in self.indexes:
+            if 0 in self.indexes and 0 not in out:
                 # (K, O) @ (O, N*L) -> (K, N*L) -> (N, C, H, W)
                 out[0] = cc.col2im_folded(W.reshape(o, -1).T @ gyf, x.shape,
                                           *geometry, (p, q))
         else:
-            if 1 in self.indexes:
+            if 1 in self.indexes and stride1_kxk:
+                out[1] = cc.weight_gradient_wide(gy4, x, kh, kw, self.ph,
+                                                 self.pw)
+            elif 1 in self.indexes:
                 out[1] = cc.weight_gradient_each(gy, x, *geometry)
-            if 0 in self.indexes:
+            if 0 in self.indexes and 0 not in out:
                 out[0] = cc.input_gradient_each(W.reshape(o, -1), gy,
                                                 x.shape, *geometry, (p, q))
         if 1 in out:
@@ -179,6 +189,25 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, relu=False):
     """
     inputs = (x, W) if b is None else (x, W, b)
     return Convolution2DGEMM(stride, pad, relu).apply(inputs)[0]
+
+
+def _winograd_input_gradient_fits(x, W, gy, ph, pw):
+    # The full correlation pads by 2 - ph; Winograd's own size rule holds.
+    return (W.shape[2:] == (3, 3) and max(ph, pw) <= 2 and
+            winograd.worthwhile(get_array_module(gy), gy.dtype, gy.shape,
+                                (W.shape[1], W.shape[0], 3, 3), (1, 1),
+                                (2 - ph, 2 - pw)))
+
+
+def winograd_input_gradient(W, gy, ph, pw):
+    """gx of a 3x3, stride-1 convolution with padding (ph, pw) <= 2: the
+    full correlation of gy (N, O, P, Q) with the kernel W (O, C, 3, 3)
+    flipped and transposed, padding 2 - ph, as a Winograd convolution ->
+    (N, C, H, W). The same multiply-adds as the GEMM and col2im it
+    replaces, 2.25x fewer, and no (K, L) columns."""
+    wt = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)      # (C, O, 3, 3)
+    return winograd.conv3x3(gy, get_array_module(W).ascontiguousarray(wt),
+                            2 - ph, 2 - pw)
 
 
 def _pair(v):

@@ -47,6 +47,12 @@ MIN_MACS = 9 << 26
 # Bytes of one block of a transform pass: small enough for the caches,
 # large enough that NumPy's per-call cost stays small (bench/winograd.py).
 BLOCK_BYTES = 1 << 22
+# Bytes of each of V and M for one piece of tiles (``pieces``): at
+# R-50-FPN's P2 the whole image would need 0.25 GB each, 1 GB for a batch
+# of two kept as workspaces. Pieces of 64 MB (4096 tiles of 256 channels)
+# took 1.04x the whole image's time there, 32 MB 1.13x (AVX-512 EPYC, 2
+# threads, P2 of two images: 252 / 274 against 241 ms).
+PIECE_BYTES = 1 << 26
 
 
 class _Workers:
@@ -108,36 +114,69 @@ def conv3x3(x, W, ph, pw, workers=None):
     o = W.shape[0]
     p, q = output_size(h, w, 3, 3, 1, 1, ph, pw)
     th, tw = (p + 1) // 2, (q + 1) // 2
-    t = n * th * tw
-    # (16, C, T): V[4a + b, c] the transformed patches.
-    v = workspace(numpy, (16, c, t), x.dtype, 'winograd_v')
-    _parallel(c, _block(4 * n * (2 * th + 2) * (2 * tw + 2) * x.itemsize),
-              workers, lambda c0, c1: _input_transform(
-                  x, c0, c1, ph, pw, th, tw, v.reshape(4, 4, c, n, th, tw)))
     u = kernel_transform(W)
-    m = workspace(numpy, (16, o, t), x.dtype, 'winograd_m')
-    for k in range(16):  # 2-D GEMMs: BLAS's threads, no stacked copies
-        numpy.matmul(u[k], v[k], out=m[k])
     y = numpy.empty((n, o, th, 2, tw, 2), x.dtype)
-    _parallel(o, _block(20 * t * x.itemsize), workers,
-              lambda o0, o1: _output_transform(m, o0, o1, y))
+    for images, tile_rows in pieces(n, th, tw, max(c, o) * x.itemsize):
+        _conv_piece(x[images], u, ph, pw, tile_rows,
+                    y[images, :, tile_rows], workers)
     y = y.reshape(n, o, 2 * th, 2 * tw)
     if (2 * th, 2 * tw) != (p, q):
         y = numpy.ascontiguousarray(y[:, :, :p, :q])
     return y
 
 
-def _input_transform(x, c0, c1, ph, pw, th, tw, v):
-    """Channels c0:c1 of V = B^T d B, written to v (4, 4, C, N, TH, TW)."""
+def pieces(n, th, tw, bytes_per_tile_channel):
+    """(images, tile rows) slices covering N images of TH x TW tiles, each
+    with at most ``PIECE_BYTES / bytes_per_tile_channel / 16`` tiles (at
+    least one tile row): whole images side by side when they are small
+    (the heads' ROIs), strips of tile rows of one image when it is large
+    (the backbone), so that V and M stay a few tens of MB."""
+    limit = max(1, PIECE_BYTES // (16 * bytes_per_tile_channel))
+    if th * tw <= limit:
+        step = limit // (th * tw)
+        return [(slice(i, min(i + step, n)), slice(0, th))
+                for i in range(0, n, step)]
+    rows = max(1, limit // tw)
+    return [(slice(i, i + 1), slice(r, min(r + rows, th)))
+            for i in range(n) for r in range(0, th, rows)]
+
+
+def _conv_piece(x, u, ph, pw, tile_rows, y, workers):
+    """Tile rows ``tile_rows`` of all N' images of x into y (N', O, TH',
+    2, TW, 2), a view of the result."""
+    n, c = x.shape[:2]
+    o = u.shape[1]
+    th, tw = y.shape[2], y.shape[4]
+    t = n * th * tw
+    # (16, C, T'): V[4a + b, c] the transformed patches.
+    v = workspace(numpy, (16, c, t), x.dtype, 'winograd_v')
+    row0 = 2 * tile_rows.start - ph      # input row of the window's top
+    _parallel(c, _block(4 * n * (2 * th + 2) * (2 * tw + 2) * x.itemsize),
+              workers, lambda c0, c1: _input_transform(
+                  x, c0, c1, row0, pw, v.reshape(4, 4, c, n, th, tw)))
+    m = workspace(numpy, (16, o, t), x.dtype, 'winograd_m')
+    for k in range(16):  # 2-D GEMMs: BLAS's threads, no stacked copies
+        numpy.matmul(u[k], v[k], out=m[k])
+    _parallel(o, _block(20 * t * x.itemsize), workers,
+              lambda o0, o1: _output_transform(m, o0, o1, y))
+
+
+def _input_transform(x, c0, c1, row0, pw, v):
+    """Channels c0:c1 of V = B^T d B, written to v (4, 4, C, N, TH, TW),
+    for the tiles whose padded window starts at input row ``row0`` (rows
+    outside the input, and ``pw`` columns each side, are zeros)."""
     n, _, h, w = x.shape
-    # (c, N, rows, parity, half): the padded input's even and odd columns.
+    th, tw = v.shape[-2:]
+    # (c, N, rows, parity, half): the window's even and odd columns.
     z = numpy.zeros((c1 - c0, n, 2 * th + 2, 2, tw + 1), x.dtype)
-    xt = x[:, c0:c1].transpose(1, 0, 2, 3)
+    r0, r1 = max(0, row0), min(h, row0 + 2 * th + 2)
+    xt = x[:, c0:c1, r0:r1].transpose(1, 0, 2, 3)
     for parity in (0, 1):
         first = (parity - pw) % 2              # first input column of it
         j0 = (first + pw) // 2
         cols = xt[..., first::2]
-        z[:, :, ph:ph + h, parity, j0:j0 + cols.shape[-1]] = cols
+        z[:, :, r0 - row0:r1 - row0, parity,
+          j0:j0 + cols.shape[-1]] = cols
     # Rows: t[a] = (B^T d)[a] from rows r of each tile, d[r] = z rows 2i+r.
     d = [z[:, :, r:r + 2 * th:2] for r in range(4)]
     rows = numpy.empty((4,) + d[0].shape, x.dtype)

@@ -46,7 +46,9 @@ def test_chunks_stay_below_the_limit_with_the_same_numbers(
     xp.testing.assert_allclose(
         chunked[0], F.convolution_2d(x, W, b, stride, pad).array,
         rtol=1e-12, atol=1e-12)
-    calls = 2 if stride == 1 and ksize > 1 else 3  # forward: im2col_wide
+    # Stride 1: the forward's im2col_wide and weight_gradient_wide do not
+    # call im2col.
+    calls = 1 if stride == 1 and ksize > 1 else 3
     assert [m for m, _ in sizes] == [2, 2, 1] * calls
     assert all(size < cc.INDEX_LIMIT for _, size in sizes)
 
@@ -98,3 +100,28 @@ def test_kept_workspaces_scope():
     cc.workspace(numpy, (4,), numpy.float32)
     cc.release_unless_kept()
     assert cc.workspace_bytes() == 0
+
+
+@pytest.mark.parametrize('ksize,pad', [((3, 3), (1, 1)), ((3, 3), (0, 2)),
+                                       ((2, 3), (1, 0))])
+@pytest.mark.parametrize('strip_rows', [1, 2, 100])
+def test_weight_gradient_wide_in_strips_equals_chainer(xp, monkeypatch,
+                                                       ksize, pad,
+                                                       strip_rows):
+    # gW of a stride-1 convolution from strips of wide columns (one output
+    # row, two, the whole image) equals chainer's convolution gradient.
+    rng = numpy.random.RandomState(1)
+    n, c, h, w = 2, 3, 7, 6
+    kh, kw = ksize
+    x, W = xp.asarray(rng.randn(n, c, h, w)), xp.asarray(
+        rng.randn(4, c, kh, kw))
+    Wv = chainer.Variable(W)
+    ref = F.convolution_2d(chainer.Variable(x), Wv, None, 1, pad)
+    gy = xp.asarray(rng.randn(*ref.shape))
+    ref.grad = gy
+    ref.backward()
+    wp = w + 2 * pad[1]
+    monkeypatch.setattr(cc, 'STRIP_BYTES', strip_rows * c * kh * kw * wp * 8)
+    gW = cc.weight_gradient_wide(gy, x, kh, kw, *pad)
+    xp.testing.assert_allclose(gW.reshape(W.shape), Wv.grad, rtol=1e-12,
+                               atol=1e-12)

@@ -206,8 +206,9 @@ def _counting(monkeypatch, names):
                                               (1, 2, 0)])
 def test_gradient_node_computes_only_what_is_asked(monkeypatch, fold_below,
                                                    ksize, stride, pad):
-    # gx is GEMMs and a col2im, gW an im2col and GEMMs, gb a sum: with N
-    # images, N GEMMs each per image or 1 each folded (by hand).
+    # gx is GEMMs and a col2im, gW an im2col (wide strips at stride 1 per
+    # image) and GEMMs, gb a sum: with N images, N GEMMs each per image or
+    # 1 each folded (by hand).
     import functions.conv_columns as cc
     monkeypatch.setattr(cc, 'FOLD_BELOW', fold_below)
     rng = numpy.random.RandomState(3)
@@ -217,9 +218,10 @@ def test_gradient_node_computes_only_what_is_asked(monkeypatch, fold_below,
     y, = node.apply((x, W, rng.randn(5)))
     gy = rng.randn(*y.shape)
     gemms_each = 1 if cc.folds(n, *y.shape[2:]) else n
+    wide = gemms_each == n and stride == 1 and ksize > 1
     full = Convolution2DGEMMGrad(node, (0, 1, 2)).forward((x, W, gy))
     calls = _counting(monkeypatch, ['im2col', 'im2col_folded', 'col2im',
-                                    'col2im_folded'])
+                                    'col2im_folded', 'weight_gradient_wide'])
     for indexes in [(0,), (1,), (2,), (1, 2), (2, 0), (0, 1, 2)]:
         for key in calls:
             calls[key] = 0
@@ -231,9 +233,11 @@ def test_gradient_node_computes_only_what_is_asked(monkeypatch, fold_below,
         for i, g in zip(indexes, out):
             numpy.testing.assert_array_equal(numpy.asarray(g), full[i])
         assert calls['col2im'] + calls['col2im_folded'] == (0 in indexes)
-        assert calls['im2col'] + calls['im2col_folded'] == (1 in indexes)
+        assert calls['im2col'] + calls['im2col_folded'] + calls[
+            'weight_gradient_wide'] == (1 in indexes)
+        # (weight_gradient_wide's GEMMs take fresh arrays, not counted.)
         assert CountsMatmul.calls == gemms_each * (
-            (0 in indexes) + (1 in indexes))
+            (0 in indexes) + (1 in indexes and not wide))
 
 
 def test_backward_asks_only_for_inputs_that_need_a_gradient(monkeypatch):

@@ -41,9 +41,15 @@ SHAPES = [
 
 @pytest.mark.parametrize('x_shape,o,pad', SHAPES)
 @pytest.mark.parametrize('workers', [1, 3])
-def test_equals_brute_force_float64(x_shape, o, pad, workers, monkeypatch):
+@pytest.mark.parametrize('piece_tiles', [None, 1, 5, 20])
+def test_equals_brute_force_float64(x_shape, o, pad, workers, piece_tiles,
+                                    monkeypatch):
     # Blocks of 1-2 channels, so that several threads take several blocks.
     monkeypatch.setattr(winograd, 'BLOCK_BYTES', 64)
+    if piece_tiles:
+        # Pieces of one tile, of strips of tile rows, of several images.
+        monkeypatch.setattr(winograd, 'PIECE_BYTES', piece_tiles * 16 *
+                            max(x_shape[1], o) * 8)
     rng = numpy.random.RandomState(0)
     x = rng.randn(*x_shape)
     W = rng.randn(o, x_shape[1], 3, 3)
@@ -51,6 +57,23 @@ def test_equals_brute_force_float64(x_shape, o, pad, workers, monkeypatch):
     assert y.flags.c_contiguous and y.dtype == numpy.float64
     numpy.testing.assert_allclose(y, brute_force(x, W, *pad), rtol=0,
                                   atol=1e-12)
+
+
+@pytest.mark.parametrize('n,th,tw,limit,expected', [
+    # Small images side by side, 3 per piece, the last piece short.
+    (7, 2, 3, 18, [(0, 3, 0, 2), (3, 6, 0, 2), (6, 7, 0, 2)]),
+    # A large image in strips of 2 tile rows (8 tiles of 4 per row).
+    (2, 5, 4, 8, [(i, i + 1, r, min(r + 2, 5)) for i in range(2)
+                  for r in (0, 2, 4)]),
+    # A tile row wider than the limit still makes one piece.
+    (1, 2, 9, 4, [(0, 1, 0, 1), (0, 1, 1, 2)]),
+])
+def test_pieces_cover_every_tile_once(n, th, tw, limit, expected,
+                                      monkeypatch):
+    monkeypatch.setattr(winograd, 'PIECE_BYTES', limit * 16 * 4)
+    got = [(i.start, i.stop, r.start, r.stop)
+           for i, r in winograd.pieces(n, th, tw, 4)]
+    assert got == expected
 
 
 def test_hand_case():
@@ -171,3 +194,32 @@ def test_transform_threads_start_from_the_cgroup_quota(
     winograd.set_workers(3)   # set_threads still decides
     winograd.conv3x3(x, W, 1, 1)
     assert seen[2:] == [3, 3]
+
+
+@pytest.mark.parametrize('pad', [(0, 0), (1, 1), (2, 1), (1, 0), (3, 3)])
+def test_input_gradient_by_winograd_equals_chainer(pad, monkeypatch):
+    # gx of a 3x3 stride-1 convolution is the correlation of gy with the
+    # flipped, transposed kernel, padded 2 - pad: Winograd takes it for
+    # pads up to 2 (the GEMM and col2im beyond); chainer is the reference.
+    monkeypatch.setattr(winograd, 'MIN_CHANNELS', 1)
+    monkeypatch.setattr(winograd, 'MIN_MACS', 1)
+    shapes = []
+    real = winograd.conv3x3
+    monkeypatch.setattr(winograd, 'conv3x3', lambda x, *a, **k: shapes.append(
+        x.shape) or real(x, *a, **k))
+    rng = numpy.random.RandomState(7)
+    x, W = rng.randn(2, 3, 6, 7), rng.randn(4, 3, 3, 3)
+    y_shape = (2, 4) + tuple(s + 2 * p - 2 for s, p in zip((6, 7), pad))
+    gy = rng.randn(*y_shape)
+    grads = []
+    for f in (convolution_2d, F.convolution_2d):
+        xv, Wv = chainer.Variable(x), chainer.Variable(W)
+        y = f(xv, Wv, None, 1, pad)
+        y.grad = gy
+        y.backward()
+        grads.append((xv.grad, Wv.grad))
+    ours, ref = grads
+    assert ours[0].shape == x.shape
+    numpy.testing.assert_allclose(ours[0], ref[0], rtol=0, atol=1e-12)
+    numpy.testing.assert_allclose(ours[1], ref[1], rtol=0, atol=1e-12)
+    assert shapes == [x.shape] + ([y_shape] if max(pad) <= 2 else [])
