@@ -35,6 +35,7 @@ from utils.data.coco_json import DatasetError  # noqa: E402
 from utils.data.object_sizes import (  # noqa: E402
     auto_sizes, data_sizes, summary_lines)
 from utils.ops.image import ImageError  # noqa: E402
+from utils.heap import keep_freed_memory  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.training.build import (  # noqa: E402
     build_augmentations, build_model, build_trainer, check_depth,
@@ -140,6 +141,9 @@ def main(argv=None):
     args.threads = args.threads or default_threads(
         comm.intra_size if comm else 1)
     set_threads(args.threads)
+    # Each step frees and allocates the same large arrays again: reuse
+    # their pages instead of mapping them afresh (utils/heap.py).
+    keep_freed_memory()
     if args.evaluate:  # the npz alone decides the model and its classes
         model, class_ids = load_evaluated_model(args.pretrained, args.arch,
                                                 args.depth)

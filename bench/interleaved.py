@@ -5,7 +5,8 @@
         [--arch fpn] [--rounds 3] [--repeat 3] [--threads 2]
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python bench/interleaved.py train --torch-python /path/to/python \\
-        [--batch 2 8] [--subdivisions 1 4] [--freeze-at 2] [--rounds 3]
+        [--batch 2 8] [--subdivisions 1 4] [--freeze-at 2] [--rounds 3] \\
+        [--torch-heap default|keep]
 
 Each round runs ``bench/inference.py --arch ARCH`` (ours) and then
 ``bench/torchvision_ref.py inference --device cpu`` (R-50-FPN) in fresh
@@ -22,7 +23,9 @@ train``, one process per side, batch and round (so that each peak RSS is
 that batch's alone): images/s and peak RSS, median [range] over the rounds,
 and the ratios ours / torchvision (images/s above 1 is faster; memory below
 1 is smaller). Our ``--batch B --subdivisions S`` runs B images as S
-passes of B / S; torchvision runs the B images in one pass.
+passes of B / S; torchvision runs the B images in one pass. Ours keeps
+freed memory in its heap, as ``train.py`` does (``utils/heap.py``);
+torchvision runs with glibc's default unless ``--torch-heap keep``.
 """
 import argparse
 import json
@@ -37,11 +40,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ('backbone', 'rpn', 'box head', 'mask head', 'paste', 'total')
 
 
-def run(cmd, out):
-    """The JSON rows of one benchmark process, by backend ('numpy',
-    'onnxruntime'; torchvision's: 'cpu')."""
+def run(cmd, out, env=None):
+    """The JSON rows of one benchmark process (environment ``env``, None:
+    ours), by backend ('numpy', 'onnxruntime'; torchvision's: 'cpu')."""
     subprocess.run(cmd + ['--json', out], check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, env=env)
     with open(out) as f:
         return {r['backend']: r for r in json.load(f)}
 
@@ -64,6 +67,11 @@ def train(args):
     common = ['--repeat', str(args.repeat), '--threads', str(args.threads),
               '--freeze-at', str(args.freeze_at)]
     ours, theirs = {}, {}
+    # --torch-heap keep: torchvision's allocations go through glibc's
+    # malloc too, so it gets what utils/heap.py gives train.py.
+    torch_env = dict(os.environ, MALLOC_MMAP_MAX_='0',
+                     MALLOC_TRIM_THRESHOLD_='-1') \
+        if args.torch_heap == 'keep' else None
     before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, 'row.json')
@@ -76,7 +84,7 @@ def train(args):
                 t = run([args.torch_python, os.path.join(
                     ROOT, 'bench', 'torchvision_ref.py'), 'train',
                     '--device', 'cpu', '--batch', str(b)] + common,
-                    out)['cpu']
+                    out, torch_env)['cpu']
                 ours.setdefault(b, []).append(a)
                 theirs.setdefault(b, []).append(t)
                 print('round {} batch {}: ours {:.3f} images/s {:.0f} MB, '
@@ -85,8 +93,9 @@ def train(args):
                           t['images_per_s'], t['peak_mb']), flush=True)
     after = os.getloadavg()
     print('load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} '
-          '{:.2f}; {} threads each; --freeze-at {}'.format(
-              *before, *after, args.threads, args.freeze_at))
+          '{:.2f}; {} threads each; --freeze-at {}; torchvision heap {}'
+          .format(*before, *after, args.threads, args.freeze_at,
+                  args.torch_heap))
     print('{:<11s} {:>22s} {:>22s} {:>6s} {:>6s}'.format(
         'batch/subdv', 'ours', 'torchvision', 'median', 'best'))
     for b, sub in zip(args.batch, args.subdivisions):
@@ -123,6 +132,10 @@ def main():
                    help='train: ours, one per --batch')
     p.add_argument('--freeze-at', type=int, default=2,
                    help="train: both sides' frozen stem and res2..resK")
+    p.add_argument('--torch-heap', choices=('default', 'keep'),
+                   default='default',
+                   help="train: torchvision with glibc's default heap or "
+                        'keeping freed memory, as train.py does')
     p.add_argument('--json', default=None)
     args = p.parse_args()
     if args.what == 'train':

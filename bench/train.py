@@ -2,7 +2,7 @@
 
     python bench/train.py [--arch fpn] [--batch 2 8] [--subdivisions 1 4]
                           [--size 800 1216] [--freeze-at K] [--gpu 0]
-                          [--json OUT]
+                          [--heap keep|default] [--json OUT]
 
 Each batch size runs with the matching ``--subdivisions`` (gradient
 accumulation, ``utils/training/subdivision_updater.py``), on synthetic
@@ -32,6 +32,7 @@ from models.presets import (  # noqa: E402
     build_mask_rcnn, get_preset, train_targets)
 from models.train_chain import MaskRCNNTrainChain  # noqa: E402
 from utils.data.batching import TrainBatcher  # noqa: E402
+from utils.heap import keep_freed_memory  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.training.pretrained import freeze  # noqa: E402
 from utils.training.subdivision_updater import SubdivisionUpdater  # noqa: E402
@@ -127,9 +128,14 @@ def main():
     p.add_argument('--gpu', type=int, default=-1)
     p.add_argument('--threads', type=int, default=default_threads(),
                    help='BLAS and OpenCV threads (utils/threads.py)')
+    p.add_argument('--heap', choices=('keep', 'default'), default='keep',
+                   help='keep freed memory as train.py does (utils/heap.py)'
+                   ' or glibc\'s default')
     p.add_argument('--json', default=None)
     args = p.parse_args()
     blas = set_threads(args.threads)
+    if args.heap == 'keep':
+        keep_freed_memory()
     if len(args.subdivisions) != len(args.batch):
         p.error('give one --subdivisions per --batch')
     print('{:<6s} {:<6s} {:>5s} {:>5s} {:>9s} {:>9s}'.format(
