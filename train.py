@@ -42,7 +42,8 @@ from utils.training.build import (  # noqa: E402
     check_roi_size, load_data, training_preset)
 from utils.training.defaults import LR_RULES, default_settings  # noqa: E402
 from utils.training.distributed import (  # noqa: E402
-    abort_other_ranks, create_communicator, scatter_datasets, sync_batch_norm)
+    abort_other_ranks, create_communicator, root_first, scatter_datasets,
+    sync_batch_norm)
 from utils.training.divergence import DivergenceAdvice  # noqa: E402
 from utils.training.errors import SetupError  # noqa: E402
 from utils.training.flags import parse_args  # noqa: E402
@@ -170,7 +171,9 @@ def run(args, comm=None, argv=()):
         check_snapshot(args.resume)
     if root:
         prepare_out(args.out)
-    path, fields = starting_point(args.pretrained, args.arch, args.depth, log)
+    # A model-zoo name is downloaded and converted by rank 0 alone.
+    path, fields = root_first(comm, functools.partial(
+        starting_point, args.pretrained, args.arch, args.depth, log))
     paths = data_paths(args) if root else None
     box_offset = get_preset(args.arch, **fields).conventions.box_offset
     load = functools.partial(load_data, paths, box_offset,

@@ -87,6 +87,18 @@ def on_root(comm, fn):
     return result
 
 
+def root_first(comm, fn):
+    """``fn()`` on rank 0, then on every other rank once rank 0's has
+    returned (``comm`` None: once, here); each rank's result. A download
+    or a conversion into a shared cache then happens once, and the other
+    ranks find the file there (a node that does not share the cache
+    fetches its own copy, still atomically). Errors as ``on_root``."""
+    if comm is None:
+        return fn()
+    result = on_root(comm, fn)
+    return result if comm.rank == 0 else fn()
+
+
 def scatter_datasets(comm, load, seed):
     """``load()`` -> (train, val, val_json, meta), run on rank 0.
 

@@ -13,7 +13,7 @@ from chainer import serializers
 
 from tests.helpers import tiny_training as tiny
 from utils.training.distributed import (RankStates, SerializableRandomState,
-                                        on_root)
+                                        on_root, root_first)
 from utils.data.order_sampler import SeededShuffleOrderSampler
 from utils.training.setup import SetupError
 from utils.training.subdivision_updater import SubdivisionUpdater
@@ -121,6 +121,42 @@ def test_on_root_raises_the_roots_error_everywhere():
     with pytest.raises(SetupError, match='no data'):
         on_root(_FakeComm(0, 2), fail)
     assert on_root(_FakeComm(0, 2), lambda: 5) == 5
+
+
+class _OrderedComm(_FakeComm):
+    """A rank whose broadcast is logged in ``events`` and, off the root,
+    returns what rank 0 sent (no error)."""
+
+    def __init__(self, rank, events):
+        super().__init__(rank, 2)
+        self.events = events
+
+    def bcast_obj(self, obj):
+        self.events.append('bcast')
+        return obj if self.rank == 0 else (None,)
+
+
+@pytest.mark.parametrize('rank,expected', [
+    (0, ['fetch', 'bcast']),      # rank 0 fetches, then releases the rest
+    (1, ['bcast', 'fetch']),      # the others wait for it, then read
+])
+def test_root_first_runs_on_rank_0_before_the_others(rank, expected):
+    events = []
+    got = root_first(_OrderedComm(rank, events),
+                     lambda: events.append('fetch') or rank)
+    assert (got, events) == (rank, expected)
+    assert root_first(None, lambda: 7) == 7
+
+
+def test_root_first_raises_the_roots_error_without_running_again():
+    events = []
+
+    def fail():
+        events.append('fetch')
+        raise SetupError('offline')
+    with pytest.raises(SetupError, match='offline'):
+        root_first(_OrderedComm(0, events), fail)
+    assert events == ['fetch', 'bcast']
 
 
 def test_missing_mpi_is_a_one_line_error(tmp_path):
