@@ -52,6 +52,7 @@ from utils.demo_io import (  # noqa: E402
 from utils.deploy.onnx_predict import OnnxMaskRCNN, OnnxModelError  # noqa
 from utils.ops.image import (  # noqa: E402
     MAX_IMAGE_PIXELS, ImageError, read_image)
+from utils.heap import keep_freed_memory  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 from utils.weights.model_io import (  # noqa: E402
     DEFAULT_N_FG_CLASS, ModelFileError, check_meta, load_model,
@@ -246,6 +247,9 @@ def main(argv=None):
     if args.gpu >= 0:
         require_gpus([args.gpu], '--gpu {}'.format(args.gpu))
     set_threads(args.threads or default_threads())
+    # Each image frees and allocates the same large arrays again: reuse
+    # their pages instead of mapping them afresh (utils/heap.py).
+    keep_freed_memory()
     model, meta = build(args)
     labels = class_labels(meta)
     with kept_workspaces():  # image to image; released at the end

@@ -48,6 +48,7 @@ from utils.ops.detections import (box_detections, class_mask_probs,  # noqa
                                   mask_rois)
 from utils.ops.image import network_input, prepare  # noqa: E402
 from utils.ops.masks import paste_masks  # noqa: E402
+from utils.heap import keep_freed_memory  # noqa: E402
 from utils.threads import default_threads, set_threads  # noqa: E402
 
 STAGES = ('prepare', 'backbone', 'rpn', 'box head', 'mask head', 'paste')
@@ -249,10 +250,15 @@ def main():
     p.add_argument('--no-onnxruntime', action='store_true',
                    help='skip the onnxruntime rows, which are timed when '
                         'onnx and onnxruntime are installed')
+    p.add_argument('--heap', choices=('keep', 'default'), default='keep',
+                   help='keep freed memory as demo.py and train.py do '
+                        "(utils/heap.py) or glibc's default")
     p.add_argument('--threads', type=int, default=default_threads(),
                    help='BLAS and OpenCV threads (utils/threads.py)')
     args = p.parse_args()
     blas = set_threads(args.threads)
+    if args.heap == 'keep':
+        keep_freed_memory()
     sgemm = sgemm_gflops()
     cpu = cpu_description()
     print('{}; load average {:.2f} {:.2f} {:.2f}; {} thread(s); BLAS: {}; '

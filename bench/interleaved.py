@@ -25,7 +25,8 @@ and the ratios ours / torchvision (images/s above 1 is faster; memory below
 1 is smaller). Our ``--batch B --subdivisions S`` runs B images as S
 passes of B / S; torchvision runs the B images in one pass. Ours keeps
 freed memory in its heap, as ``train.py`` does (``utils/heap.py``);
-torchvision runs with glibc's default unless ``--torch-heap keep``.
+torchvision runs with glibc's default unless ``--torch-heap keep``
+(inference too: ours keeps it as ``demo.py`` does).
 """
 import argparse
 import json
@@ -49,6 +50,15 @@ def run(cmd, out, env=None):
         return {r['backend']: r for r in json.load(f)}
 
 
+def heap_env(heap):
+    """The environment of torchvision's process: ``keep`` gives it, through
+    glibc's variables, what ``utils/heap.py`` gives ours (its allocations
+    go through glibc's malloc too); ``default``: None, ours unchanged."""
+    if heap == 'default':
+        return None
+    return dict(os.environ, MALLOC_MMAP_MAX_='0', MALLOC_TRIM_THRESHOLD_='-1')
+
+
 def cell(values):
     """'median [min-max]' in ms."""
     ms = [v * 1e3 for v in values]
@@ -67,11 +77,7 @@ def train(args):
     common = ['--repeat', str(args.repeat), '--threads', str(args.threads),
               '--freeze-at', str(args.freeze_at)]
     ours, theirs = {}, {}
-    # --torch-heap keep: torchvision's allocations go through glibc's
-    # malloc too, so it gets what utils/heap.py gives train.py.
-    torch_env = dict(os.environ, MALLOC_MMAP_MAX_='0',
-                     MALLOC_TRIM_THRESHOLD_='-1') \
-        if args.torch_heap == 'keep' else None
+    torch_env = heap_env(args.torch_heap)
     before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, 'row.json')
@@ -134,8 +140,8 @@ def main():
                    help="train: both sides' frozen stem and res2..resK")
     p.add_argument('--torch-heap', choices=('default', 'keep'),
                    default='default',
-                   help="train: torchvision with glibc's default heap or "
-                        'keeping freed memory, as train.py does')
+                   help="torchvision with glibc's default heap or keeping "
+                        'freed memory, as train.py and demo.py do')
     p.add_argument('--json', default=None)
     args = p.parse_args()
     if args.what == 'train':
@@ -162,7 +168,8 @@ def main():
             rows = run(ours_cmd, out)
             ours.append(rows['numpy'])
             ort += [rows['onnxruntime']] if args.onnxruntime else []
-            theirs.append(run(theirs_cmd, out)['cpu'])
+            theirs.append(run(theirs_cmd, out, heap_env(args.torch_heap))[
+                'cpu'])
             print('round {}: ours {:.0f} ms, {}torchvision {:.0f} ms'.format(
                 i + 1, ours[-1]['total'] * 1e3, 'onnxruntime {:.0f} ms, '
                 .format(ort[-1]['total'] * 1e3) if ort else '',
@@ -171,16 +178,24 @@ def main():
     blas = ', '.join('{internal_api} {version} {architecture}'.format(**b)
                      for b in ours[0]['blas'])
     print('{}\nload average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} '
-          '{:.2f}; {} threads each; our BLAS: {}; SGEMM {:.0f} GFLOP/s'
-          .format(ours[0]['cpu'], *before, *after, args.threads, blas,
-                  numpy.median([r['sgemm_gflops'] for r in ours])))
-    print('{:<10s} {:>20s} {:>20s} {:>7s}'.format(
-        'stage (ms)', 'ours ' + args.arch, 'torchvision', 'ratio'))
+          '{:.2f}; {} threads each; our BLAS: {}; SGEMM {:.0f} GFLOP/s; '
+          'torchvision heap {}'.format(
+              ours[0]['cpu'], *before, *after, args.threads, blas,
+              numpy.median([r['sgemm_gflops'] for r in ours]),
+              args.torch_heap))
+    print('{:<10s} {:>20s} {:>20s} {:>7s} {:>6s}'.format(
+        'stage (ms)', 'ours ' + args.arch, 'torchvision', 'median', 'best'))
     for s in STAGES:
         a = [r[s] for r in ours]
         b = [r[s] for r in theirs]
-        print('{:<10s} {:>20s} {:>20s} {:>7.2f}'.format(
-            s, cell(a), cell(b), numpy.median(a) / numpy.median(b)))
+        print('{:<10s} {:>20s} {:>20s} {:>7.2f} {:>6.2f}'.format(
+            s, cell(a), cell(b), numpy.median(a) / numpy.median(b),
+            min(a) / min(b)))
+    a, b = ([r['peak_mb'] for r in rows] for rows in (ours, theirs))
+    print('{:<10s} {:>20s} {:>20s} {:>7.2f} {:>6.2f}{}'.format(
+        'peak MB', cells(a, '{:.0f}'), cells(b, '{:.0f}'),
+        numpy.median(a) / numpy.median(b), min(a) / min(b),
+        '  (ours includes the onnxruntime session)' if ort else ''))
     if ort:
         print('{:<10s} {:>20s} {:>20s} {:>7.2f}'.format(
             'onnxruntime', cell([r['total'] for r in ort]), 'total',
