@@ -143,22 +143,38 @@ def build_optimizer(chain, lr, weight_decay, freeze_at=0, mixed16=False,
     return optimizer, frozen
 
 
+# Bytes per example for the boxes and labels: thousands of instances.
 SHARED_MEM = 1 << 20
+
+
+def loader_shared_mem(dataset):
+    """Shared memory per example for the loader processes: ``SHARED_MEM``
+    plus the largest image the annotations declare, as ``read_image``
+    returns it ((3, H, W) float32). chainer sizes its buffers from the
+    first batch and warns (four lines, for each example) whenever a later
+    one is larger, as an example with more instances is, and a 512 x 512
+    image (3 MB) is beyond any fixed 1 MiB. A dataset without declared
+    sizes (not a ``COCODataset``, or a ChainerMN shard of one) gets
+    ``SHARED_MEM`` and chainer's warning for larger examples."""
+    base = getattr(dataset, '_dataset', dataset)    # a chainer SubDataset
+    boxes = getattr(base, 'example_boxes', None)
+    if boxes is None:
+        return SHARED_MEM
+    largest = max((h * w for (h, w), _ in map(boxes, range(len(base)))),
+                  default=0)
+    return SHARED_MEM + 3 * 4 * largest
 
 
 def build_iterator(dataset, batchsize, loaders, seed):
     """Batches of ``dataset`` in a seeded order, loaded by ``loaders``
     processes (0: this one); read errors are carried to the batcher."""
     sampler = SeededShuffleOrderSampler(seed)
+    shared_mem = loader_shared_mem(dataset)
     dataset = CarryReadErrors(dataset)
     if loaders > 0:
-        # chainer sizes its shared memory from the first batch's arrays and
-        # warns (four lines, each time) whenever a later example's are
-        # larger, as examples with more instances are: 1 MiB per example
-        # holds the boxes and labels of thousands of instances.
         return chainer.iterators.MultiprocessIterator(
             OneThreadPerLoader(dataset), batchsize, n_processes=loaders,
-            order_sampler=sampler, shared_mem=SHARED_MEM)
+            order_sampler=sampler, shared_mem=shared_mem)
     return chainer.iterators.SerialIterator(dataset, batchsize,
                                             order_sampler=sampler)
 
