@@ -235,7 +235,7 @@ def weight_gradient_wide(gy, x, kh, kw, ph, pw):
     n, c = x.shape[:2]
     o, p, q = gy.shape[1:]
     k = c * kh * kw
-    out = xp.zeros((o, k), numpy.result_type(gy, x))
+    out = xp.zeros((o, k), numpy.result_type(gy.dtype, x.dtype))
     for i in range(n):
         flat, wp = _padded_flat(x[i:i + 1], ph, pw)
         rows = max(1, STRIP_BYTES // (k * wp * x.itemsize))
