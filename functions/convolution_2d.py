@@ -121,9 +121,9 @@ class Convolution2DGEMM(function_node.FunctionNode):
 class Convolution2DGEMMGrad(function_node.FunctionNode):
     """The gradients of ``Convolution2DGEMM`` that ``indexes`` asks for,
     in its order (0: gx, a GEMM and col2im, or Winograd; 1: gW, im2col or
-    wide strips, and GEMMs; 2: gb, a sum); not differentiable. chainer asks only for the inputs that
-    require a gradient, so a frozen stage's weights (run without a graph)
-    and the image cost nothing."""
+    wide strips, and GEMMs; 2: gb, a sum); not differentiable. chainer
+    asks only for the inputs that require a gradient, so a frozen stage's
+    weights (run without a graph) and the image cost nothing."""
 
     def __init__(self, fwd, indexes):
         self.sy, self.sx, self.ph, self.pw = fwd.sy, fwd.sx, fwd.ph, fwd.pw
@@ -140,7 +140,7 @@ class Convolution2DGEMMGrad(function_node.FunctionNode):
         stride1_kxk = (self.sy, self.sx) == (1, 1) and (kh, kw) != (1, 1)
         out = {}
         if 0 in self.indexes and stride1_kxk and _winograd_input_gradient_fits(
-                x, W, gy, self.ph, self.pw):
+                W, gy, self.ph, self.pw):
             out[0] = winograd_input_gradient(W, gy, self.ph, self.pw)
         gy4, gy = gy, gy.reshape(n, o, p * q)
         if cc.folds(n, p, q):
@@ -191,7 +191,7 @@ def convolution_2d(x, W, b=None, stride=1, pad=0, relu=False):
     return Convolution2DGEMM(stride, pad, relu).apply(inputs)[0]
 
 
-def _winograd_input_gradient_fits(x, W, gy, ph, pw):
+def _winograd_input_gradient_fits(W, gy, ph, pw):
     # The full correlation pads by 2 - ph; Winograd's own size rule holds.
     return (W.shape[2:] == (3, 3) and max(ph, pw) <= 2 and
             winograd.worthwhile(get_array_module(gy), gy.dtype, gy.shape,
@@ -203,8 +203,8 @@ def winograd_input_gradient(W, gy, ph, pw):
     """gx of a 3x3, stride-1 convolution with padding (ph, pw) <= 2: the
     full correlation of gy (N, O, P, Q) with the kernel W (O, C, 3, 3)
     flipped and transposed, padding 2 - ph, as a Winograd convolution ->
-    (N, C, H, W). The same multiply-adds as the GEMM and col2im it
-    replaces, 2.25x fewer, and no (K, L) columns."""
+    (N, C, H, W): the sum the GEMM and col2im compute, with 2.25x fewer
+    multiplications and no (K, L) columns."""
     wt = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)      # (C, O, 3, 3)
     return winograd.conv3x3(gy, get_array_module(W).ascontiguousarray(wt),
                             2 - ph, 2 - pw)
