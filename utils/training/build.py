@@ -169,14 +169,13 @@ def build_iterator(dataset, batchsize, loaders, seed):
     """Batches of ``dataset`` in a seeded order, loaded by ``loaders``
     processes (0: this one); read errors are carried to the batcher."""
     sampler = SeededShuffleOrderSampler(seed)
-    shared_mem = loader_shared_mem(dataset)
-    dataset = CarryReadErrors(dataset)
     if loaders > 0:
         return chainer.iterators.MultiprocessIterator(
-            OneThreadPerLoader(dataset), batchsize, n_processes=loaders,
-            order_sampler=sampler, shared_mem=shared_mem)
-    return chainer.iterators.SerialIterator(dataset, batchsize,
-                                            order_sampler=sampler)
+            OneThreadPerLoader(CarryReadErrors(dataset)), batchsize,
+            n_processes=loaders, order_sampler=sampler,
+            shared_mem=loader_shared_mem(dataset))
+    return chainer.iterators.SerialIterator(CarryReadErrors(dataset),
+                                            batchsize, order_sampler=sampler)
 
 
 def build_augmentations(model, color_jitter=None, random_crop=None,
