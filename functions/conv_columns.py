@@ -232,13 +232,13 @@ def weight_gradient_wide(gy, x, kh, kw, ph, pw):
     padded copy of gy, so they add nothing.
     """
     xp = get_array_module(x)
-    n, c = x.shape[:2]
+    n, c, _, w = x.shape
     o, p, q = gy.shape[1:]
     k = c * kh * kw
+    rows = max(1, STRIP_BYTES // (k * (w + 2 * pw) * x.itemsize))
     out = xp.zeros((o, k), numpy.result_type(gy.dtype, x.dtype))
     for i in range(n):
         flat, wp = _padded_flat(x[i:i + 1], ph, pw)
-        rows = max(1, STRIP_BYTES // (k * wp * x.itemsize))
         for p0 in range(0, p, rows):
             p1 = min(p, p0 + rows)
             g = xp.zeros((o, p1 - p0, wp), gy.dtype)
