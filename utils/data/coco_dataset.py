@@ -102,7 +102,8 @@ class COCODataset(chainer.dataset.DatasetMixin):
             ``unknown_class``. Default: the file's category ids, sorted.
         max_pixels (int): the most pixels an image may declare, in the
             JSON and in its file's header (``--max-image-pixels``); every
-            header is read at construction, before any image is decoded.
+            header is read at construction, before any image is decoded,
+            and must give the declared size (either way round).
 
     ``get_example(i)`` returns ``(img, bbox, label, segms)``:
 
@@ -148,7 +149,7 @@ class COCODataset(chainer.dataset.DatasetMixin):
             self.image_ids.append(img_info['id'])
             self._entries.append(entry)
         self.n_instances = sum(len(e['label']) for e in self._entries)
-        self._check_files(image_dir)
+        self._check_files(image_dir, json_path)
         print('COCODataset {}: {} images ({} without annotations, {}), {} '
               'classes, {} instances; skipped {}'.format(
                   json_path, len(self), n_empty,
@@ -177,7 +178,7 @@ class COCODataset(chainer.dataset.DatasetMixin):
                 'bbox': numpy.array(bbox, numpy.float32).reshape(-1, 4),
                 'label': numpy.array(label, numpy.int32), 'segms': segms}
 
-    def _check_files(self, image_dir):
+    def _check_files(self, image_dir, json_path):
         missing = [e['path'] for e in self._entries
                    if not os.path.isfile(e['path'])]
         if missing:
@@ -186,9 +187,15 @@ class COCODataset(chainer.dataset.DatasetMixin):
                                                 image_dir, missing[0]))
         for image_id, entry in zip(self.image_ids, self._entries):
             try:  # a header only: cheap, and one line before training
-                check_image_header(entry['path'], self.max_pixels)
+                size = check_image_header(entry['path'], self.max_pixels)
             except ImageError as e:
                 raise DatasetError('image id {}: {}'.format(image_id, e))
+            # The declared size sizes the loaders' shared memory before any
+            # image is decoded, so it must be the file's; either way round,
+            # as OpenCV turns a JPEG by its EXIF orientation when decoding.
+            if size is not None and entry['size'] not in (size[::-1], size):
+                raise DatasetError('{}: {}'.format(json_path, _size_mismatch(
+                    image_id, entry['path'], size[::-1], entry['size'])))
 
     def __len__(self):
         return len(self._entries)
@@ -207,13 +214,19 @@ class COCODataset(chainer.dataset.DatasetMixin):
             raise DatasetError('image id {}: {}'.format(self.image_ids[i], e))
         height, width = entry['size']
         if img.shape[1:] != (height, width):
-            raise DatasetError('image id {}: {} is {}x{} (HxW) but the '
-                               'annotations say {}x{}'.format(
-                                   self.image_ids[i], entry['path'],
-                                   img.shape[1], img.shape[2], height, width))
+            raise DatasetError(_size_mismatch(
+                self.image_ids[i], entry['path'], img.shape[1:],
+                entry['size']))
         segms = [rle_to_mask(s, height, width) if isinstance(s, dict)
                  else [p.copy() for p in s] for s in entry['segms']]
         return img, entry['bbox'].copy(), entry['label'].copy(), segms
+
+
+def _size_mismatch(image_id, path, actual, declared):
+    """The line for an image file of (H, W) ``actual`` whose annotations
+    say (H, W) ``declared``."""
+    return 'image id {}: {} is {}x{} (HxW) but the annotations say ' \
+        '{}x{}'.format(image_id, path, *actual, *declared)
 
 
 def _classes(categories, class_ids=None):

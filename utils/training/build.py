@@ -149,8 +149,9 @@ SHARED_MEM = 1 << 20
 
 def loader_shared_mem(dataset):
     """Shared memory per example for the loader processes: ``SHARED_MEM``
-    plus the largest image the annotations declare, as ``read_image``
-    returns it ((3, H, W) float32). chainer sizes its buffers from the
+    plus the largest image the annotations declare (each checked against
+    its file's header by ``COCODataset``), as ``read_image`` returns it
+    ((3, H, W) float32). chainer sizes its buffers from the
     first batch and warns (four lines, for each example) whenever a later
     one is larger, as an example with more instances is, and a 512 x 512
     image (3 MB) is beyond any fixed 1 MiB. A dataset without declared

@@ -250,3 +250,27 @@ def test_flip_without_offset_is_a_mirror():
         img, bbox, [[numpy.array([2., 1., 6., 1., 6., 4.])]], box_offset=0)
     numpy.testing.assert_array_equal(f_bbox, [[4, 1, 8, 4]])
     numpy.testing.assert_array_equal(f_segms[0][0], [8, 1, 4, 1, 4, 4])
+
+
+@pytest.mark.parametrize('declared,refused', [
+    ((H, W), False), ((W, H), False),      # the file's size, either way
+    ((9000, 9000), True), ((H, W + 1), True)])
+def test_declared_sizes_are_the_files_at_construction(tmp_path, declared,
+                                                      refused):
+    # The declared size decides the loaders' shared memory before any image
+    # is decoded: a JSON claiming 9000 x 9000 for a 50 x 100 file is one
+    # line at construction, naming the JSON, the image and both sizes.
+    data = {'images': [{'id': 10, 'file_name': '10.png',
+                        'height': declared[0], 'width': declared[1]}],
+            'annotations': [_ann(1, 10, 9, [10, 20, 5, 4])],
+            'categories': [{'id': 9, 'name': 'nine'}]}
+    path, image_dir = _write(tmp_path, data, images=(10,))
+    if not refused:
+        assert COCODataset(path, image_dir).example_boxes(0)[0] == declared
+        return
+    with pytest.raises(DatasetError) as e:
+        COCODataset(path, image_dir)
+    line = str(e.value)
+    assert '\n' not in line and line.startswith(path + ': image id ')
+    assert line.endswith('is {}x{} (HxW) but the annotations say {}x{}'
+                         .format(H, W, *declared))
